@@ -1,0 +1,105 @@
+//! Reading one partition from an offset, following the writer across segments.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::segment::{Cursor, Stop, list_segments, open_read, read_frames, segment_path};
+use crate::Record;
+use crate::error::Result;
+
+pub(crate) struct PartitionReader {
+    dir: PathBuf,
+    open: Option<(PathBuf, File)>,
+    cur: Cursor,
+    /// Frames below this offset are read past but not returned (after a seek).
+    skip_to: u64,
+    buf: Vec<u8>,
+}
+
+impl PartitionReader {
+    pub(crate) fn new(dir: &Path) -> Self {
+        PartitionReader { dir: dir.to_owned(), open: None, cur: Cursor::default(), skip_to: 0, buf: Vec::new() }
+    }
+
+    /// Next offset this reader returns.
+    pub(crate) fn position(&self) -> u64 {
+        self.cur.offset.max(self.skip_to)
+    }
+
+    /// Positions the reader at `offset`; below the log start it starts at the
+    /// first offset still held (retention removed the rest).
+    pub(crate) fn seek(&mut self, offset: u64) -> Result<()> {
+        self.open = None;
+        self.cur = Cursor { pos: 0, offset: 0 };
+        self.skip_to = offset;
+        self.open_segment_for(offset)
+    }
+
+    fn open_segment_for(&mut self, offset: u64) -> Result<()> {
+        let segs = list_segments(&self.dir)?;
+        let Some(&first) = segs.first() else { return Ok(()) };
+        let base = segs.iter().rev().copied().find(|b| *b <= offset).unwrap_or(first);
+        if offset < first {
+            tracing::warn!(dir = %self.dir.display(), offset, first, "offset was removed by retention; reading from the log start");
+            self.skip_to = first;
+        }
+        let path = segment_path(&self.dir, base);
+        let file = open_read(&path)?;
+        self.open = Some((path, file));
+        self.cur = Cursor { pos: 0, offset: base };
+        Ok(())
+    }
+
+    /// Appends up to `max` records to `out`; returns how many.
+    pub(crate) fn read(&mut self, topic: &Arc<str>, partition: u32, max: usize, out: &mut Vec<Record>) -> Result<usize> {
+        self.read_with(max, |offset, f| {
+            out.push(Record {
+                topic: topic.clone(),
+                partition,
+                offset,
+                timestamp_ms: f.timestamp_ms,
+                key: f.key.map(<[u8]>::to_vec),
+                value: f.value.to_vec(),
+                headers: f.headers.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect(),
+            })
+        })
+    }
+
+    /// Reads to the current end without materializing records; returns the end offset.
+    pub(crate) fn scan_to_end(&mut self) -> Result<u64> {
+        self.read_with(usize::MAX, |_, _| {})?;
+        Ok(self.position())
+    }
+
+    fn read_with(&mut self, max: usize, mut each: impl FnMut(u64, super::frame::Frame<'_>)) -> Result<usize> {
+        if self.open.is_none() {
+            self.open_segment_for(self.skip_to)?;
+        }
+        let mut n = 0;
+        while n < max {
+            let Some((path, file)) = &self.open else { break };
+            let skip_to = self.skip_to;
+            let mut got = 0;
+            let stop = read_frames(file, path, &mut self.cur, &mut self.buf, max.saturating_sub(n), |offset, f| {
+                got += 1;
+                if offset >= skip_to {
+                    each(offset, f);
+                }
+            })?;
+            n += got;
+            if stop == Stop::Max {
+                break;
+            }
+            // At the end of this segment: follow the writer into the next one.
+            let next = segment_path(&self.dir, self.cur.offset);
+            if next == *path || !next.exists() {
+                break;
+            }
+            let file = open_read(&next)?;
+            self.open = Some((next, file));
+            self.cur.pos = 0;
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,199 @@
+use std::io::Write;
+use std::time::Duration;
+
+use super::*;
+use crate::{ConsumerConfig, EventLog, ProducerRecord, TopicPartition};
+
+fn log_at(dir: &Path, opts: EmbeddedOptions) -> EmbeddedLog {
+    EmbeddedLog::open(dir, opts).unwrap()
+}
+
+fn small_segments() -> EmbeddedOptions {
+    EmbeddedOptions { segment_bytes: 4096, ..EmbeddedOptions::default() }
+}
+
+fn produce(log: &EmbeddedLog, topic: &str, n: usize, key: Option<&str>) {
+    let mut p = log.producer().unwrap();
+    for i in 0..n {
+        let v = format!("value-{i}");
+        p.send(ProducerRecord::new(topic, key.map(str::as_bytes), v.as_bytes())).unwrap();
+        if i % 50 == 49 {
+            p.flush().unwrap();
+        }
+    }
+    p.flush().unwrap();
+}
+
+fn read_all(log: &EmbeddedLog, topic: &str) -> Vec<Record> {
+    let mut c = log.consumer(ConsumerConfig::topics(&[topic], OffsetReset::Earliest)).unwrap();
+    let mut out = Vec::new();
+    loop {
+        let batch = c.poll(1000, Duration::from_millis(20)).unwrap();
+        if batch.is_empty() {
+            return out;
+        }
+        out.extend(batch);
+    }
+}
+
+#[test]
+fn keys_keep_order_within_a_partition_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_at(dir.path(), small_segments());
+    log.ensure_topic("t", 3).unwrap();
+    produce(&log, "t", 500, Some("session-a"));
+    let recs = read_all(&log, "t");
+    assert_eq!(recs.len(), 500);
+    let p = recs[0].partition;
+    assert!(recs.iter().all(|r| r.partition == p), "one key, one partition");
+    assert_eq!(p, partition_for_key(b"session-a", 3));
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!((r.offset, r.value.as_slice()), (i as u64, format!("value-{i}").as_bytes()));
+    }
+    let segments = segment::list_segments(&dir.path().join("topics/t").join(p.to_string())).unwrap();
+    assert!(segments.len() > 3, "rolled into {segments:?}");
+    let info = log.topics().unwrap();
+    assert_eq!(info[0].partitions[p as usize].end, 500);
+}
+
+#[test]
+fn groups_resume_from_their_commit_and_admit_one_member() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_at(dir.path(), EmbeddedOptions::default());
+    produce(&log, "t", 100, None);
+    let mut c = log.consumer(ConsumerConfig::group("g", &["t"])).unwrap();
+    assert!(matches!(log.consumer(ConsumerConfig::group("g", &["t"])), Err(LogError::GroupBusy(_))));
+    let mut seen = c.poll(40, Duration::from_millis(50)).unwrap();
+    let commits: Vec<CommittedOffset> = c
+        .assignment()
+        .iter()
+        .map(|tp| CommittedOffset {
+            topic: tp.topic.to_string(),
+            partition: tp.partition,
+            offset: c.position(tp).unwrap(),
+            metadata: "m".into(),
+        })
+        .collect();
+    c.commit(&commits).unwrap();
+    drop(c);
+    let mut c = log.consumer(ConsumerConfig::group("g", &["t"])).unwrap();
+    assert_eq!(c.committed().unwrap().len(), commits.len());
+    loop {
+        let batch = c.poll(1000, Duration::from_millis(20)).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        seen.extend(batch);
+    }
+    let mut values: Vec<_> = seen.iter().map(|r| String::from_utf8(r.value.clone()).unwrap()).collect();
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len(), 100, "every record once after resuming");
+    let ends: u64 = c.end_offsets().unwrap().iter().map(|(_, e)| e).sum();
+    assert_eq!(ends, 100);
+    assert_eq!(log.groups().unwrap()[0].group, "g");
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_every_flushed_record_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_at(dir.path(), EmbeddedOptions::default());
+    log.ensure_topic("t", 1).unwrap();
+    produce(&log, "t", 10, Some("k"));
+    let seg = segment::segment_path(&dir.path().join("topics/t/0"), 0);
+    let whole = std::fs::metadata(&seg).unwrap().len();
+
+    // A crash mid-write: half of a frame at the tail.
+    let mut frame = Vec::new();
+    frame::encode(&mut frame, 0, Some(b"k"), &[], b"never flushed");
+    std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&frame[..frame.len() / 2]).unwrap();
+    assert_eq!(read_all(&log, "t").len(), 10, "readers stop before the torn frame");
+
+    // Reopen as a new process would; the next append cuts the tail first.
+    let log = log_at(dir.path(), EmbeddedOptions::default());
+    produce(&log, "t", 5, Some("k"));
+    let recs = read_all(&log, "t");
+    assert_eq!(recs.len(), 15);
+    assert!(recs.iter().all(|r| r.value.starts_with(b"value-")));
+    assert_eq!(recs.last().unwrap().offset, 14);
+
+    // A whole-length frame with a bad checksum is cut the same way.
+    let len = std::fs::metadata(&seg).unwrap().len();
+    assert!(len > whole);
+    let mut bad = frame.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&bad).unwrap();
+    let log = log_at(dir.path(), EmbeddedOptions::default());
+    produce(&log, "t", 1, Some("k"));
+    assert_eq!(read_all(&log, "t").len(), 16);
+    assert_eq!(log.topics().unwrap()[0].partitions[0].end, 16);
+}
+
+#[test]
+fn retention_by_size_removes_old_segments_and_readers_start_at_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EmbeddedOptions { retention_bytes: Some(8192), ..small_segments() };
+    let log = log_at(dir.path(), opts);
+    log.ensure_topic("t", 1).unwrap();
+    for _ in 0..20 {
+        produce(&log, "t", 50, Some("k"));
+    }
+    let info = &log.topics().unwrap()[0].partitions[0];
+    assert!(info.start > 0, "old segments removed: {info:?}");
+    assert_eq!(info.end, 1000);
+    let recs = read_all(&log, "t");
+    assert_eq!(recs.first().unwrap().offset, info.start);
+    assert_eq!(recs.len() as u64, info.end - info.start);
+}
+
+#[test]
+fn two_producers_append_to_one_partition_without_losing_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(log_at(dir.path(), small_segments()));
+    log.ensure_topic("t", 1).unwrap();
+    let handles: Vec<_> = (0..2)
+        .map(|w| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut p = log.producer().unwrap();
+                for i in 0..300 {
+                    let v = format!("{w}-{i}");
+                    p.send(ProducerRecord::new("t", Some(b"k"), v.as_bytes())).unwrap();
+                    if i % 7 == 0 {
+                        p.flush().unwrap();
+                    }
+                }
+                p.flush().unwrap();
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let recs = read_all(&log, "t");
+    assert_eq!(recs.len(), 600);
+    for (i, r) in recs.iter().enumerate() {
+        assert_eq!(r.offset, i as u64);
+    }
+}
+
+#[test]
+fn read_range_and_seek() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_at(dir.path(), small_segments());
+    log.ensure_topic("t", 1).unwrap();
+    produce(&log, "t", 300, Some("k"));
+    let tp = TopicPartition::new("t", 0);
+    let recs = crate::read_range(&log, &tp, 120, 130).unwrap();
+    assert_eq!(recs.iter().map(|r| r.offset).collect::<Vec<_>>(), (120..130).collect::<Vec<_>>());
+}
+
+#[test]
+fn fsync_policy_parses() {
+    assert_eq!("flush".parse(), Ok(FsyncPolicy::EveryFlush));
+    assert_eq!("never".parse(), Ok(FsyncPolicy::Never));
+    assert_eq!("250ms".parse(), Ok(FsyncPolicy::Interval(Duration::from_millis(250))));
+    assert_eq!("2s".parse(), Ok(FsyncPolicy::Interval(Duration::from_secs(2))));
+    assert!("often".parse::<FsyncPolicy>().is_err());
+}
