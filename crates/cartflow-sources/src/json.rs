@@ -3,7 +3,7 @@
 //! file held (a price of `abc` stays `"abc"` and is rejected there, with its
 //! field named).
 
-use cartflow_core::{FIELDS, RawEvent, Scalar};
+use cartflow_core::{Event, FIELDS, RawEvent, Scalar};
 
 /// Writes `raw` as a JSON object, omitting missing fields.
 pub fn raw_event_json(raw: &RawEvent<'_>, out: &mut Vec<u8>) {
@@ -43,6 +43,38 @@ pub fn raw_event_json(raw: &RawEvent<'_>, out: &mut Vec<u8>) {
         }
     }
     out.push(b'}');
+}
+
+/// A generated event as the reference design's producer sends it: the
+/// dataset's field names and its `2019-10-01 00:00:00 UTC` time form.
+pub fn event_json(e: &Event, out: &mut Vec<u8>) {
+    let mut time = String::with_capacity(23);
+    cartflow_core::time::format_dataset(e.event_time, &mut time);
+    let wire = WireEvent {
+        event_time: &time,
+        event_type: e.event_type.as_str(),
+        product_id: e.product_id,
+        category_id: e.category_id,
+        category_code: e.category_code.as_deref(),
+        brand: e.brand.as_deref(),
+        price: e.price,
+        user_id: e.user_id,
+        user_session: e.user_session.as_deref(),
+    };
+    serde_json::to_writer(out, &wire).expect("vec write");
+}
+
+#[derive(serde::Serialize)]
+struct WireEvent<'a> {
+    event_time: &'a str,
+    event_type: &'a str,
+    product_id: i64,
+    category_id: i64,
+    category_code: Option<&'a str>,
+    brand: Option<&'a str>,
+    price: f64,
+    user_id: i64,
+    user_session: Option<&'a str>,
 }
 
 #[cfg(test)]

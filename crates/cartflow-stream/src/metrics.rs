@@ -1,0 +1,26 @@
+//! Metric names every stage shares, in the spirit of Vector's component
+//! spec: what came in, what went out, what was rejected and why.
+
+pub const EVENTS_IN: &str = "cartflow_events_in_total";
+pub const EVENTS_OUT: &str = "cartflow_events_out_total";
+pub const INVALID: &str = "cartflow_invalid_events_total";
+pub const DUPLICATES_SKIPPED: &str = "cartflow_replayed_records_skipped_total";
+pub const CONSUMER_LAG: &str = "cartflow_consumer_lag_records";
+pub const BATCH_SECONDS: &str = "cartflow_batch_duration_seconds";
+pub const INVALID_RATE: &str = "cartflow_invalid_rate";
+pub const ALERT_FIRING: &str = "cartflow_alert_firing";
+pub const ALERT_NOTIFICATIONS: &str = "cartflow_alert_notifications_total";
+
+/// Registers descriptions so `/metrics` explains itself.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(EVENTS_IN, "Records a stage read, by stage and topic.");
+    describe_counter!(EVENTS_OUT, "Records a stage wrote, by stage and topic.");
+    describe_counter!(INVALID, "Records the validator rejected, by reason and field.");
+    describe_counter!(DUPLICATES_SKIPPED, "Replayed input records whose output was already durable (after a crash).");
+    describe_gauge!(CONSUMER_LAG, "Records between a stage's position and the end of its input, by topic and partition.");
+    describe_histogram!(BATCH_SECONDS, "Time to process and durably write one batch, by stage.");
+    describe_gauge!(INVALID_RATE, "Share of invalid records over the alert window.");
+    describe_gauge!(ALERT_FIRING, "1 while the named alert fires.");
+    describe_counter!(ALERT_NOTIFICATIONS, "Webhook notifications, by status and outcome.");
+}

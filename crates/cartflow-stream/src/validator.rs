@@ -1,0 +1,216 @@
+//! The validator: reads `tracking.raw_user_behavior` and the CDC topic, writes
+//! each record's normalized event to `validated` or its original bytes, with
+//! the reason in headers, to `invalid` — exactly once (see `exactly_once`),
+//! committing its input offsets only after its outputs are durable.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cartflow_core::{ChangeOp, Event, Invalid, RawEvent, Rules, parse_message, validate};
+use cartflow_log::{ConsumerConfig, EventLog, ProducerRecord, Record};
+use serde::{Deserialize, Serialize};
+
+use crate::alerts::{AlertConfig, Alerter};
+use crate::exactly_once::{ExactlyOnce, source_position};
+use crate::metrics::{BATCH_SECONDS, CONSUMER_LAG, DUPLICATES_SKIPPED, EVENTS_IN, EVENTS_OUT, INVALID as INVALID_METRIC};
+use crate::topics::*;
+use crate::{Result, StageControl};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ValidatorConfig {
+    /// Consumer group; validators of one group share the input partitions.
+    pub group: String,
+    /// Records per batch (one durable flush and one commit per batch).
+    pub batch_size: usize,
+    /// How far in the future an event time may be (clock skew), in seconds.
+    pub max_future_secs: u64,
+    /// Events before this time are rejected.
+    pub min_event_time: String,
+    /// Longest accepted string field, in bytes.
+    pub max_string_len: usize,
+}
+
+impl Default for ValidatorConfig {
+    fn default() -> Self {
+        ValidatorConfig {
+            group: "cartflow-validator".into(),
+            batch_size: 16_384,
+            max_future_secs: 3600,
+            min_event_time: "2000-01-01T00:00:00Z".into(),
+            max_string_len: 256,
+        }
+    }
+}
+
+impl ValidatorConfig {
+    /// The rules as of `now`.
+    pub fn rules(&self, now: SystemTime) -> Result<Rules> {
+        let min = cartflow_core::time::parse_timestamp(&self.min_event_time).ok_or_else(|| {
+            crate::StageError::Config(format!("validator.min_event_time {:?} is not a time", self.min_event_time))
+        })?;
+        let now_us = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as i64;
+        Ok(Rules {
+            min_event_time: min,
+            max_event_time: now_us + self.max_future_secs as i64 * 1_000_000,
+            max_string_len: self.max_string_len,
+        })
+    }
+}
+
+/// What the validator makes of one record.
+#[derive(Debug)]
+pub enum Outcome {
+    Valid(Event, Option<ChangeOp>),
+    Invalid(Invalid),
+    /// An empty value: a Kafka tombstone (Debezium sends one after each delete). Not an event.
+    Tombstone,
+}
+
+/// Validates one record's bytes: JSON (plain, Kafka-Connect or Debezium) or,
+/// with `content-type: text/csv`, a CSV line.
+pub fn check_record(value: &[u8], csv: bool, rules: &Rules) -> Outcome {
+    if value.is_empty() {
+        return Outcome::Tombstone;
+    }
+    let parsed = if csv { RawEvent::from_csv_line(value).map(|e| (e, None)) } else { parse_message(value).map(|m| (m.event, m.op)) };
+    match parsed.and_then(|(raw, op)| validate(&raw, rules).map(|e| (e, op))) {
+        Ok((event, op)) => Outcome::Valid(event, op),
+        Err(inv) => Outcome::Invalid(inv),
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ValidatorStats {
+    pub read: u64,
+    pub valid: u64,
+    pub invalid: u64,
+    /// Replayed inputs (after a crash) whose output was already durable.
+    pub replayed_skipped: u64,
+    pub tombstones: u64,
+    pub by_reason: BTreeMap<&'static str, u64>,
+    /// Records behind the end of the inputs at the last check.
+    pub lag: u64,
+}
+
+pub fn run_validator(
+    log: &dyn EventLog,
+    cfg: &ValidatorConfig,
+    alerts: Option<AlertConfig>,
+    control: &StageControl,
+    progress: &mut dyn FnMut(&ValidatorStats),
+) -> Result<ValidatorStats> {
+    let mut consumer = log.consumer(ConsumerConfig::group(&cfg.group, &[RAW, CDC]))?;
+    let mut exactly_once = ExactlyOnce::recover(log, consumer.as_mut(), &[VALIDATED, INVALID])?;
+    let mut producer = log.producer()?;
+    let mut alerter = alerts.map(|a| Alerter::new(a, "validate"));
+    let mut stats = ValidatorStats::default();
+    let mut counted_at = Instant::now() - Duration::from_secs(1);
+
+    while !control.stopped() {
+        let batch = consumer.poll(cfg.batch_size, Duration::from_millis(100))?;
+        if batch.is_empty() || counted_at.elapsed() >= Duration::from_secs(1) {
+            stats.lag = measure_lag(consumer.as_mut())?;
+            counted_at = Instant::now();
+            progress(&stats);
+            if batch.is_empty() && control.drain && stats.lag == 0 {
+                break;
+            }
+            if batch.is_empty() {
+                continue;
+            }
+        }
+        let started = Instant::now();
+        let rules = cfg.rules(SystemTime::now())?;
+        let (valid_before, invalid_before, replayed_before) = (stats.valid, stats.invalid, stats.replayed_skipped);
+        for record in &batch {
+            stats.read += 1;
+            if exactly_once.already_written(record) {
+                stats.replayed_skipped += 1;
+                continue;
+            }
+            let csv = record.header(CONTENT_TYPE) == Some(CSV_CONTENT_TYPE);
+            match check_record(&record.value, csv, &rules) {
+                Outcome::Valid(event, op) => {
+                    write_valid(producer.as_mut(), record, &event, op)?;
+                    stats.valid += 1;
+                }
+                Outcome::Invalid(why) => {
+                    write_invalid(producer.as_mut(), record, &why)?;
+                    stats.invalid += 1;
+                    *stats.by_reason.entry(why.reason.as_str()).or_default() += 1;
+                    metrics::counter!(INVALID_METRIC, "reason" => why.reason.as_str(), "field" => why.field.to_string())
+                        .increment(1);
+                }
+                Outcome::Tombstone => stats.tombstones += 1,
+            }
+        }
+        // Durable outputs first, then the input offsets.
+        let ends = producer.flush()?;
+        exactly_once.flushed(&ends);
+        exactly_once.commit(consumer.as_mut())?;
+
+        count_batch(&batch, stats.valid - valid_before, stats.invalid - invalid_before, stats.replayed_skipped - replayed_before);
+        metrics::histogram!(BATCH_SECONDS, "stage" => "validate").record(started.elapsed().as_secs_f64());
+        if let Some(a) = alerter.as_mut() {
+            a.observe(now_ms(), (stats.valid - valid_before) + (stats.invalid - invalid_before), stats.invalid - invalid_before);
+        }
+    }
+    stats.lag = measure_lag(consumer.as_mut())?;
+    progress(&stats);
+    Ok(stats)
+}
+
+fn write_valid(producer: &mut dyn cartflow_log::Producer, record: &Record, event: &Event, op: Option<ChangeOp>) -> Result<()> {
+    let value = event.to_json();
+    let src = source_position(record);
+    let op_code = op.map(ChangeOp::code).unwrap_or("");
+    let headers: &[(&str, &[u8])] = &[(SOURCE_POSITION, src.as_bytes()), (CHANGE_OP, op_code.as_bytes())];
+    let headers = if op.is_some() { headers } else { &headers[..1] };
+    // Keyed by session so a session's events stay in order downstream.
+    let key = event.user_session.as_deref().map(str::as_bytes).or(record.key.as_deref());
+    producer.send(ProducerRecord::new(VALIDATED, key, &value).headers(headers))?;
+    Ok(())
+}
+
+fn write_invalid(producer: &mut dyn cartflow_log::Producer, record: &Record, why: &Invalid) -> Result<()> {
+    let src = source_position(record);
+    let mut headers: Vec<(&str, &[u8])> = record.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+    headers.push((SOURCE_POSITION, src.as_bytes()));
+    headers.push((ERROR_REASON, why.reason.as_str().as_bytes()));
+    headers.push((ERROR_FIELD, why.field.as_bytes()));
+    headers.push((ERROR_MESSAGE, why.message.as_bytes()));
+    producer.send(ProducerRecord::new(INVALID, record.key.as_deref(), &record.value).headers(&headers))?;
+    Ok(())
+}
+
+fn count_batch(batch: &[Record], valid: u64, invalid: u64, replayed: u64) {
+    let mut by_topic: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in batch {
+        *by_topic.entry(&r.topic).or_default() += 1;
+    }
+    for (topic, n) in by_topic {
+        metrics::counter!(EVENTS_IN, "stage" => "validate", "topic" => topic.to_owned()).increment(n);
+    }
+    metrics::counter!(EVENTS_OUT, "stage" => "validate", "topic" => VALIDATED).increment(valid);
+    metrics::counter!(EVENTS_OUT, "stage" => "validate", "topic" => INVALID).increment(invalid);
+    if replayed > 0 {
+        metrics::counter!(DUPLICATES_SKIPPED, "stage" => "validate").increment(replayed);
+    }
+}
+
+/// Total records between the consumer's positions and the inputs' ends; sets the lag gauges.
+fn measure_lag(consumer: &mut dyn cartflow_log::Consumer) -> Result<u64> {
+    let mut total = 0;
+    for (tp, end) in consumer.end_offsets()? {
+        let lag = end.saturating_sub(consumer.position(&tp).unwrap_or(end));
+        metrics::gauge!(CONSUMER_LAG, "stage" => "validate", "topic" => tp.topic.to_string(), "partition" => tp.partition.to_string())
+            .set(lag as f64);
+        total += lag;
+    }
+    Ok(total)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
