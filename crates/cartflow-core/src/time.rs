@@ -42,7 +42,12 @@ fn parse_fixed(b: &[u8]) -> Option<Micros> {
         _ => return None,
     };
     debug_assert!(rest.is_empty());
-    if b[4] != b'-' || b[7] != b'-' || !(b[10] == b' ' || b[10] == b'T') || b[13] != b':' || b[16] != b':' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !(b[10] == b' ' || b[10] == b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |from: usize, len: usize| -> Option<u32> {
@@ -180,7 +185,14 @@ mod tests {
 
     #[test]
     fn rejects_broken_timestamps() {
-        for s in ["", "yesterday", "2019-13-01 00:00:00 UTC", "2019-02-30 00:00:00 UTC", "2019-10-01 24:00:00 UTC", "2019-10-01"] {
+        for s in [
+            "",
+            "yesterday",
+            "2019-13-01 00:00:00 UTC",
+            "2019-02-30 00:00:00 UTC",
+            "2019-10-01 24:00:00 UTC",
+            "2019-10-01",
+        ] {
             assert_eq!(parse_timestamp(s), None, "{s}");
         }
     }
@@ -196,7 +208,13 @@ mod tests {
 
     #[test]
     fn weekday_monday_is_zero() {
-        assert_eq!(weekday(parse_timestamp("2019-10-01 00:00:00 UTC").unwrap()), 1); // a Tuesday
-        assert_eq!(weekday(parse_timestamp("2019-10-06 23:59:59 UTC").unwrap()), 6); // a Sunday
+        assert_eq!(
+            weekday(parse_timestamp("2019-10-01 00:00:00 UTC").unwrap()),
+            1
+        ); // a Tuesday
+        assert_eq!(
+            weekday(parse_timestamp("2019-10-06 23:59:59 UTC").unwrap()),
+            6
+        ); // a Sunday
     }
 }

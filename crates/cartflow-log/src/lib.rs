@@ -26,6 +26,8 @@ pub trait EventLog: Send + Sync {
     fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<()>;
     /// Every topic with its partitions' first and end offsets.
     fn topics(&self) -> Result<Vec<TopicInfo>>;
+    /// One topic's partitions and offsets; `None` when it does not exist.
+    fn topic(&self, name: &str) -> Result<Option<TopicInfo>>;
     /// Every consumer group with its committed offsets.
     fn groups(&self) -> Result<Vec<GroupInfo>>;
     fn producer(&self) -> Result<Box<dyn Producer>>;
@@ -60,7 +62,12 @@ pub trait Consumer: Send {
 
 /// Reads one topic-partition range outside any group: a helper for recovery
 /// scans and `tail`.
-pub fn read_range(log: &dyn EventLog, tp: &TopicPartition, from: u64, to: u64) -> Result<Vec<Record>> {
+pub fn read_range(
+    log: &dyn EventLog,
+    tp: &TopicPartition,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Record>> {
     let mut c = log.consumer(ConsumerConfig::assign(vec![tp.clone()]))?;
     c.seek(tp, from)?;
     let mut out = Vec::new();

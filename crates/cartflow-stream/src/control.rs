@@ -1,5 +1,7 @@
 //! How a stage is told to stop: Ctrl-C (or SIGTERM) sets the shutdown flag,
-//! and with `drain` a stage stops by itself once it has caught up.
+//! and in drain mode a stage stops by itself once it has caught up with its
+//! inputs. Drain can be switched on while a stage runs: `cartflow run` does so
+//! when the producer upstream has finished.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,18 +9,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Clone, Default)]
 pub struct StageControl {
     shutdown: Arc<AtomicBool>,
-    /// Stop once every input is read to its end.
-    pub drain: bool,
+    drain: Arc<AtomicBool>,
 }
 
 impl StageControl {
     pub fn new(drain: bool) -> Self {
-        StageControl { shutdown: Arc::default(), drain }
+        StageControl {
+            shutdown: Arc::default(),
+            drain: Arc::new(AtomicBool::new(drain)),
+        }
     }
 
-    /// Shares the shutdown flag with another stage of the same process.
+    /// Shares the shutdown flag, with a drain flag of its own.
     pub fn with_drain(&self, drain: bool) -> Self {
-        StageControl { shutdown: self.shutdown.clone(), drain }
+        StageControl {
+            shutdown: self.shutdown.clone(),
+            drain: Arc::new(AtomicBool::new(drain)),
+        }
     }
 
     pub fn stop(&self) {
@@ -29,7 +36,12 @@ impl StageControl {
         self.shutdown.load(Ordering::SeqCst)
     }
 
-    pub fn flag(&self) -> Arc<AtomicBool> {
-        self.shutdown.clone()
+    /// From now on, stop once caught up.
+    pub fn start_draining(&self) {
+        self.drain.store(true, Ordering::SeqCst);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.drain.load(Ordering::SeqCst)
     }
 }

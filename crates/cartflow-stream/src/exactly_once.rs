@@ -37,7 +37,10 @@ fn parse_position(s: &str) -> Option<(TopicPartition, u64)> {
 }
 
 fn encode_watermarks(w: &BTreeMap<TopicPartition, u64>) -> String {
-    let map: BTreeMap<String, u64> = w.iter().map(|(tp, o)| (format!("{}/{}", tp.topic, tp.partition), *o)).collect();
+    let map: BTreeMap<String, u64> = w
+        .iter()
+        .map(|(tp, o)| (format!("{}/{}", tp.topic, tp.partition), *o))
+        .collect();
     serde_json::to_string(&map).expect("serializes")
 }
 
@@ -54,7 +57,11 @@ fn decode_watermarks(s: &str) -> BTreeMap<TopicPartition, u64> {
 impl ExactlyOnce {
     /// Finds the inputs (of the consumer's assignment, at or after its
     /// committed offsets) that already have an output in `outputs`.
-    pub(crate) fn recover(log: &dyn EventLog, consumer: &mut dyn Consumer, outputs: &[&str]) -> Result<Self> {
+    pub(crate) fn recover(
+        log: &dyn EventLog,
+        consumer: &mut dyn Consumer,
+        outputs: &[&str],
+    ) -> Result<Self> {
         let committed: HashMap<TopicPartition, CommittedOffset> = consumer
             .committed()?
             .into_iter()
@@ -70,7 +77,8 @@ impl ExactlyOnce {
         let assigned: HashSet<TopicPartition> = consumer.assignment().into_iter().collect();
         let mut written = HashSet::new();
         let mut watermarks = BTreeMap::new();
-        for topic in log.topics()?.into_iter().filter(|t| outputs.contains(&t.name.as_str())) {
+        for topic in outputs.iter().filter_map(|t| log.topic(t).transpose()) {
+            let topic = topic?;
             for p in topic.partitions {
                 let tp = TopicPartition::new(&topic.name, p.partition);
                 let start = from.get(&tp).copied().unwrap_or(p.start).max(p.start);
@@ -84,9 +92,15 @@ impl ExactlyOnce {
             }
         }
         if !written.is_empty() {
-            tracing::info!(records = written.len(), "recovered: these inputs already have durable outputs and will be skipped");
+            tracing::info!(
+                records = written.len(),
+                "recovered: these inputs already have durable outputs and will be skipped"
+            );
         }
-        Ok(ExactlyOnce { watermarks, written })
+        Ok(ExactlyOnce {
+            watermarks,
+            written,
+        })
     }
 
     /// True (once) when the input at this position already has its output.
@@ -121,7 +135,13 @@ impl ExactlyOnce {
     }
 }
 
-fn scan(log: &dyn EventLog, tp: &TopicPartition, from: u64, to: u64, mut each: impl FnMut((TopicPartition, u64))) -> Result<()> {
+fn scan(
+    log: &dyn EventLog,
+    tp: &TopicPartition,
+    from: u64,
+    to: u64,
+    mut each: impl FnMut((TopicPartition, u64)),
+) -> Result<()> {
     if from >= to {
         return Ok(());
     }
@@ -148,7 +168,10 @@ mod tests {
     #[test]
     fn positions_and_watermarks_round_trip() {
         let tp = TopicPartition::new("tracking.raw_user_behavior", 3);
-        assert_eq!(parse_position("tracking.raw_user_behavior/3/17"), Some((tp.clone(), 17)));
+        assert_eq!(
+            parse_position("tracking.raw_user_behavior/3/17"),
+            Some((tp.clone(), 17))
+        );
         let w: BTreeMap<_, _> = [(tp, 5u64)].into_iter().collect();
         assert_eq!(decode_watermarks(&encode_watermarks(&w)), w);
     }

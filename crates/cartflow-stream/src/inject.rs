@@ -26,7 +26,10 @@ const DAMAGE: &[(&str, Option<&str>)] = &[
 
 impl Injector {
     pub(crate) fn new(share: f64, seed: u64) -> Self {
-        Injector { rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x1a7e_c7ed), share }
+        Injector {
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x1a7e_c7ed),
+            share,
+        }
     }
 
     /// With the configured probability, damages the JSON event in place; true when it did.
@@ -40,10 +43,15 @@ impl Injector {
             json.truncate(json.len() / 2);
             return true;
         }
-        let Ok(mut obj) = serde_json::from_slice::<Map<String, Value>>(json) else { return false };
+        let Ok(mut obj) = serde_json::from_slice::<Map<String, Value>>(json) else {
+            return false;
+        };
         let (field, value) = DAMAGE[kind];
         match value {
-            Some(v) => obj.insert(field.to_owned(), serde_json::from_str(v).expect("valid damage JSON")),
+            Some(v) => obj.insert(
+                field.to_owned(),
+                serde_json::from_str(v).expect("valid damage JSON"),
+            ),
             None => obj.remove(field),
         };
         *json = serde_json::to_vec(&obj).expect("serializes");

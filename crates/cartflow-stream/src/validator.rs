@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::alerts::{AlertConfig, Alerter};
 use crate::exactly_once::{ExactlyOnce, source_position};
-use crate::metrics::{BATCH_SECONDS, CONSUMER_LAG, DUPLICATES_SKIPPED, EVENTS_IN, EVENTS_OUT, INVALID as INVALID_METRIC};
+use crate::metrics::{
+    BATCH_SECONDS, CONSUMER_LAG, DUPLICATES_SKIPPED, EVENTS_IN, EVENTS_OUT,
+    INVALID as INVALID_METRIC,
+};
 use crate::topics::*;
 use crate::{Result, StageControl};
 
@@ -47,9 +50,15 @@ impl ValidatorConfig {
     /// The rules as of `now`.
     pub fn rules(&self, now: SystemTime) -> Result<Rules> {
         let min = cartflow_core::time::parse_timestamp(&self.min_event_time).ok_or_else(|| {
-            crate::StageError::Config(format!("validator.min_event_time {:?} is not a time", self.min_event_time))
+            crate::StageError::Config(format!(
+                "validator.min_event_time {:?} is not a time",
+                self.min_event_time
+            ))
         })?;
-        let now_us = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as i64;
+        let now_us = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_micros() as i64;
         Ok(Rules {
             min_event_time: min,
             max_event_time: now_us + self.max_future_secs as i64 * 1_000_000,
@@ -73,7 +82,11 @@ pub fn check_record(value: &[u8], csv: bool, rules: &Rules) -> Outcome {
     if value.is_empty() {
         return Outcome::Tombstone;
     }
-    let parsed = if csv { RawEvent::from_csv_line(value).map(|e| (e, None)) } else { parse_message(value).map(|m| (m.event, m.op)) };
+    let parsed = if csv {
+        RawEvent::from_csv_line(value).map(|e| (e, None))
+    } else {
+        parse_message(value).map(|m| (m.event, m.op))
+    };
     match parsed.and_then(|(raw, op)| validate(&raw, rules).map(|e| (e, op))) {
         Ok((event, op)) => Outcome::Valid(event, op),
         Err(inv) => Outcome::Invalid(inv),
@@ -113,7 +126,7 @@ pub fn run_validator(
             stats.lag = measure_lag(consumer.as_mut())?;
             counted_at = Instant::now();
             progress(&stats);
-            if batch.is_empty() && control.drain && stats.lag == 0 {
+            if batch.is_empty() && control.draining() && stats.lag == 0 {
                 break;
             }
             if batch.is_empty() {
@@ -122,7 +135,8 @@ pub fn run_validator(
         }
         let started = Instant::now();
         let rules = cfg.rules(SystemTime::now())?;
-        let (valid_before, invalid_before, replayed_before) = (stats.valid, stats.invalid, stats.replayed_skipped);
+        let (valid_before, invalid_before, replayed_before) =
+            (stats.valid, stats.invalid, stats.replayed_skipped);
         for record in &batch {
             stats.read += 1;
             if exactly_once.already_written(record) {
@@ -150,10 +164,20 @@ pub fn run_validator(
         exactly_once.flushed(&ends);
         exactly_once.commit(consumer.as_mut())?;
 
-        count_batch(&batch, stats.valid - valid_before, stats.invalid - invalid_before, stats.replayed_skipped - replayed_before);
-        metrics::histogram!(BATCH_SECONDS, "stage" => "validate").record(started.elapsed().as_secs_f64());
+        count_batch(
+            &batch,
+            stats.valid - valid_before,
+            stats.invalid - invalid_before,
+            stats.replayed_skipped - replayed_before,
+        );
+        metrics::histogram!(BATCH_SECONDS, "stage" => "validate")
+            .record(started.elapsed().as_secs_f64());
         if let Some(a) = alerter.as_mut() {
-            a.observe(now_ms(), (stats.valid - valid_before) + (stats.invalid - invalid_before), stats.invalid - invalid_before);
+            a.observe(
+                now_ms(),
+                (stats.valid - valid_before) + (stats.invalid - invalid_before),
+                stats.invalid - invalid_before,
+            );
         }
     }
     stats.lag = measure_lag(consumer.as_mut())?;
@@ -161,26 +185,48 @@ pub fn run_validator(
     Ok(stats)
 }
 
-fn write_valid(producer: &mut dyn cartflow_log::Producer, record: &Record, event: &Event, op: Option<ChangeOp>) -> Result<()> {
+fn write_valid(
+    producer: &mut dyn cartflow_log::Producer,
+    record: &Record,
+    event: &Event,
+    op: Option<ChangeOp>,
+) -> Result<()> {
     let value = event.to_json();
     let src = source_position(record);
     let op_code = op.map(ChangeOp::code).unwrap_or("");
-    let headers: &[(&str, &[u8])] = &[(SOURCE_POSITION, src.as_bytes()), (CHANGE_OP, op_code.as_bytes())];
+    let headers: &[(&str, &[u8])] = &[
+        (SOURCE_POSITION, src.as_bytes()),
+        (CHANGE_OP, op_code.as_bytes()),
+    ];
     let headers = if op.is_some() { headers } else { &headers[..1] };
     // Keyed by session so a session's events stay in order downstream.
-    let key = event.user_session.as_deref().map(str::as_bytes).or(record.key.as_deref());
+    let key = event
+        .user_session
+        .as_deref()
+        .map(str::as_bytes)
+        .or(record.key.as_deref());
     producer.send(ProducerRecord::new(VALIDATED, key, &value).headers(headers))?;
     Ok(())
 }
 
-fn write_invalid(producer: &mut dyn cartflow_log::Producer, record: &Record, why: &Invalid) -> Result<()> {
+fn write_invalid(
+    producer: &mut dyn cartflow_log::Producer,
+    record: &Record,
+    why: &Invalid,
+) -> Result<()> {
     let src = source_position(record);
-    let mut headers: Vec<(&str, &[u8])> = record.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+    let mut headers: Vec<(&str, &[u8])> = record
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
     headers.push((SOURCE_POSITION, src.as_bytes()));
     headers.push((ERROR_REASON, why.reason.as_str().as_bytes()));
     headers.push((ERROR_FIELD, why.field.as_bytes()));
     headers.push((ERROR_MESSAGE, why.message.as_bytes()));
-    producer.send(ProducerRecord::new(INVALID, record.key.as_deref(), &record.value).headers(&headers))?;
+    producer.send(
+        ProducerRecord::new(INVALID, record.key.as_deref(), &record.value).headers(&headers),
+    )?;
     Ok(())
 }
 
@@ -190,7 +236,8 @@ fn count_batch(batch: &[Record], valid: u64, invalid: u64, replayed: u64) {
         *by_topic.entry(&r.topic).or_default() += 1;
     }
     for (topic, n) in by_topic {
-        metrics::counter!(EVENTS_IN, "stage" => "validate", "topic" => topic.to_owned()).increment(n);
+        metrics::counter!(EVENTS_IN, "stage" => "validate", "topic" => topic.to_owned())
+            .increment(n);
     }
     metrics::counter!(EVENTS_OUT, "stage" => "validate", "topic" => VALIDATED).increment(valid);
     metrics::counter!(EVENTS_OUT, "stage" => "validate", "topic" => INVALID).increment(invalid);
@@ -212,5 +259,8 @@ fn measure_lag(consumer: &mut dyn cartflow_log::Consumer) -> Result<u64> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

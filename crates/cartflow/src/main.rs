@@ -1,1 +1,23 @@
-fn main(){}
+//! `cartflow`: the one binary. Parses the command line, loads the layered
+//! configuration, opens the configured backends and runs a command.
+
+mod cli;
+mod commands;
+mod config;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    telemetry::init_logging(cli.global.quiet);
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

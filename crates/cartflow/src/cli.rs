@@ -1,0 +1,176 @@
+//! The command line. Every subcommand has `--help`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cartflow",
+    version,
+    about = "Predict, when a shopper adds an item to the cart, whether they will buy it.",
+    long_about = "cartflow runs the whole cart-to-purchase pipeline: events in, validated, landed, \
+                  turned into features, a model trained and served. Everything runs in one process on \
+                  embedded backends by default, or stage by stage over Kafka, S3, PostgreSQL and Redis."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct Global {
+    /// Configuration file [default: ./cartflow.toml when present]
+    #[arg(long, global = true, env = "CARTFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for all embedded state (overrides `data_dir` and CARTFLOW_DATA_DIR)
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Only warnings and errors; no progress bars
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+/// Options of commands that keep running.
+#[derive(Args, Clone, Default)]
+pub struct Running {
+    /// Serve Prometheus /metrics and /health on this address, e.g. 127.0.0.1:9464
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Write synthetic events in the dataset's exact CSV format
+    Generate(GenerateArgs),
+    /// Send events from CSV files or the generator to tracking.raw_user_behavior
+    Produce(ProduceArgs),
+    /// Validate raw and CDC events into tracking.user_behavior.validated / .invalid
+    Validate(ValidateArgs),
+    /// List topics with partitions, end offsets and each consumer group's lag
+    Topics(TopicsArgs),
+    /// Print a topic's records, one JSON object per line
+    Tail(TailArgs),
+    /// Measure throughput
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Run the pipeline end to end on the embedded backends and print a summary
+    Run(RunArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct GeneratorArgs {
+    /// Random seed: the same seed gives the same events
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Store profile: `electronics` (the multi-category store) or `cosmetics` (with remove_from_cart)
+    #[arg(long, default_value = "electronics")]
+    pub profile: String,
+    /// Time of the first event (UTC)
+    #[arg(long, default_value = "2019-10-01 00:00:00 UTC")]
+    pub start: String,
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Number of events
+    #[arg(long, short = 'n', default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Output file: .csv or .csv.gz
+    #[arg(long, short)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+}
+
+#[derive(Args)]
+pub struct ProduceArgs {
+    /// Dataset CSV files (plain or .gz), sent in order
+    #[arg(long, num_args = 1.., required_unless_present = "generate", conflicts_with = "generate")]
+    pub input: Vec<PathBuf>,
+    /// Generate this many events instead of reading files
+    #[arg(long)]
+    pub generate: Option<u64>,
+    /// Events per second (default: as fast as possible)
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Share (0–1) of events to damage on purpose, to exercise the invalid path
+    #[arg(long, default_value_t = 0.0)]
+    pub inject_invalid: f64,
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+    #[command(flatten)]
+    pub running: Running,
+}
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// Stop once caught up with the inputs instead of running until Ctrl-C
+    #[arg(long)]
+    pub drain: bool,
+    /// Consumer group (overrides validator.group)
+    #[arg(long)]
+    pub group: Option<String>,
+    #[command(flatten)]
+    pub running: Running,
+}
+
+#[derive(Args)]
+pub struct TopicsArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct TailArgs {
+    /// Topic to print
+    pub topic: String,
+    /// Number of records: the last N, or the first N with --from-beginning [default: 10, all with --from-beginning]
+    #[arg(short = 'n', long = "lines")]
+    pub lines: Option<u64>,
+    /// Start at the beginning of the topic
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Keep printing new records until Ctrl-C
+    #[arg(long, short)]
+    pub follow: bool,
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Parse + validate + normalize throughput on one core
+    Validate {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// One JSON object with *_per_sec fields
+        #[arg(long)]
+        json: bool,
+    },
+    /// CSV file → log → validator, end to end, in a temporary data directory
+    Pipeline {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Dataset CSV files to use instead of generated events
+    #[arg(long, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Events to generate when no --input is given
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// Share (0–1) of events to damage on purpose
+    #[arg(long, default_value_t = 0.0)]
+    pub inject_invalid: f64,
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
+    #[command(flatten)]
+    pub running: Running,
+}

@@ -1,0 +1,123 @@
+//! `cartflow bench`: throughput figures a person can compare.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use cartflow_sources::json::event_json;
+use cartflow_sources::{Generator, GeneratorConfig};
+use cartflow_stream::produce::{ProduceConfig, Source};
+use cartflow_stream::validator::{Outcome, ValidatorConfig, check_record};
+use serde_json::json;
+
+use super::run::produce_and_validate;
+use super::{Ctx, per_sec};
+use crate::cli::BenchCommand;
+use crate::config::Config;
+use crate::telemetry::thousands;
+
+pub fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
+    match cmd {
+        BenchCommand::Validate { events, json } => validate(events, json),
+        BenchCommand::Pipeline { events, json } => pipeline(ctx, events, json),
+    }
+}
+
+/// Parse + validate + normalize on one core, over generated raw JSON in memory.
+fn validate(events: u64, as_json: bool) -> Result<()> {
+    let inputs: Vec<Vec<u8>> = Generator::new(GeneratorConfig {
+        events,
+        ..GeneratorConfig::default()
+    })
+    .map(|e| {
+        let mut v = Vec::with_capacity(256);
+        event_json(&e, &mut v);
+        v
+    })
+    .collect();
+    let bytes: usize = inputs.iter().map(Vec::len).sum();
+    let rules = ValidatorConfig::default().rules(std::time::SystemTime::now())?;
+    let started = Instant::now();
+    let mut out_bytes = 0usize;
+    for v in &inputs {
+        if let Outcome::Valid(e, _) = check_record(v, false, &rules) {
+            out_bytes += e.to_json().len();
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let rate = per_sec(events, secs);
+    if as_json {
+        println!(
+            "{}",
+            json!({ "events": events, "seconds": secs, "validate_events_per_sec": rate,
+                    "validate_mb_per_sec": bytes as f64 / 1e6 / secs, "output_bytes": out_bytes })
+        );
+    } else {
+        println!(
+            "parse + validate + normalize: {} events in {secs:.3} s on one core: {} events/s ({:.0} MB/s of JSON in)",
+            thousands(events),
+            thousands(rate as u64),
+            bytes as f64 / 1e6 / secs
+        );
+    }
+    Ok(())
+}
+
+/// CSV → log → validator in a temporary data directory.
+fn pipeline(ctx: &Ctx, events: u64, as_json: bool) -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("cartflow-bench-")
+        .tempdir()?;
+    let csv = dir.path().join("events.csv");
+    let mut text = String::from(cartflow_core::CSV_HEADER);
+    text.push('\n');
+    for e in Generator::new(GeneratorConfig {
+        events,
+        ..GeneratorConfig::default()
+    }) {
+        e.write_csv(&mut text);
+        text.push('\n');
+    }
+    std::fs::write(&csv, text)?;
+    let cfg = Config {
+        data_dir: dir.path().join("data"),
+        ..ctx.cfg.clone()
+    };
+    let bench_ctx = Ctx {
+        cfg,
+        quiet: true,
+        control: ctx.control.clone(),
+        health: ctx.health.clone(),
+    };
+    let log = bench_ctx.cfg.open_log()?;
+    let validator = ValidatorConfig {
+        group: "bench".into(),
+        ..bench_ctx.cfg.validator.clone()
+    };
+    let r = produce_and_validate(
+        &bench_ctx,
+        log.as_ref(),
+        Source::Files(vec![csv]),
+        None,
+        &ProduceConfig::default(),
+        &validator,
+    )?;
+    let e2e = per_sec(r.validated.read, r.total_secs);
+    let produce = per_sec(r.produced.records, r.produce_secs);
+    if as_json {
+        println!(
+            "{}",
+            json!({ "events": r.validated.read, "seconds": r.total_secs, "produce_events_per_sec": produce,
+                    "end_to_end_events_per_sec": e2e, "fsync": bench_ctx.cfg.embedded_log.fsync })
+        );
+    } else {
+        println!(
+            "CSV → log → validator: {} events in {:.2} s: {} events/s end to end (producer alone {} events/s; fsync {})",
+            thousands(r.validated.read),
+            r.total_secs,
+            thousands(e2e as u64),
+            thousands(produce as u64),
+            bench_ctx.cfg.embedded_log.fsync
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! One module per subcommand; this one holds what they share.
+
+mod bench;
+mod generate;
+mod produce;
+mod run;
+mod tail;
+mod topics;
+mod validate;
+
+use anyhow::{Context, Result};
+use cartflow_sources::{GeneratorConfig, Profile};
+use cartflow_stream::StageControl;
+
+use crate::cli::{Cli, Command, GeneratorArgs, Running};
+use crate::config::Config;
+use crate::telemetry::{self, Health};
+
+/// What every command gets: the configuration and how to stop.
+pub struct Ctx {
+    pub cfg: Config,
+    pub quiet: bool,
+    pub control: StageControl,
+    pub health: Health,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let mut cfg = Config::load(cli.global.config.as_deref())?;
+    if let Some(dir) = cli.global.data_dir {
+        cfg.data_dir = dir;
+    }
+    let control = StageControl::new(false);
+    let on_signal = control.clone();
+    // First Ctrl-C: stop cleanly after the current batch. Second: leave now.
+    let _ = ctrlc::set_handler(move || {
+        if on_signal.stopped() {
+            std::process::exit(130);
+        }
+        eprintln!("stopping (Ctrl-C again to force)…");
+        on_signal.stop();
+    });
+    let ctx = Ctx {
+        cfg,
+        quiet: cli.global.quiet,
+        control,
+        health: Health::default(),
+    };
+    match cli.command {
+        Command::Generate(a) => generate::run(&ctx, a),
+        Command::Produce(a) => produce::run(&ctx, a),
+        Command::Validate(a) => validate::run(&ctx, a),
+        Command::Topics(a) => topics::run(&ctx, a),
+        Command::Tail(a) => tail::run(&ctx, a),
+        Command::Bench(b) => bench::run(&ctx, b),
+        Command::Run(a) => run::run(&ctx, a),
+    }
+}
+
+impl Ctx {
+    /// Starts `/metrics` and `/health` when asked.
+    pub fn serve_metrics(&self, running: &Running) -> Result<()> {
+        telemetry::metrics_handle();
+        if let Some(addr) = &running.metrics_addr {
+            telemetry::serve_metrics(addr, self.health.clone())?;
+        }
+        Ok(())
+    }
+}
+
+pub fn generator_config(a: &GeneratorArgs, events: u64) -> Result<GeneratorConfig> {
+    let profile: Profile = a.profile.parse().map_err(anyhow::Error::msg)?;
+    let start = cartflow_core::time::parse_timestamp(&a.start).with_context(|| {
+        format!(
+            "--start {:?} is not a time (try `2019-10-01 00:00:00 UTC`)",
+            a.start
+        )
+    })?;
+    Ok(GeneratorConfig {
+        seed: a.seed,
+        events,
+        profile,
+        start,
+        ..GeneratorConfig::default()
+    })
+}
+
+pub fn per_sec(n: u64, secs: f64) -> f64 {
+    if secs > 0.0 { n as f64 / secs } else { 0.0 }
+}

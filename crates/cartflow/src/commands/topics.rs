@@ -1,0 +1,70 @@
+//! `cartflow topics`: topics, partitions, end offsets and consumer lag.
+
+use anyhow::Result;
+use serde_json::json;
+
+use super::Ctx;
+use crate::cli::TopicsArgs;
+use crate::telemetry::thousands;
+
+pub fn run(ctx: &Ctx, a: TopicsArgs) -> Result<()> {
+    let log = ctx.cfg.open_log()?;
+    let topics = log.topics()?;
+    let groups = log.groups()?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "topics": topics, "groups": groups }))?
+        );
+        return Ok(());
+    }
+    if topics.is_empty() {
+        println!(
+            "no topics yet in {} (run `cartflow produce` first)",
+            ctx.cfg.log_dir().display()
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<40} {:>10} {:>12}  END OFFSETS BY PARTITION",
+        "TOPIC", "PARTITIONS", "RECORDS"
+    );
+    for t in &topics {
+        let records: u64 = t.partitions.iter().map(|p| p.end - p.start).sum();
+        let ends: Vec<String> = t.partitions.iter().map(|p| p.end.to_string()).collect();
+        println!(
+            "{:<40} {:>10} {:>12}  {}",
+            t.name,
+            t.partitions.len(),
+            thousands(records),
+            ends.join(" ")
+        );
+    }
+    if groups.is_empty() {
+        return Ok(());
+    }
+    println!();
+    println!(
+        "{:<24} {:<40} {:>9} {:>12} {:>12} {:>10}",
+        "GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"
+    );
+    for g in &groups {
+        for c in &g.offsets {
+            let end = topics
+                .iter()
+                .find(|t| t.name == c.topic)
+                .and_then(|t| t.partitions.iter().find(|p| p.partition == c.partition))
+                .map_or(c.offset, |p| p.end);
+            println!(
+                "{:<24} {:<40} {:>9} {:>12} {:>12} {:>10}",
+                g.group,
+                c.topic,
+                c.partition,
+                c.offset,
+                end,
+                thousands(end.saturating_sub(c.offset))
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Configuration, layered as users of Arroyo or Vector expect: built-in
+//! defaults < `cartflow.toml` (or `--config FILE`) < `CARTFLOW_*` environment
+//! variables (`__` separates sections: `CARTFLOW_ALERTS__WEBHOOK_URL`) <
+//! command-line flags. Unknown keys are errors, so a typo fails loudly.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use cartflow_log::{EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy};
+use cartflow_stream::alerts::AlertConfig;
+use cartflow_stream::validator::ValidatorConfig;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where all embedded state lives (log, lake, stores, registry).
+    pub data_dir: PathBuf,
+    /// The event log: `embedded` (files under the data directory) or `kafka://host:port`.
+    pub log: String,
+    pub embedded_log: EmbeddedLogConfig,
+    pub validator: ValidatorConfig,
+    pub alerts: AlertConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedLogConfig {
+    /// Partitions of a topic created on first use.
+    pub partitions: u32,
+    /// `flush` (fsync every flush), `never`, or an interval such as `200ms`.
+    pub fsync: String,
+    pub segment_mb: u64,
+    /// Closed segments older than this are deleted; 0 keeps them.
+    pub retention_hours: u64,
+    /// Oldest closed segments go while a partition is larger; 0 is no limit.
+    pub retention_mb: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("cartflow-data"),
+            log: "embedded".into(),
+            embedded_log: EmbeddedLogConfig::default(),
+            validator: ValidatorConfig::default(),
+            alerts: AlertConfig::default(),
+        }
+    }
+}
+
+impl Default for EmbeddedLogConfig {
+    fn default() -> Self {
+        EmbeddedLogConfig {
+            partitions: 4,
+            fsync: "flush".into(),
+            segment_mb: 64,
+            retention_hours: 168,
+            retention_mb: 0,
+        }
+    }
+}
+
+impl Config {
+    /// Loads the layers; `file` is `--config`, else `./cartflow.toml` when present.
+    pub fn load(file: Option<&Path>) -> Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) => {
+                if !f.exists() {
+                    bail!("config file {} does not exist", f.display());
+                }
+                fig = fig.merge(Toml::file(f));
+            }
+            None if Path::new("cartflow.toml").exists() => {
+                fig = fig.merge(Toml::file("cartflow.toml"))
+            }
+            None => {}
+        }
+        fig = fig.merge(Env::prefixed("CARTFLOW_").split("__").ignore(&["config"]));
+        fig.extract().context("invalid configuration")
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("log")
+    }
+
+    /// Opens the configured event log.
+    pub fn open_log(&self) -> Result<Box<dyn EventLog>> {
+        if self.log == "embedded" {
+            let c = &self.embedded_log;
+            let fsync: FsyncPolicy = c
+                .fsync
+                .parse()
+                .map_err(anyhow::Error::msg)
+                .context("embedded_log.fsync")?;
+            let opts = EmbeddedOptions {
+                default_partitions: c.partitions.max(1),
+                fsync,
+                segment_bytes: c.segment_mb.max(1) << 20,
+                retention_ms: (c.retention_hours > 0).then_some(c.retention_hours * 3_600_000),
+                retention_bytes: (c.retention_mb > 0).then_some(c.retention_mb << 20),
+            };
+            let log = EmbeddedLog::open(self.log_dir(), opts).with_context(|| {
+                format!("opening the event log in {}", self.log_dir().display())
+            })?;
+            return Ok(Box::new(log));
+        }
+        if self.log.starts_with("kafka://") {
+            bail!(
+                "log = {:?}: the Kafka backend is not in this build yet (distributed mode, issue 7); use `embedded`",
+                self.log
+            );
+        }
+        bail!(
+            "log = {:?}: expected `embedded` or `kafka://host:port`",
+            self.log
+        )
+    }
+}
