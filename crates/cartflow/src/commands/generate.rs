@@ -43,7 +43,7 @@ pub fn run(ctx: &Ctx, a: GenerateArgs) -> Result<()> {
             buf.clear();
             bar.set_position(n);
         }
-        if n % 65_536 == 0 && ctx.control.stopped() {
+        if n.is_multiple_of(65_536) && ctx.control.stopped() {
             break;
         }
     }
