@@ -84,7 +84,9 @@ pub struct Event {
 impl Event {
     /// The normalized JSON of the `validated` topic.
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("an Event always serializes")
+        let mut out = Vec::with_capacity(320);
+        serde_json::to_writer(&mut out, self).expect("an Event always serializes");
+        out
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {

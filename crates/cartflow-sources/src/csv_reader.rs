@@ -14,18 +14,18 @@ use flate2::read::MultiGzDecoder;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: line 1: header is {found:?}, expected {CSV_HEADER:?}")]
     Header { path: PathBuf, found: String },
-    #[error("{path}: line {line}: {source}")]
+    #[error("{path}: line {line}: {cause}")]
     Csv {
         path: PathBuf,
         line: u64,
-        source: csv::Error,
+        cause: csv::Error,
     },
 }
 
@@ -50,9 +50,9 @@ pub struct CsvEventReader {
 impl CsvEventReader {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CsvError> {
         let path = path.as_ref().to_owned();
-        let io = |source| CsvError::Io {
+        let io = |cause| CsvError::Io {
             path: path.clone(),
-            source,
+            cause,
         };
         let mut file = BufReader::with_capacity(1 << 20, File::open(&path).map_err(io)?);
         let gz = std::io::BufRead::fill_buf(&mut file)
@@ -76,11 +76,11 @@ impl CsvEventReader {
         let found = match reader.read_record(&mut record) {
             Ok(true) => record.iter().collect::<Vec<_>>().join(","),
             Ok(false) => String::new(),
-            Err(source) => {
+            Err(cause) => {
                 return Err(CsvError::Csv {
                     path,
                     line: 1,
-                    source,
+                    cause,
                 });
             }
         };
@@ -123,12 +123,12 @@ impl CsvEventReader {
                 let text = self.record.iter().collect::<Vec<_>>().join(",");
                 Some(Ok(CsvRow { line, event, text }))
             }
-            Err(source) => {
+            Err(cause) => {
                 self.next_line += 1;
                 Some(Err(CsvError::Csv {
                     path: self.path.clone(),
                     line,
-                    source,
+                    cause,
                 }))
             }
         }

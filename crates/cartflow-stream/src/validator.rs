@@ -137,26 +137,27 @@ pub fn run_validator(
         let rules = cfg.rules(SystemTime::now())?;
         let (valid_before, invalid_before, replayed_before) =
             (stats.valid, stats.invalid, stats.replayed_skipped);
-        for record in &batch {
-            stats.read += 1;
-            if exactly_once.already_written(record) {
-                stats.replayed_skipped += 1;
-                continue;
-            }
-            let csv = record.header(CONTENT_TYPE) == Some(CSV_CONTENT_TYPE);
-            match check_record(&record.value, csv, &rules) {
-                Outcome::Valid(event, op) => {
-                    write_valid(producer.as_mut(), record, &event, op)?;
+        let replayed: Vec<bool> = batch
+            .iter()
+            .map(|r| exactly_once.already_written(r))
+            .collect();
+        let checked = check_batch(&batch, &replayed, &rules);
+        stats.read += batch.len() as u64;
+        for (record, outcome) in batch.iter().zip(checked) {
+            match outcome {
+                Checked::Replayed => stats.replayed_skipped += 1,
+                Checked::Valid { json, session, op } => {
+                    write_valid(producer.as_mut(), record, &json, session.as_deref(), op)?;
                     stats.valid += 1;
                 }
-                Outcome::Invalid(why) => {
+                Checked::Invalid(why) => {
                     write_invalid(producer.as_mut(), record, &why)?;
                     stats.invalid += 1;
                     *stats.by_reason.entry(why.reason.as_str()).or_default() += 1;
                     metrics::counter!(INVALID_METRIC, "reason" => why.reason.as_str(), "field" => why.field.to_string())
                         .increment(1);
                 }
-                Outcome::Tombstone => stats.tombstones += 1,
+                Checked::Tombstone => stats.tombstones += 1,
             }
         }
         // Durable outputs first, then the input offsets.
@@ -185,13 +186,76 @@ pub fn run_validator(
     Ok(stats)
 }
 
+/// A record's outcome with its normalized JSON already made.
+enum Checked {
+    /// Its output is already durable (a replay after a crash).
+    Replayed,
+    Valid {
+        json: Vec<u8>,
+        session: Option<String>,
+        op: Option<ChangeOp>,
+    },
+    Invalid(Invalid),
+    Tombstone,
+}
+
+/// Validates and serializes a batch on all cores: this is most of the
+/// validator's CPU, while writing must stay in input order on one thread.
+fn check_batch(batch: &[Record], replayed: &[bool], rules: &Rules) -> Vec<Checked> {
+    let check = |r: &Record, replayed: bool| {
+        if replayed {
+            return Checked::Replayed;
+        }
+        let csv = r.header(CONTENT_TYPE) == Some(CSV_CONTENT_TYPE);
+        match check_record(&r.value, csv, rules) {
+            Outcome::Valid(event, op) => Checked::Valid {
+                json: event.to_json(),
+                session: event.user_session,
+                op,
+            },
+            Outcome::Invalid(why) => Checked::Invalid(why),
+            Outcome::Tombstone => Checked::Tombstone,
+        }
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    if workers == 1 || batch.len() < 4096 {
+        return batch
+            .iter()
+            .zip(replayed)
+            .map(|(r, skip)| check(r, *skip))
+            .collect();
+    }
+    let chunk = batch.len().div_ceil(workers);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = batch
+            .chunks(chunk)
+            .zip(replayed.chunks(chunk))
+            .map(|(records, skips)| {
+                s.spawn(move || {
+                    records
+                        .iter()
+                        .zip(skips)
+                        .map(|(r, skip)| check(r, *skip))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|p| p.join().expect("validator worker"))
+            .collect()
+    })
+}
+
 fn write_valid(
     producer: &mut dyn cartflow_log::Producer,
     record: &Record,
-    event: &Event,
+    json: &[u8],
+    session: Option<&str>,
     op: Option<ChangeOp>,
 ) -> Result<()> {
-    let value = event.to_json();
     let src = source_position(record);
     let op_code = op.map(ChangeOp::code).unwrap_or("");
     let headers: &[(&str, &[u8])] = &[
@@ -200,12 +264,8 @@ fn write_valid(
     ];
     let headers = if op.is_some() { headers } else { &headers[..1] };
     // Keyed by session so a session's events stay in order downstream.
-    let key = event
-        .user_session
-        .as_deref()
-        .map(str::as_bytes)
-        .or(record.key.as_deref());
-    producer.send(ProducerRecord::new(VALIDATED, key, &value).headers(headers))?;
+    let key = session.map(str::as_bytes).or(record.key.as_deref());
+    producer.send(ProducerRecord::new(VALIDATED, key, json).headers(headers))?;
     Ok(())
 }
 

@@ -24,6 +24,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -172,7 +173,13 @@ impl Inner {
         }
         let dir = self.topic_dir(topic);
         std::fs::create_dir_all(&dir).at(&dir)?;
-        let tmp = dir.join(format!(".topic.json.{}", std::process::id()));
+        // Unique per process and call: threads of one process may race here too.
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let tmp = dir.join(format!(
+            ".topic.json.{}.{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
         let bytes = serde_json::to_vec(&TopicMeta {
             partitions: partitions.max(1),
         })
