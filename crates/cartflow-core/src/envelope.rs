@@ -61,19 +61,11 @@ pub fn parse_message(bytes: &[u8]) -> Result<Message<'_>, Invalid> {
     let wire = parse_wire(bytes)?;
     if wire.has_payload {
         let payload = wire.payload.ok_or_else(|| {
-            Invalid::new(
-                InvalidReason::BadEnvelope,
-                "payload",
-                "Kafka-Connect envelope with a null payload",
-            )
+            Invalid::new(InvalidReason::BadEnvelope, "payload", "Kafka-Connect envelope with a null payload")
         })?;
         let inner = parse_wire(payload.get().as_bytes())?;
         if inner.has_payload {
-            return Err(Invalid::new(
-                InvalidReason::BadEnvelope,
-                "payload",
-                "nested Kafka-Connect envelopes",
-            ));
+            return Err(Invalid::new(InvalidReason::BadEnvelope, "payload", "nested Kafka-Connect envelopes"));
         }
         return inner.into_message();
     }
@@ -85,22 +77,13 @@ fn parse_wire(bytes: &[u8]) -> Result<Wire<'_>, Invalid> {
     let wire = match de.deserialize_any(WireVisitor) {
         Ok(w) => w,
         Err(e) if e.is_data() => {
-            return Err(Invalid::new(
-                InvalidReason::BadEnvelope,
-                "",
-                "expected a JSON object",
-            ));
+            return Err(Invalid::new(InvalidReason::BadEnvelope, "", "expected a JSON object"));
         }
         Err(e) => {
-            return Err(Invalid::new(
-                InvalidReason::Malformed,
-                "",
-                format!("not JSON: {e}"),
-            ));
+            return Err(Invalid::new(InvalidReason::Malformed, "", format!("not JSON: {e}")));
         }
     };
-    de.end()
-        .map_err(|e| Invalid::new(InvalidReason::Malformed, "", format!("not JSON: {e}")))?;
+    de.end().map_err(|e| Invalid::new(InvalidReason::Malformed, "", format!("not JSON: {e}")))?;
     Ok(wire)
 }
 
@@ -117,10 +100,7 @@ struct Wire<'a> {
 impl<'a> Wire<'a> {
     fn into_message(self) -> Result<Message<'a>, Invalid> {
         let Some(code) = self.op else {
-            return Ok(Message {
-                event: self.event,
-                op: None,
-            });
+            return Ok(Message { event: self.event, op: None });
         };
         let op = ChangeOp::from_code(&code).ok_or_else(|| {
             Invalid::new(
@@ -134,23 +114,12 @@ impl<'a> Wire<'a> {
             _ => ("after", self.after),
         };
         let image = image.ok_or_else(|| {
-            Invalid::new(
-                InvalidReason::BadEnvelope,
-                field,
-                format!("Debezium op {code} without {field}"),
-            )
+            Invalid::new(InvalidReason::BadEnvelope, field, format!("Debezium op {code} without {field}"))
         })?;
         let event: RawEvent<'a> = serde_json::from_str(image.get()).map_err(|e| {
-            Invalid::new(
-                InvalidReason::BadEnvelope,
-                field,
-                format!("{field} is not an event object: {e}"),
-            )
+            Invalid::new(InvalidReason::BadEnvelope, field, format!("{field} is not an event object: {e}"))
         })?;
-        Ok(Message {
-            event,
-            op: Some(op),
-        })
+        Ok(Message { event, op: Some(op) })
     }
 }
 
@@ -212,11 +181,9 @@ mod tests {
         let connect = format!(r#"{{"schema":{{"type":"struct","fields":[]}},"payload":{EVENT}}}"#);
         assert_eq!(event_of(&connect).0, plain);
         let source = r#"{"version":"2.7","connector":"postgresql","name":"tracking_postgres_cdc","ts_ms":1,"db":"ecom","schema":"public","table":"events","txId":7,"lsn":123}"#;
-        let insert =
-            format!(r#"{{"before":null,"after":{EVENT},"source":{source},"op":"c","ts_ms":2}}"#);
+        let insert = format!(r#"{{"before":null,"after":{EVENT},"source":{source},"op":"c","ts_ms":2}}"#);
         assert_eq!(event_of(&insert), (plain.clone(), Some(ChangeOp::Create)));
-        let delete =
-            format!(r#"{{"before":{EVENT},"after":null,"source":{source},"op":"d","ts_ms":2}}"#);
+        let delete = format!(r#"{{"before":{EVENT},"after":null,"source":{source},"op":"d","ts_ms":2}}"#);
         assert_eq!(event_of(&delete), (plain.clone(), Some(ChangeOp::Delete)));
         let wrapped = format!(r#"{{"schema":{{}},"payload":{insert}}}"#);
         assert_eq!(event_of(&wrapped), (plain, Some(ChangeOp::Create)));
@@ -233,11 +200,7 @@ mod tests {
             (r#""just a string""#, ""),
         ] {
             let err = parse_message(json.as_bytes()).unwrap_err();
-            assert_eq!(
-                (err.reason, err.field.as_ref()),
-                (InvalidReason::BadEnvelope, field),
-                "{json}"
-            );
+            assert_eq!((err.reason, err.field.as_ref()), (InvalidReason::BadEnvelope, field), "{json}");
         }
         let err = parse_message(br#"{"event_time": "#).unwrap_err();
         assert_eq!(err.reason, InvalidReason::Malformed);

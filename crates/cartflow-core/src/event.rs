@@ -117,8 +117,7 @@ fn ser_time<S: Serializer>(t: &Micros, s: S) -> Result<S::Ok, S::Error> {
 
 fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<Micros, D::Error> {
     let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-    time::parse_timestamp(&s)
-        .ok_or_else(|| serde::de::Error::custom(format!("bad event_time {s:?}")))
+    time::parse_timestamp(&s).ok_or_else(|| serde::de::Error::custom(format!("bad event_time {s:?}")))
 }
 
 #[cfg(test)]
@@ -143,14 +142,8 @@ mod tests {
     fn json_round_trip_keeps_19_digit_category_ids() {
         let e = sample();
         let json = String::from_utf8(e.to_json()).unwrap();
-        assert!(
-            json.contains("\"category_id\":2103807459595387724"),
-            "{json}"
-        );
-        assert!(
-            json.contains("\"event_time\":\"2019-10-01T00:00:05Z\""),
-            "{json}"
-        );
+        assert!(json.contains("\"category_id\":2103807459595387724"), "{json}");
+        assert!(json.contains("\"event_time\":\"2019-10-01T00:00:05Z\""), "{json}");
         assert!(json.contains("\"brand\":null"), "{json}");
         assert_eq!(Event::from_json(json.as_bytes()).unwrap(), e);
     }

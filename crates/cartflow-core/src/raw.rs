@@ -130,19 +130,12 @@ impl<'a> RawEvent<'a> {
 
     /// Splits one CSV line (RFC 4180 quoting) and reads it as `from_csv_fields`.
     pub fn from_csv_line(line: &'a [u8]) -> Result<RawEvent<'static>, Invalid> {
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(line);
+        let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(line);
         let mut rec = csv::StringRecord::new();
         match rdr.read_record(&mut rec) {
             Ok(true) => RawEvent::from_csv_fields(rec.iter().map(|s| Cow::Owned(s.to_owned()))),
             Ok(false) => Err(Invalid::new(InvalidReason::Malformed, "", "empty CSV line")),
-            Err(e) => Err(Invalid::new(
-                InvalidReason::Malformed,
-                "",
-                format!("not UTF-8 CSV: {e}"),
-            )),
+            Err(e) => Err(Invalid::new(InvalidReason::Malformed, "", format!("not UTF-8 CSV: {e}"))),
         }
     }
 

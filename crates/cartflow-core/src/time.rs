@@ -42,12 +42,7 @@ fn parse_fixed(b: &[u8]) -> Option<Micros> {
         _ => return None,
     };
     debug_assert!(rest.is_empty());
-    if b[4] != b'-'
-        || b[7] != b'-'
-        || !(b[10] == b' ' || b[10] == b'T')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    if b[4] != b'-' || b[7] != b'-' || !(b[10] == b' ' || b[10] == b'T') || b[13] != b':' || b[16] != b':' {
         return None;
     }
     let num = |from: usize, len: usize| -> Option<u32> {
@@ -208,13 +203,7 @@ mod tests {
 
     #[test]
     fn weekday_monday_is_zero() {
-        assert_eq!(
-            weekday(parse_timestamp("2019-10-01 00:00:00 UTC").unwrap()),
-            1
-        ); // a Tuesday
-        assert_eq!(
-            weekday(parse_timestamp("2019-10-06 23:59:59 UTC").unwrap()),
-            6
-        ); // a Sunday
+        assert_eq!(weekday(parse_timestamp("2019-10-01 00:00:00 UTC").unwrap()), 1); // a Tuesday
+        assert_eq!(weekday(parse_timestamp("2019-10-06 23:59:59 UTC").unwrap()), 6); // a Sunday
     }
 }

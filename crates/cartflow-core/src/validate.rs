@@ -80,16 +80,8 @@ pub struct Invalid {
 }
 
 impl Invalid {
-    pub fn new(
-        reason: InvalidReason,
-        field: impl Into<Cow<'static, str>>,
-        message: impl Into<String>,
-    ) -> Self {
-        Invalid {
-            reason,
-            field: field.into(),
-            message: message.into(),
-        }
+    pub fn new(reason: InvalidReason, field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Invalid { reason, field: field.into(), message: message.into() }
     }
 }
 
@@ -107,11 +99,7 @@ pub struct Rules {
 impl Default for Rules {
     /// 2000-01-01 to 2100-01-01; the validator narrows the upper bound to "now + skew".
     fn default() -> Self {
-        Rules {
-            min_event_time: 946_684_800_000_000,
-            max_event_time: 4_102_444_800_000_000,
-            max_string_len: 256,
-        }
+        Rules { min_event_time: 946_684_800_000_000, max_event_time: 4_102_444_800_000_000, max_string_len: 256 }
     }
 }
 
@@ -122,9 +110,7 @@ pub fn validate(raw: &RawEvent<'_>, rules: &Rules) -> Result<Event, Invalid> {
             Invalid::new(
                 InvalidReason::UnknownEventType,
                 "event_type",
-                format!(
-                    "unknown event_type {s:?}; expected view, cart, remove_from_cart or purchase"
-                ),
+                format!("unknown event_type {s:?}; expected view, cart, remove_from_cart or purchase"),
             )
         })?,
         other => return Err(wrong_type("event_type", "string", other)),
@@ -136,23 +122,10 @@ pub fn validate(raw: &RawEvent<'_>, rules: &Rules) -> Result<Event, Invalid> {
     let price = price(raw.price.as_ref())?;
     let user_id = id("user_id", raw.user_id.as_ref())?;
     let user_session = optional_string("user_session", raw.user_session.as_ref(), rules)?;
-    Ok(Event {
-        event_time,
-        event_type,
-        product_id,
-        category_id,
-        category_code,
-        brand,
-        price,
-        user_id,
-        user_session,
-    })
+    Ok(Event { event_time, event_type, product_id, category_id, category_code, brand, price, user_id, user_session })
 }
 
-fn required<'s, 'a>(
-    field: &'static str,
-    v: Option<&'s Scalar<'a>>,
-) -> Result<&'s Scalar<'a>, Invalid> {
+fn required<'s, 'a>(field: &'static str, v: Option<&'s Scalar<'a>>) -> Result<&'s Scalar<'a>, Invalid> {
     match v {
         Some(Scalar::Str(s)) if s.is_empty() => Err(missing(field)),
         Some(v) => Ok(v),
@@ -161,19 +134,11 @@ fn required<'s, 'a>(
 }
 
 fn missing(field: &'static str) -> Invalid {
-    Invalid::new(
-        InvalidReason::MissingField,
-        field,
-        format!("{field} is required"),
-    )
+    Invalid::new(InvalidReason::MissingField, field, format!("{field} is required"))
 }
 
 fn wrong_type(field: &'static str, expected: &str, got: &Scalar<'_>) -> Invalid {
-    Invalid::new(
-        InvalidReason::WrongType,
-        field,
-        format!("{field} must be {expected}, got {}", got.type_name()),
-    )
+    Invalid::new(InvalidReason::WrongType, field, format!("{field} must be {expected}, got {}", got.type_name()))
 }
 
 fn timestamp(v: Option<&Scalar<'_>>, rules: &Rules) -> Result<Micros, Invalid> {
@@ -183,9 +148,7 @@ fn timestamp(v: Option<&Scalar<'_>>, rules: &Rules) -> Result<Micros, Invalid> {
             Invalid::new(
                 InvalidReason::BadTimestamp,
                 F,
-                format!(
-                    "cannot read {s:?} as a time; expected `2019-10-01 00:00:00 UTC` or ISO-8601"
-                ),
+                format!("cannot read {s:?} as a time; expected `2019-10-01 00:00:00 UTC` or ISO-8601"),
             )
         })?,
         Scalar::Int(n) => epoch(*n as f64)?,
@@ -205,33 +168,20 @@ fn timestamp(v: Option<&Scalar<'_>>, rules: &Rules) -> Result<Micros, Invalid> {
 }
 
 fn epoch(n: f64) -> Result<Micros, Invalid> {
-    time::from_epoch_number(n).ok_or_else(|| {
-        Invalid::new(
-            InvalidReason::BadTimestamp,
-            "event_time",
-            format!("{n} is not an epoch time"),
-        )
-    })
+    time::from_epoch_number(n)
+        .ok_or_else(|| Invalid::new(InvalidReason::BadTimestamp, "event_time", format!("{n} is not an epoch time")))
 }
 
 fn id(field: &'static str, v: Option<&Scalar<'_>>) -> Result<i64, Invalid> {
     let n = match required(field, v)? {
         Scalar::Int(n) => *n,
         Scalar::Str(s) => s.trim().parse::<i64>().map_err(|_| {
-            Invalid::new(
-                InvalidReason::WrongType,
-                field,
-                format!("{field} must be an integer, got {s:?}"),
-            )
+            Invalid::new(InvalidReason::WrongType, field, format!("{field} must be an integer, got {s:?}"))
         })?,
         other => return Err(wrong_type(field, "an integer", other)),
     };
     if n <= 0 {
-        return Err(Invalid::new(
-            InvalidReason::NonPositiveId,
-            field,
-            format!("{field} must be > 0, got {n}"),
-        ));
+        return Err(Invalid::new(InvalidReason::NonPositiveId, field, format!("{field} must be > 0, got {n}")));
     }
     Ok(n)
 }
@@ -241,48 +191,29 @@ fn price(v: Option<&Scalar<'_>>) -> Result<f64, Invalid> {
     let p = match required(F, v)? {
         Scalar::Int(n) => *n as f64,
         Scalar::Float(n) => *n,
-        Scalar::Str(s) => s.trim().parse::<f64>().map_err(|_| {
-            Invalid::new(
-                InvalidReason::WrongType,
-                F,
-                format!("price must be a number, got {s:?}"),
-            )
-        })?,
+        Scalar::Str(s) => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| Invalid::new(InvalidReason::WrongType, F, format!("price must be a number, got {s:?}")))?,
         other => return Err(wrong_type(F, "a number", other)),
     };
     if !p.is_finite() {
-        return Err(Invalid::new(
-            InvalidReason::WrongType,
-            F,
-            format!("price must be a finite number, got {p}"),
-        ));
+        return Err(Invalid::new(InvalidReason::WrongType, F, format!("price must be a finite number, got {p}")));
     }
     if p <= 0.0 {
-        return Err(Invalid::new(
-            InvalidReason::NonPositivePrice,
-            F,
-            format!("price must be > 0, got {p}"),
-        ));
+        return Err(Invalid::new(InvalidReason::NonPositivePrice, F, format!("price must be > 0, got {p}")));
     }
     Ok(p)
 }
 
-fn optional_string(
-    field: &'static str,
-    v: Option<&Scalar<'_>>,
-    rules: &Rules,
-) -> Result<Option<String>, Invalid> {
+fn optional_string(field: &'static str, v: Option<&Scalar<'_>>, rules: &Rules) -> Result<Option<String>, Invalid> {
     match v {
         None => Ok(None),
         Some(Scalar::Str(s)) if s.is_empty() => Ok(None),
         Some(Scalar::Str(s)) if s.len() > rules.max_string_len => Err(Invalid::new(
             InvalidReason::TooLong,
             field,
-            format!(
-                "{field} is {} bytes, longer than {}",
-                s.len(),
-                rules.max_string_len
-            ),
+            format!("{field} is {} bytes, longer than {}", s.len(), rules.max_string_len),
         )),
         Some(Scalar::Str(s)) => Ok(Some(s.clone().into_owned())),
         Some(other) => Err(wrong_type(field, "a string", other)),
@@ -313,11 +244,7 @@ mod tests {
 
     fn rejects(json: &str, reason: InvalidReason, field: &str) {
         let err = check(json).expect_err(json);
-        assert_eq!(
-            (err.reason, err.field.as_ref()),
-            (reason, field),
-            "{json}: {err}"
-        );
+        assert_eq!((err.reason, err.field.as_ref()), (reason, field), "{json}: {err}");
     }
 
     #[test]
@@ -346,71 +273,29 @@ mod tests {
         rejects("not json", Malformed, "");
         rejects("[1,2]", BadEnvelope, "");
         rejects(r#"{"schema":{},"payload":null}"#, BadEnvelope, "payload");
-        for f in [
-            "event_time",
-            "event_type",
-            "product_id",
-            "category_id",
-            "price",
-            "user_id",
-        ] {
+        for f in ["event_time", "event_type", "product_id", "category_id", "price", "user_id"] {
             rejects(&with(f, None), MissingField, f);
             rejects(&with(f, Some("null")), MissingField, f);
         }
         rejects(&with("event_type", Some("3")), WrongType, "event_type");
-        rejects(
-            &with("product_id", Some(r#""abc""#)),
-            WrongType,
-            "product_id",
-        );
+        rejects(&with("product_id", Some(r#""abc""#)), WrongType, "product_id");
         rejects(&with("user_id", Some("1.5")), WrongType, "user_id");
         rejects(&with("price", Some(r#""cheap""#)), WrongType, "price");
         rejects(&with("price", Some("true")), WrongType, "price");
         rejects(&with("brand", Some("7")), WrongType, "brand");
-        rejects(
-            &with("category_code", Some("[1]")),
-            WrongType,
-            "category_code",
-        );
-        rejects(
-            &with("event_type", Some(r#""click""#)),
-            UnknownEventType,
-            "event_type",
-        );
+        rejects(&with("category_code", Some("[1]")), WrongType, "category_code");
+        rejects(&with("event_type", Some(r#""click""#)), UnknownEventType, "event_type");
         rejects(&with("price", Some("0")), NonPositivePrice, "price");
         rejects(&with("price", Some("-3.5")), NonPositivePrice, "price");
         rejects(&with("product_id", Some("0")), NonPositiveId, "product_id");
         rejects(&with("user_id", Some("-1")), NonPositiveId, "user_id");
-        rejects(
-            &with("category_id", Some("-5")),
-            NonPositiveId,
-            "category_id",
-        );
-        rejects(
-            &with("event_time", Some(r#""yesterday""#)),
-            BadTimestamp,
-            "event_time",
-        );
-        rejects(
-            &with("event_time", Some(r#""1999-12-31 23:59:59 UTC""#)),
-            TimestampOutOfRange,
-            "event_time",
-        );
-        rejects(
-            &with("event_time", Some(r#""2200-01-01T00:00:00Z""#)),
-            TimestampOutOfRange,
-            "event_time",
-        );
-        rejects(
-            &with("brand", Some(&format!("\"{}\"", "x".repeat(300)))),
-            TooLong,
-            "brand",
-        );
+        rejects(&with("category_id", Some("-5")), NonPositiveId, "category_id");
+        rejects(&with("event_time", Some(r#""yesterday""#)), BadTimestamp, "event_time");
+        rejects(&with("event_time", Some(r#""1999-12-31 23:59:59 UTC""#)), TimestampOutOfRange, "event_time");
+        rejects(&with("event_time", Some(r#""2200-01-01T00:00:00Z""#)), TimestampOutOfRange, "event_time");
+        rejects(&with("brand", Some(&format!("\"{}\"", "x".repeat(300)))), TooLong, "brand");
         let short = RawEvent::from_csv_line(b"2019-10-01 02:50:00 UTC,view,10900305,2053013555069845885,appliances.kitchen.mixer,elenberg,25.71,52040330");
         let err = short.unwrap_err();
-        assert_eq!(
-            (err.reason, err.field.as_ref()),
-            (FieldCount, "user_session")
-        );
+        assert_eq!((err.reason, err.field.as_ref()), (FieldCount, "user_session"));
     }
 }

@@ -3,19 +3,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("invalid topic name {0:?}: use letters, digits, '.', '_' and '-'")]
     TopicName(String),
     #[error("topic {topic} has no partition {partition}")]
     NoPartition { topic: String, partition: u32 },
     #[error("{path}: {message}")]
     Corrupt { path: PathBuf, message: String },
-    #[error(
-        "consumer group {0:?} already has an active member; the embedded log allows one per group"
-    )]
+    #[error("consumer group {0:?} already has an active member; the embedded log allows one per group")]
     GroupBusy(String),
     #[error("this consumer has no group: it cannot commit")]
     NoGroup,
@@ -31,9 +26,6 @@ pub(crate) trait IoContext<T> {
 
 impl<T> IoContext<T> for std::io::Result<T> {
     fn at(self, path: impl Into<PathBuf>) -> Result<T> {
-        self.map_err(|source| LogError::Io {
-            path: path.into(),
-            source,
-        })
+        self.map_err(|source| LogError::Io { path: path.into(), source })
     }
 }

@@ -62,12 +62,7 @@ pub trait Consumer: Send {
 
 /// Reads one topic-partition range outside any group: a helper for recovery
 /// scans and `tail`.
-pub fn read_range(
-    log: &dyn EventLog,
-    tp: &TopicPartition,
-    from: u64,
-    to: u64,
-) -> Result<Vec<Record>> {
+pub fn read_range(log: &dyn EventLog, tp: &TopicPartition, from: u64, to: u64) -> Result<Vec<Record>> {
     let mut c = log.consumer(ConsumerConfig::assign(vec![tp.clone()]))?;
     c.seek(tp, from)?;
     let mut out = Vec::new();

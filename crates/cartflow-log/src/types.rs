@@ -11,10 +11,7 @@ pub struct TopicPartition {
 
 impl TopicPartition {
     pub fn new(topic: &str, partition: u32) -> Self {
-        TopicPartition {
-            topic: topic.into(),
-            partition,
-        }
+        TopicPartition { topic: topic.into(), partition }
     }
 }
 
@@ -39,10 +36,7 @@ pub struct Record {
 
 impl Record {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_slice())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
     }
 
     pub fn header_str(&self, name: &str) -> Option<&str> {
@@ -50,10 +44,7 @@ impl Record {
     }
 
     pub fn topic_partition(&self) -> TopicPartition {
-        TopicPartition {
-            topic: self.topic.clone(),
-            partition: self.partition,
-        }
+        TopicPartition { topic: self.topic.clone(), partition: self.partition }
     }
 }
 
@@ -70,13 +61,7 @@ pub struct ProducerRecord<'a> {
 
 impl<'a> ProducerRecord<'a> {
     pub fn new(topic: &'a str, key: Option<&'a [u8]>, value: &'a [u8]) -> Self {
-        ProducerRecord {
-            topic,
-            key,
-            value,
-            headers: &[],
-            timestamp_ms: None,
-        }
+        ProducerRecord { topic, key, value, headers: &[], timestamp_ms: None }
     }
 
     pub fn headers(mut self, headers: &'a [(&'a str, &'a [u8])]) -> Self {
@@ -138,11 +123,7 @@ impl ConsumerConfig {
     }
 
     pub fn assign(partitions: Vec<TopicPartition>) -> Self {
-        ConsumerConfig {
-            group: None,
-            subscription: Subscription::Partitions(partitions),
-            reset: OffsetReset::Earliest,
-        }
+        ConsumerConfig { group: None, subscription: Subscription::Partitions(partitions), reset: OffsetReset::Earliest }
     }
 }
 

@@ -15,18 +15,11 @@ use flate2::read::MultiGzDecoder;
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
     #[error("{path}: {cause}")]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    Io { path: PathBuf, cause: std::io::Error },
     #[error("{path}: line 1: header is {found:?}, expected {CSV_HEADER:?}")]
     Header { path: PathBuf, found: String },
     #[error("{path}: line {line}: {cause}")]
-    Csv {
-        path: PathBuf,
-        line: u64,
-        cause: csv::Error,
-    },
+    Csv { path: PathBuf, line: u64, cause: csv::Error },
 }
 
 /// One data row of a file.
@@ -50,38 +43,23 @@ pub struct CsvEventReader {
 impl CsvEventReader {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, CsvError> {
         let path = path.as_ref().to_owned();
-        let io = |cause| CsvError::Io {
-            path: path.clone(),
-            cause,
-        };
+        let io = |cause| CsvError::Io { path: path.clone(), cause };
         let mut file = BufReader::with_capacity(1 << 20, File::open(&path).map_err(io)?);
-        let gz = std::io::BufRead::fill_buf(&mut file)
-            .map_err(io)?
-            .starts_with(&[0x1f, 0x8b]);
-        let input: Box<dyn Read + Send> = if gz {
-            Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(file)))
-        } else {
-            Box::new(file)
-        };
+        let gz = std::io::BufRead::fill_buf(&mut file).map_err(io)?.starts_with(&[0x1f, 0x8b]);
+        let input: Box<dyn Read + Send> =
+            if gz { Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(file))) } else { Box::new(file) };
         Self::from_reader(path, input)
     }
 
     /// Reads CSV from any byte stream; `path` only names it in errors.
     pub fn from_reader(path: PathBuf, input: Box<dyn Read + Send>) -> Result<Self, CsvError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(input);
+        let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(input);
         let mut record = csv::StringRecord::new();
         let found = match reader.read_record(&mut record) {
             Ok(true) => record.iter().collect::<Vec<_>>().join(","),
             Ok(false) => String::new(),
             Err(cause) => {
-                return Err(CsvError::Csv {
-                    path,
-                    line: 1,
-                    cause,
-                });
+                return Err(CsvError::Csv { path, line: 1, cause });
             }
         };
         let found_clean = found.trim_start_matches('\u{feff}').trim();
@@ -89,12 +67,7 @@ impl CsvEventReader {
         if names != FIELDS {
             return Err(CsvError::Header { path, found });
         }
-        Ok(CsvEventReader {
-            path,
-            reader,
-            record,
-            next_line: 2,
-        })
+        Ok(CsvEventReader { path, reader, record, next_line: 2 })
     }
 
     pub fn path(&self) -> &Path {
@@ -109,27 +82,16 @@ impl CsvEventReader {
         match self.reader.read_record(&mut self.record) {
             Ok(false) => None,
             Ok(true) => {
-                let inner_newlines = self
-                    .record
-                    .iter()
-                    .map(|f| f.matches('\n').count() as u64)
-                    .sum::<u64>();
+                let inner_newlines = self.record.iter().map(|f| f.matches('\n').count() as u64).sum::<u64>();
                 self.next_line += 1 + inner_newlines;
-                let fields = self
-                    .record
-                    .iter()
-                    .map(|f| f.trim_end_matches('\r').to_owned());
+                let fields = self.record.iter().map(|f| f.trim_end_matches('\r').to_owned());
                 let event = RawEvent::from_csv_fields(fields);
                 let text = self.record.iter().collect::<Vec<_>>().join(",");
                 Some(Ok(CsvRow { line, event, text }))
             }
             Err(cause) => {
                 self.next_line += 1;
-                Some(Err(CsvError::Csv {
-                    path: self.path.clone(),
-                    line,
-                    cause,
-                }))
+                Some(Err(CsvError::Csv { path: self.path.clone(), line, cause }))
             }
         }
     }
@@ -149,9 +111,7 @@ mod tests {
     use std::io::Write;
 
     fn real(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/data/real")
-            .join(name)
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/real").join(name)
     }
 
     fn count(path: &Path) -> (usize, Vec<(u64, Invalid)>) {
@@ -169,15 +129,8 @@ mod tests {
 
     #[test]
     fn reads_every_whole_row_of_the_real_samples() {
-        let first = CsvEventReader::open(real("2019-Oct-head.csv"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            first.line, 2,
-            "the first row is on line 2, after the header"
-        );
+        let first = CsvEventReader::open(real("2019-Oct-head.csv")).unwrap().next().unwrap().unwrap();
+        assert_eq!(first.line, 2, "the first row is on line 2, after the header");
         let (ok, broken) = count(&real("2019-Oct-head.csv"));
         assert_eq!(ok, 17_434);
         assert_eq!(broken.len(), 1, "{broken:?}");
@@ -197,10 +150,7 @@ mod tests {
                 *reasons.entry(e.reason.as_str()).or_insert(0) += 1;
             }
         }
-        assert!(
-            reasons.keys().all(|r| *r == "non_positive_price"),
-            "{reasons:?}"
-        );
+        assert!(reasons.keys().all(|r| *r == "non_positive_price"), "{reasons:?}");
     }
 
     #[test]
@@ -210,16 +160,10 @@ mod tests {
                     2019-10-01 00:00:00 UTC,view,44600062,2103807459595387724,,shiseido,35.79,541312140,72d76fde-8bb3-4e00-8c23-a032dfed738c\r\n\
                     2019-10-01 00:00:01 UTC,cart,44600062,2103807459595387724,,,35.79,541312140,\r\n";
         let path = dir.path().join("x.csv.gz");
-        let mut gz = flate2::write::GzEncoder::new(
-            File::create(&path).unwrap(),
-            flate2::Compression::fast(),
-        );
+        let mut gz = flate2::write::GzEncoder::new(File::create(&path).unwrap(), flate2::Compression::fast());
         gz.write_all(body.as_bytes()).unwrap();
         gz.finish().unwrap();
-        let rows: Vec<_> = CsvEventReader::open(&path)
-            .unwrap()
-            .map(|r| r.unwrap())
-            .collect();
+        let rows: Vec<_> = CsvEventReader::open(&path).unwrap().map(|r| r.unwrap()).collect();
         assert_eq!(rows.len(), 2);
         let second = rows[1].event.as_ref().unwrap();
         assert_eq!(second.user_session, None);

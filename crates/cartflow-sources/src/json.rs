@@ -31,9 +31,7 @@ pub fn raw_event_json(raw: &RawEvent<'_>, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\":");
         let numeric = matches!(*name, "product_id" | "category_id" | "user_id" | "price");
         match v {
-            Scalar::Str(s) if numeric && s.parse::<i64>().is_ok() => {
-                out.extend_from_slice(s.as_bytes())
-            }
+            Scalar::Str(s) if numeric && s.parse::<i64>().is_ok() => out.extend_from_slice(s.as_bytes()),
             Scalar::Str(s) if *name == "price" && s.parse::<f64>().is_ok_and(f64::is_finite) => {
                 serde_json::to_writer(&mut *out, &s.parse::<f64>().unwrap()).expect("vec write")
             }
@@ -91,10 +89,7 @@ mod tests {
         let mut json = Vec::new();
         raw_event_json(&raw, &mut json);
         let text = String::from_utf8(json.clone()).unwrap();
-        assert!(
-            text.contains("\"price\":35.79") && !text.contains("category_code"),
-            "{text}"
-        );
+        assert!(text.contains("\"price\":35.79") && !text.contains("category_code"), "{text}");
         let direct = validate(&raw, &Rules::default()).unwrap();
         let via_json = validate(&parse_message(&json).unwrap().event, &Rules::default()).unwrap();
         assert_eq!(direct, via_json);

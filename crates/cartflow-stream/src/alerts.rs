@@ -73,12 +73,7 @@ pub struct InvalidRateMonitor {
 
 impl InvalidRateMonitor {
     pub fn new(cfg: AlertConfig) -> Self {
-        InvalidRateMonitor {
-            cfg,
-            buckets: VecDeque::new(),
-            firing_since: None,
-            last_notice_ms: 0,
-        }
+        InvalidRateMonitor { cfg, buckets: VecDeque::new(), firing_since: None, last_notice_ms: 0 }
     }
 
     pub fn config(&self) -> &AlertConfig {
@@ -99,34 +94,19 @@ impl InvalidRateMonitor {
         while self.buckets.front().is_some_and(|(s, _, _)| *s <= oldest) {
             self.buckets.pop_front();
         }
-        let (total, invalid) = self
-            .buckets
-            .iter()
-            .fold((0, 0), |(t, i), (_, bt, bi)| (t + bt, i + bi));
-        let rate = if total == 0 {
-            0.0
-        } else {
-            invalid as f64 / total as f64
-        };
+        let (total, invalid) = self.buckets.iter().fold((0, 0), |(t, i), (_, bt, bi)| (t + bt, i + bi));
+        let rate = if total == 0 { 0.0 } else { invalid as f64 / total as f64 };
         metrics::gauge!(INVALID_RATE).set(rate);
         let over = total >= self.cfg.min_events && rate > self.cfg.invalid_rate_threshold;
-        let notice = |status, starts_at_ms, ends_at_ms| Notice {
-            status,
-            rate,
-            invalid,
-            total,
-            starts_at_ms,
-            ends_at_ms,
-        };
+        let notice =
+            |status, starts_at_ms, ends_at_ms| Notice { status, rate, invalid, total, starts_at_ms, ends_at_ms };
         match (self.firing_since, over) {
             (None, true) => {
                 self.firing_since = Some(now_ms);
                 self.last_notice_ms = now_ms;
                 Some(notice(AlertStatus::Firing, now_ms, None))
             }
-            (Some(since), true)
-                if now_ms - self.last_notice_ms >= self.cfg.repeat_secs as i64 * 1000 =>
-            {
+            (Some(since), true) if now_ms - self.last_notice_ms >= self.cfg.repeat_secs as i64 * 1000 => {
                 self.last_notice_ms = now_ms;
                 Some(notice(AlertStatus::Firing, since, None))
             }
@@ -200,12 +180,7 @@ impl Alerter {
             None => (None, None),
         };
         metrics::gauge!(ALERT_FIRING, "alertname" => ALERT_NAME).set(0.0);
-        Alerter {
-            monitor: InvalidRateMonitor::new(cfg),
-            stage,
-            tx,
-            sender,
-        }
+        Alerter { monitor: InvalidRateMonitor::new(cfg), stage, tx, sender }
     }
 
     pub fn observe(&mut self, now_ms: i64, total: u64, invalid: u64) {
@@ -226,11 +201,7 @@ impl Alerter {
             }
             AlertStatus::Resolved => {
                 metrics::gauge!(ALERT_FIRING, "alertname" => ALERT_NAME).set(0.0);
-                tracing::info!(
-                    alert = ALERT_NAME,
-                    rate = format!("{:.2}%", n.rate * 100.0),
-                    "alert resolved"
-                );
+                tracing::info!(alert = ALERT_NAME, rate = format!("{:.2}%", n.rate * 100.0), "alert resolved");
             }
         }
         if let Some(tx) = &self.tx {
@@ -250,10 +221,7 @@ impl Drop for Alerter {
 }
 
 fn deliver(url: &str, rx: mpsc::Receiver<Value>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build()
-        .into();
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
     for body in rx {
         let status = body["status"].as_str().unwrap_or("").to_owned();
         let mut outcome = "failed";
@@ -269,8 +237,7 @@ fn deliver(url: &str, rx: mpsc::Receiver<Value>) {
                 }
             }
         }
-        metrics::counter!(ALERT_NOTIFICATIONS, "status" => status, "outcome" => outcome)
-            .increment(1);
+        metrics::counter!(ALERT_NOTIFICATIONS, "status" => status, "outcome" => outcome).increment(1);
     }
 }
 
@@ -279,13 +246,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> AlertConfig {
-        AlertConfig {
-            invalid_rate_threshold: 0.1,
-            window_secs: 10,
-            min_events: 50,
-            webhook_url: None,
-            repeat_secs: 60,
-        }
+        AlertConfig { invalid_rate_threshold: 0.1, window_secs: 10, min_events: 50, webhook_url: None, repeat_secs: 60 }
     }
 
     #[test]
@@ -293,22 +254,13 @@ mod tests {
         let mut m = InvalidRateMonitor::new(cfg());
         assert_eq!(m.observe(0, 40, 30), None, "too few events to judge");
         let fired = m.observe(1000, 60, 10).expect("40/100 invalid");
-        assert_eq!(
-            (fired.status, fired.total, fired.invalid),
-            (AlertStatus::Firing, 100, 40)
-        );
+        assert_eq!((fired.status, fired.total, fired.invalid), (AlertStatus::Firing, 100, 40));
         assert_eq!(m.observe(2000, 100, 50), None, "already firing");
         let again = m.observe(61_000, 100, 50).expect("repeat interval passed");
-        assert_eq!(
-            (again.status, again.starts_at_ms),
-            (AlertStatus::Firing, 1000)
-        );
+        assert_eq!((again.status, again.starts_at_ms), (AlertStatus::Firing, 1000));
         // The window slides: old invalid records drop out and it resolves.
         let resolved = m.observe(75_000, 1000, 1).expect("rate fell");
-        assert_eq!(
-            (resolved.status, resolved.ends_at_ms),
-            (AlertStatus::Resolved, Some(75_000))
-        );
+        assert_eq!((resolved.status, resolved.ends_at_ms), (AlertStatus::Resolved, Some(75_000)));
     }
 
     #[test]
@@ -327,11 +279,6 @@ mod tests {
         assert_eq!(p["alerts"][0]["labels"]["alertname"], ALERT_NAME);
         assert_eq!(p["alerts"][0]["startsAt"], "2019-10-01T00:00:00Z");
         assert_eq!(p["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
-        assert!(
-            p["commonAnnotations"]["summary"]
-                .as_str()
-                .unwrap()
-                .contains("20.0%")
-        );
+        assert!(p["commonAnnotations"]["summary"].as_str().unwrap().contains("20.0%"));
     }
 }

@@ -14,18 +14,12 @@ pub struct StageControl {
 
 impl StageControl {
     pub fn new(drain: bool) -> Self {
-        StageControl {
-            shutdown: Arc::default(),
-            drain: Arc::new(AtomicBool::new(drain)),
-        }
+        StageControl { shutdown: Arc::default(), drain: Arc::new(AtomicBool::new(drain)) }
     }
 
     /// Shares the shutdown flag, with a drain flag of its own.
     pub fn with_drain(&self, drain: bool) -> Self {
-        StageControl {
-            shutdown: self.shutdown.clone(),
-            drain: Arc::new(AtomicBool::new(drain)),
-        }
+        StageControl { shutdown: self.shutdown.clone(), drain: Arc::new(AtomicBool::new(drain)) }
     }
 
     pub fn stop(&self) {

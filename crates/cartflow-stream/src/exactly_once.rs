@@ -37,10 +37,7 @@ fn parse_position(s: &str) -> Option<(TopicPartition, u64)> {
 }
 
 fn encode_watermarks(w: &BTreeMap<TopicPartition, u64>) -> String {
-    let map: BTreeMap<String, u64> = w
-        .iter()
-        .map(|(tp, o)| (format!("{}/{}", tp.topic, tp.partition), *o))
-        .collect();
+    let map: BTreeMap<String, u64> = w.iter().map(|(tp, o)| (format!("{}/{}", tp.topic, tp.partition), *o)).collect();
     serde_json::to_string(&map).expect("serializes")
 }
 
@@ -57,16 +54,9 @@ fn decode_watermarks(s: &str) -> BTreeMap<TopicPartition, u64> {
 impl ExactlyOnce {
     /// Finds the inputs (of the consumer's assignment, at or after its
     /// committed offsets) that already have an output in `outputs`.
-    pub(crate) fn recover(
-        log: &dyn EventLog,
-        consumer: &mut dyn Consumer,
-        outputs: &[&str],
-    ) -> Result<Self> {
-        let committed: HashMap<TopicPartition, CommittedOffset> = consumer
-            .committed()?
-            .into_iter()
-            .map(|c| (TopicPartition::new(&c.topic, c.partition), c))
-            .collect();
+    pub(crate) fn recover(log: &dyn EventLog, consumer: &mut dyn Consumer, outputs: &[&str]) -> Result<Self> {
+        let committed: HashMap<TopicPartition, CommittedOffset> =
+            consumer.committed()?.into_iter().map(|c| (TopicPartition::new(&c.topic, c.partition), c)).collect();
         let mut from: BTreeMap<TopicPartition, u64> = BTreeMap::new();
         for c in committed.values() {
             for (tp, o) in decode_watermarks(&c.metadata) {
@@ -97,10 +87,7 @@ impl ExactlyOnce {
                 "recovered: these inputs already have durable outputs and will be skipped"
             );
         }
-        Ok(ExactlyOnce {
-            watermarks,
-            written,
-        })
+        Ok(ExactlyOnce { watermarks, written })
     }
 
     /// True (once) when the input at this position already has its output.
@@ -168,10 +155,7 @@ mod tests {
     #[test]
     fn positions_and_watermarks_round_trip() {
         let tp = TopicPartition::new("tracking.raw_user_behavior", 3);
-        assert_eq!(
-            parse_position("tracking.raw_user_behavior/3/17"),
-            Some((tp.clone(), 17))
-        );
+        assert_eq!(parse_position("tracking.raw_user_behavior/3/17"), Some((tp.clone(), 17)));
         let w: BTreeMap<_, _> = [(tp, 5u64)].into_iter().collect();
         assert_eq!(decode_watermarks(&encode_watermarks(&w)), w);
     }

@@ -26,10 +26,7 @@ const DAMAGE: &[(&str, Option<&str>)] = &[
 
 impl Injector {
     pub(crate) fn new(share: f64, seed: u64) -> Self {
-        Injector {
-            rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x1a7e_c7ed),
-            share,
-        }
+        Injector { rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ 0x1a7e_c7ed), share }
     }
 
     /// With the configured probability, damages the JSON event in place; true when it did.
@@ -48,10 +45,7 @@ impl Injector {
         };
         let (field, value) = DAMAGE[kind];
         match value {
-            Some(v) => obj.insert(
-                field.to_owned(),
-                serde_json::from_str(v).expect("valid damage JSON"),
-            ),
+            Some(v) => obj.insert(field.to_owned(), serde_json::from_str(v).expect("valid damage JSON")),
             None => obj.remove(field),
         };
         *json = serde_json::to_vec(&obj).expect("serializes");

@@ -16,29 +16,14 @@ pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(EVENTS_IN, "Records a stage read, by stage and topic.");
     describe_counter!(EVENTS_OUT, "Records a stage wrote, by stage and topic.");
-    describe_counter!(
-        INVALID,
-        "Records the validator rejected, by reason and field."
-    );
-    describe_counter!(
-        DUPLICATES_SKIPPED,
-        "Replayed input records whose output was already durable (after a crash)."
-    );
+    describe_counter!(INVALID, "Records the validator rejected, by reason and field.");
+    describe_counter!(DUPLICATES_SKIPPED, "Replayed input records whose output was already durable (after a crash).");
     describe_gauge!(
         CONSUMER_LAG,
         "Records between a stage's position and the end of its input, by topic and partition."
     );
-    describe_histogram!(
-        BATCH_SECONDS,
-        "Time to process and durably write one batch, by stage."
-    );
-    describe_gauge!(
-        INVALID_RATE,
-        "Share of invalid records over the alert window."
-    );
+    describe_histogram!(BATCH_SECONDS, "Time to process and durably write one batch, by stage.");
+    describe_gauge!(INVALID_RATE, "Share of invalid records over the alert window.");
     describe_gauge!(ALERT_FIRING, "1 while the named alert fires.");
-    describe_counter!(
-        ALERT_NOTIFICATIONS,
-        "Webhook notifications, by status and outcome."
-    );
+    describe_counter!(ALERT_NOTIFICATIONS, "Webhook notifications, by status and outcome.");
 }

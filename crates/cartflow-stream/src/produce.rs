@@ -36,13 +36,7 @@ pub struct ProduceConfig {
 
 impl Default for ProduceConfig {
     fn default() -> Self {
-        ProduceConfig {
-            topic: crate::topics::RAW.into(),
-            rate: None,
-            inject_invalid: 0.0,
-            seed: 42,
-            batch: 16_384,
-        }
+        ProduceConfig { topic: crate::topics::RAW.into(), rate: None, inject_invalid: 0.0, seed: 42, batch: 16_384 }
     }
 }
 
@@ -67,17 +61,11 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
-    fn send(
-        &mut self,
-        key: Option<&str>,
-        mut value: Vec<u8>,
-        headers: &[(&str, &[u8])],
-    ) -> Result<()> {
+    fn send(&mut self, key: Option<&str>, mut value: Vec<u8>, headers: &[(&str, &[u8])]) -> Result<()> {
         if headers.is_empty() && self.injector.maybe_damage(&mut value) {
             self.stats.injected_invalid += 1;
         }
-        let record =
-            ProducerRecord::new(&self.cfg.topic, key.map(str::as_bytes), &value).headers(headers);
+        let record = ProducerRecord::new(&self.cfg.topic, key.map(str::as_bytes), &value).headers(headers);
         self.producer.send(record)?;
         self.stats.records += 1;
         self.unflushed += 1;
@@ -159,10 +147,8 @@ pub fn run_produce(
                             tracing::warn!(file = %name, line = row.line, "broken row sent on as invalid: {why}");
                             sink.stats.broken_rows += 1;
                             let location = format!("{name}:{}", row.line);
-                            let headers: [(&str, &[u8]); 2] = [
-                                (CONTENT_TYPE, CSV_CONTENT_TYPE),
-                                (SOURCE_LOCATION, location.as_bytes()),
-                            ];
+                            let headers: [(&str, &[u8]); 2] =
+                                [(CONTENT_TYPE, CSV_CONTENT_TYPE), (SOURCE_LOCATION, location.as_bytes())];
                             sink.send(None, row.text.into_bytes(), &headers)?;
                         }
                     }

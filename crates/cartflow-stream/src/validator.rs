@@ -13,8 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::alerts::{AlertConfig, Alerter};
 use crate::exactly_once::{ExactlyOnce, source_position};
 use crate::metrics::{
-    BATCH_SECONDS, CONSUMER_LAG, DUPLICATES_SKIPPED, EVENTS_IN, EVENTS_OUT,
-    INVALID as INVALID_METRIC,
+    BATCH_SECONDS, CONSUMER_LAG, DUPLICATES_SKIPPED, EVENTS_IN, EVENTS_OUT, INVALID as INVALID_METRIC,
 };
 use crate::topics::*;
 use crate::{Result, StageControl};
@@ -50,15 +49,9 @@ impl ValidatorConfig {
     /// The rules as of `now`.
     pub fn rules(&self, now: SystemTime) -> Result<Rules> {
         let min = cartflow_core::time::parse_timestamp(&self.min_event_time).ok_or_else(|| {
-            crate::StageError::Config(format!(
-                "validator.min_event_time {:?} is not a time",
-                self.min_event_time
-            ))
+            crate::StageError::Config(format!("validator.min_event_time {:?} is not a time", self.min_event_time))
         })?;
-        let now_us = now
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_micros() as i64;
+        let now_us = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as i64;
         Ok(Rules {
             min_event_time: min,
             max_event_time: now_us + self.max_future_secs as i64 * 1_000_000,
@@ -135,12 +128,8 @@ pub fn run_validator(
         }
         let started = Instant::now();
         let rules = cfg.rules(SystemTime::now())?;
-        let (valid_before, invalid_before, replayed_before) =
-            (stats.valid, stats.invalid, stats.replayed_skipped);
-        let replayed: Vec<bool> = batch
-            .iter()
-            .map(|r| exactly_once.already_written(r))
-            .collect();
+        let (valid_before, invalid_before, replayed_before) = (stats.valid, stats.invalid, stats.replayed_skipped);
+        let replayed: Vec<bool> = batch.iter().map(|r| exactly_once.already_written(r)).collect();
         let checked = check_batch(&batch, &replayed, &rules);
         stats.read += batch.len() as u64;
         for (record, outcome) in batch.iter().zip(checked) {
@@ -171,8 +160,7 @@ pub fn run_validator(
             stats.invalid - invalid_before,
             stats.replayed_skipped - replayed_before,
         );
-        metrics::histogram!(BATCH_SECONDS, "stage" => "validate")
-            .record(started.elapsed().as_secs_f64());
+        metrics::histogram!(BATCH_SECONDS, "stage" => "validate").record(started.elapsed().as_secs_f64());
         if let Some(a) = alerter.as_mut() {
             a.observe(
                 now_ms(),
@@ -208,24 +196,14 @@ fn check_batch(batch: &[Record], replayed: &[bool], rules: &Rules) -> Vec<Checke
         }
         let csv = r.header(CONTENT_TYPE) == Some(CSV_CONTENT_TYPE);
         match check_record(&r.value, csv, rules) {
-            Outcome::Valid(event, op) => Checked::Valid {
-                json: event.to_json(),
-                session: event.user_session,
-                op,
-            },
+            Outcome::Valid(event, op) => Checked::Valid { json: event.to_json(), session: event.user_session, op },
             Outcome::Invalid(why) => Checked::Invalid(why),
             Outcome::Tombstone => Checked::Tombstone,
         }
     };
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
     if workers == 1 || batch.len() < 4096 {
-        return batch
-            .iter()
-            .zip(replayed)
-            .map(|(r, skip)| check(r, *skip))
-            .collect();
+        return batch.iter().zip(replayed).map(|(r, skip)| check(r, *skip)).collect();
     }
     let chunk = batch.len().div_ceil(workers);
     std::thread::scope(|s| {
@@ -233,19 +211,10 @@ fn check_batch(batch: &[Record], replayed: &[bool], rules: &Rules) -> Vec<Checke
             .chunks(chunk)
             .zip(replayed.chunks(chunk))
             .map(|(records, skips)| {
-                s.spawn(move || {
-                    records
-                        .iter()
-                        .zip(skips)
-                        .map(|(r, skip)| check(r, *skip))
-                        .collect::<Vec<_>>()
-                })
+                s.spawn(move || records.iter().zip(skips).map(|(r, skip)| check(r, *skip)).collect::<Vec<_>>())
             })
             .collect();
-        parts
-            .into_iter()
-            .flat_map(|p| p.join().expect("validator worker"))
-            .collect()
+        parts.into_iter().flat_map(|p| p.join().expect("validator worker")).collect()
     })
 }
 
@@ -258,10 +227,7 @@ fn write_valid(
 ) -> Result<()> {
     let src = source_position(record);
     let op_code = op.map(ChangeOp::code).unwrap_or("");
-    let headers: &[(&str, &[u8])] = &[
-        (SOURCE_POSITION, src.as_bytes()),
-        (CHANGE_OP, op_code.as_bytes()),
-    ];
+    let headers: &[(&str, &[u8])] = &[(SOURCE_POSITION, src.as_bytes()), (CHANGE_OP, op_code.as_bytes())];
     let headers = if op.is_some() { headers } else { &headers[..1] };
     // Keyed by session so a session's events stay in order downstream.
     let key = session.map(str::as_bytes).or(record.key.as_deref());
@@ -269,24 +235,14 @@ fn write_valid(
     Ok(())
 }
 
-fn write_invalid(
-    producer: &mut dyn cartflow_log::Producer,
-    record: &Record,
-    why: &Invalid,
-) -> Result<()> {
+fn write_invalid(producer: &mut dyn cartflow_log::Producer, record: &Record, why: &Invalid) -> Result<()> {
     let src = source_position(record);
-    let mut headers: Vec<(&str, &[u8])> = record
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
+    let mut headers: Vec<(&str, &[u8])> = record.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
     headers.push((SOURCE_POSITION, src.as_bytes()));
     headers.push((ERROR_REASON, why.reason.as_str().as_bytes()));
     headers.push((ERROR_FIELD, why.field.as_bytes()));
     headers.push((ERROR_MESSAGE, why.message.as_bytes()));
-    producer.send(
-        ProducerRecord::new(INVALID, record.key.as_deref(), &record.value).headers(&headers),
-    )?;
+    producer.send(ProducerRecord::new(INVALID, record.key.as_deref(), &record.value).headers(&headers))?;
     Ok(())
 }
 
@@ -296,8 +252,7 @@ fn count_batch(batch: &[Record], valid: u64, invalid: u64, replayed: u64) {
         *by_topic.entry(&r.topic).or_default() += 1;
     }
     for (topic, n) in by_topic {
-        metrics::counter!(EVENTS_IN, "stage" => "validate", "topic" => topic.to_owned())
-            .increment(n);
+        metrics::counter!(EVENTS_IN, "stage" => "validate", "topic" => topic.to_owned()).increment(n);
     }
     metrics::counter!(EVENTS_OUT, "stage" => "validate", "topic" => VALIDATED).increment(valid);
     metrics::counter!(EVENTS_OUT, "stage" => "validate", "topic" => INVALID).increment(invalid);
@@ -319,8 +274,5 @@ fn measure_lag(consumer: &mut dyn cartflow_log::Consumer) -> Result<u64> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

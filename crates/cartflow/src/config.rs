@@ -74,9 +74,7 @@ impl Config {
                 }
                 fig = fig.merge(Toml::file(f));
             }
-            None if Path::new("cartflow.toml").exists() => {
-                fig = fig.merge(Toml::file("cartflow.toml"))
-            }
+            None if Path::new("cartflow.toml").exists() => fig = fig.merge(Toml::file("cartflow.toml")),
             None => {}
         }
         fig = fig.merge(Env::prefixed("CARTFLOW_").split("__").ignore(&["config"]));
@@ -91,11 +89,7 @@ impl Config {
     pub fn open_log(&self) -> Result<Box<dyn EventLog>> {
         if self.log == "embedded" {
             let c = &self.embedded_log;
-            let fsync: FsyncPolicy = c
-                .fsync
-                .parse()
-                .map_err(anyhow::Error::msg)
-                .context("embedded_log.fsync")?;
+            let fsync: FsyncPolicy = c.fsync.parse().map_err(anyhow::Error::msg).context("embedded_log.fsync")?;
             let opts = EmbeddedOptions {
                 default_partitions: c.partitions.max(1),
                 fsync,
@@ -103,9 +97,8 @@ impl Config {
                 retention_ms: (c.retention_hours > 0).then_some(c.retention_hours * 3_600_000),
                 retention_bytes: (c.retention_mb > 0).then_some(c.retention_mb << 20),
             };
-            let log = EmbeddedLog::open(self.log_dir(), opts).with_context(|| {
-                format!("opening the event log in {}", self.log_dir().display())
-            })?;
+            let log = EmbeddedLog::open(self.log_dir(), opts)
+                .with_context(|| format!("opening the event log in {}", self.log_dir().display()))?;
             return Ok(Box::new(log));
         }
         if self.log.starts_with("kafka://") {
@@ -114,9 +107,6 @@ impl Config {
                 self.log
             );
         }
-        bail!(
-            "log = {:?}: expected `embedded` or `kafka://host:port`",
-            self.log
-        )
+        bail!("log = {:?}: expected `embedded` or `kafka://host:port`", self.log)
     }
 }

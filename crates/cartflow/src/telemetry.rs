@@ -19,8 +19,7 @@ use serde_json::{Value, json};
 
 pub fn init_logging(quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -37,9 +36,7 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
         let handle = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Suffix("_seconds".into()),
-                &[
-                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ],
+                &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
             )
             .expect("valid buckets")
             .install_recorder()
@@ -55,10 +52,7 @@ pub struct Health(Arc<Mutex<serde_json::Map<String, Value>>>);
 
 impl Health {
     pub fn set(&self, stage: &str, value: Value) {
-        self.0
-            .lock()
-            .expect("health lock")
-            .insert(stage.to_owned(), value);
+        self.0.lock().expect("health lock").insert(stage.to_owned(), value);
     }
 }
 
@@ -71,52 +65,34 @@ struct ServerState {
 /// Serves `/metrics` and `/health` on `addr` from a background thread.
 pub fn serve_metrics(addr: &str, health: Health) -> Result<SocketAddr> {
     let handle = metrics_handle();
-    let addr: SocketAddr = addr
-        .parse()
-        .with_context(|| format!("--metrics-addr {addr:?} is not host:port"))?;
-    let listener = std::net::TcpListener::bind(addr)
-        .with_context(|| format!("binding {addr} for /metrics"))?;
+    let addr: SocketAddr = addr.parse().with_context(|| format!("--metrics-addr {addr:?} is not host:port"))?;
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr} for /metrics"))?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
-    let state = ServerState {
-        health,
-        started: Instant::now(),
-    };
+    let state = ServerState { health, started: Instant::now() };
     let app = Router::new()
         .route(
             "/metrics",
-            get(move || async move {
-                (
-                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                    handle.render(),
-                )
-            }),
+            get(move || async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()) }),
         )
         .route("/health", get(health_route))
         .with_state(state);
-    std::thread::Builder::new()
-        .name("metrics-http".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!("metrics server stopped: {e}");
-                }
-            });
-        })?;
+    std::thread::Builder::new().name("metrics-http".into()).spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!("metrics server stopped: {e}");
+            }
+        });
+    })?;
     tracing::info!("metrics on http://{local}/metrics, health on http://{local}/health");
     Ok(local)
 }
 
 async fn health_route(State(s): State<ServerState>) -> impl IntoResponse {
     let stages = s.health.0.lock().expect("health lock").clone();
-    axum::Json(
-        json!({ "status": "ok", "uptime_secs": s.started.elapsed().as_secs(), "stages": stages }),
-    )
+    axum::Json(json!({ "status": "ok", "uptime_secs": s.started.elapsed().as_secs(), "stages": stages }))
 }
 
 /// A progress bar on stderr when it is a terminal and not `--quiet`; hidden otherwise.
@@ -133,11 +109,7 @@ pub fn progress(quiet: bool, total: Option<u64>, what: &str) -> ProgressBar {
         Some(_) => "{prefix:>10} [{bar:30}] {human_pos}/{human_len} ({per_sec}, {eta}) {msg}",
         None => "{prefix:>10} {spinner} {human_pos} ({per_sec}) {msg}",
     };
-    bar.set_style(
-        ProgressStyle::with_template(template)
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
     bar.set_prefix(what.to_owned());
     bar.enable_steady_tick(Duration::from_millis(200));
     bar

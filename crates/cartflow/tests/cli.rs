@@ -29,20 +29,10 @@ fn every_subcommand_has_help() {
 #[test]
 fn generate_is_deterministic_and_writes_the_dataset_format() {
     let dir = tempfile::tempdir().unwrap();
-    ok(cartflow(dir.path()).args([
-        "generate", "--events", "20000", "--seed", "9", "--out", "a.csv",
-    ]));
-    ok(cartflow(dir.path()).args([
-        "generate", "--events", "20000", "--seed", "9", "--out", "b.csv.gz",
-    ]));
-    let out = ok(cartflow(dir.path()).args([
-        "generate", "--events", "20000", "--seed", "10", "--out", "c.csv",
-    ]));
-    assert!(
-        stdout(&out).contains("wrote 20,000 events"),
-        "{}",
-        stdout(&out)
-    );
+    ok(cartflow(dir.path()).args(["generate", "--events", "20000", "--seed", "9", "--out", "a.csv"]));
+    ok(cartflow(dir.path()).args(["generate", "--events", "20000", "--seed", "9", "--out", "b.csv.gz"]));
+    let out = ok(cartflow(dir.path()).args(["generate", "--events", "20000", "--seed", "10", "--out", "c.csv"]));
+    assert!(stdout(&out).contains("wrote 20,000 events"), "{}", stdout(&out));
     let a = std::fs::read(dir.path().join("a.csv")).unwrap();
     let c = std::fs::read(dir.path().join("c.csv")).unwrap();
     let mut b = Vec::new();
@@ -65,35 +55,21 @@ fn real_files_flow_through_and_the_cut_line_lands_in_invalid_with_its_line() {
         .args(["produce", "--input"])
         .arg(real_data("2019-Oct-head.csv"))
         .arg(real_data("2019-Nov-head.csv")));
-    assert!(
-        stdout(&out).contains("produced 18,118 events"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains("produced 18,118 events"), "{}", stdout(&out));
     ok(cartflow(dir.path()).args(["validate", "--drain"]));
     let (valid, invalid) = assert_exactly_once(dir.path());
     assert_eq!(valid + invalid, 17_434 + 683 + 1);
     let invalid = read_topic(dir.path(), INVALID);
-    let cut: Vec<_> = invalid
-        .iter()
-        .filter(|r| r.header_str("cartflow.error.reason") == Some("field_count"))
-        .collect();
+    let cut: Vec<_> = invalid.iter().filter(|r| r.header_str("cartflow.error.reason") == Some("field_count")).collect();
     assert_eq!(cut.len(), 1);
-    assert!(
-        cut[0]
-            .header_str("cartflow.source")
-            .unwrap()
-            .ends_with("2019-Oct-head.csv:17436")
-    );
-    assert_eq!(
-        cut[0].header_str("cartflow.error.field"),
-        Some("user_session")
-    );
+    assert!(cut[0].header_str("cartflow.source").unwrap().ends_with("2019-Oct-head.csv:17436"));
+    assert_eq!(cut[0].header_str("cartflow.error.field"), Some("user_session"));
     // The rest of the real rows that fail are the zero prices the files hold.
-    assert!(invalid.iter().all(|r| matches!(
-        r.header_str("cartflow.error.reason"),
-        Some("field_count" | "non_positive_price")
-    )));
+    assert!(
+        invalid
+            .iter()
+            .all(|r| matches!(r.header_str("cartflow.error.reason"), Some("field_count" | "non_positive_price")))
+    );
 }
 
 #[test]
@@ -104,65 +80,29 @@ fn topics_and_tail_print_what_is_there() {
     let out = ok(cartflow(dir.path()).args(["topics", "--json"]));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let total = |name: &str| -> u64 {
-        let t = v["topics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["name"] == name)
-            .unwrap();
-        t["partitions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["end"].as_u64().unwrap())
-            .sum()
+        let t = v["topics"].as_array().unwrap().iter().find(|t| t["name"] == name).unwrap();
+        t["partitions"].as_array().unwrap().iter().map(|p| p["end"].as_u64().unwrap()).sum()
     };
     assert_eq!(total(RAW), 5000);
     assert_eq!(total(VALIDATED) + total(INVALID), 5000);
     let group = &v["groups"][0];
     assert_eq!(group["group"], "cartflow-validator");
     let table = stdout(&ok(cartflow(dir.path()).arg("topics")));
-    assert!(
-        table.contains("LAG") && table.contains(VALIDATED),
-        "{table}"
-    );
+    assert!(table.contains("LAG") && table.contains(VALIDATED), "{table}");
 
-    let tail = stdout(&ok(
-        cartflow(dir.path()).args(["tail", VALIDATED, "-n", "3"])
-    ));
-    let lines: Vec<Value> = tail
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let tail = stdout(&ok(cartflow(dir.path()).args(["tail", VALIDATED, "-n", "3"])));
+    let lines: Vec<Value> = tail.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["topic"], VALIDATED);
-    assert!(
-        lines[0]["value"]["event_time"]
-            .as_str()
-            .unwrap()
-            .ends_with('Z')
-    );
-    let all = stdout(&ok(cartflow(dir.path()).args([
-        "tail",
-        RAW,
-        "--from-beginning",
-    ])));
+    assert!(lines[0]["value"]["event_time"].as_str().unwrap().ends_with('Z'));
+    let all = stdout(&ok(cartflow(dir.path()).args(["tail", RAW, "--from-beginning"])));
     assert_eq!(all.lines().count(), 5000);
-    let first = stdout(&ok(cartflow(dir.path()).args([
-        "tail",
-        INVALID,
-        "--from-beginning",
-        "-n",
-        "2",
-    ])));
+    let first = stdout(&ok(cartflow(dir.path()).args(["tail", INVALID, "--from-beginning", "-n", "2"])));
     for l in first.lines() {
         let v: Value = serde_json::from_str(l).unwrap();
         assert!(v["headers"]["cartflow.error.reason"].is_string());
     }
-    let err = cartflow(dir.path())
-        .args(["tail", "no.such.topic"])
-        .output()
-        .unwrap();
+    let err = cartflow(dir.path()).args(["tail", "no.such.topic"]).output().unwrap();
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("no topic \"no.such.topic\""));
 }
@@ -170,53 +110,26 @@ fn topics_and_tail_print_what_is_there() {
 #[test]
 fn configuration_layers_and_typos() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("cartflow.toml"),
-        "data_dir = \"from-file\"\n[embedded_log]\npartitions = 2\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("cartflow.toml"), "data_dir = \"from-file\"\n[embedded_log]\npartitions = 2\n")
+        .unwrap();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cartflow"));
-    cmd.current_dir(dir.path())
-        .env_remove("CARTFLOW_DATA_DIR")
-        .args(["-q", "produce", "--generate", "100"]);
+    cmd.current_dir(dir.path()).env_remove("CARTFLOW_DATA_DIR").args(["-q", "produce", "--generate", "100"]);
     ok(&mut cmd);
-    assert!(
-        dir.path().join("from-file/log/topics").join(RAW).exists(),
-        "cartflow.toml's data_dir"
-    );
-    let meta = std::fs::read_to_string(
-        dir.path()
-            .join("from-file/log/topics")
-            .join(RAW)
-            .join("topic.json"),
-    )
-    .unwrap();
+    assert!(dir.path().join("from-file/log/topics").join(RAW).exists(), "cartflow.toml's data_dir");
+    let meta = std::fs::read_to_string(dir.path().join("from-file/log/topics").join(RAW).join("topic.json")).unwrap();
     assert!(meta.contains("\"partitions\":2"), "{meta}");
 
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cartflow"));
-    cmd.current_dir(dir.path())
-        .env("CARTFLOW_DATA_DIR", "from-env")
-        .args(["-q", "produce", "--generate", "10"]);
+    cmd.current_dir(dir.path()).env("CARTFLOW_DATA_DIR", "from-env").args(["-q", "produce", "--generate", "10"]);
     ok(&mut cmd);
-    assert!(
-        dir.path().join("from-env/log").exists(),
-        "the environment beats the file"
-    );
+    assert!(dir.path().join("from-env/log").exists(), "the environment beats the file");
 
-    std::fs::write(
-        dir.path().join("typo.toml"),
-        "[embeded_log]\npartitions = 2\n",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("typo.toml"), "[embeded_log]\npartitions = 2\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_cartflow"))
         .current_dir(dir.path())
         .args(["--config", "typo.toml", "topics"])
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("embeded_log"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("embeded_log"), "{}", String::from_utf8_lossy(&out.stderr));
 }

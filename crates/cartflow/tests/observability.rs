@@ -33,9 +33,7 @@ fn webhook_receiver() -> (String, mpsc::Receiver<Value>) {
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).unwrap();
-            stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .unwrap();
+            stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").unwrap();
             let _ = tx.send(serde_json::from_slice(&body).unwrap());
         }
     });
@@ -52,19 +50,12 @@ fn a_high_invalid_rate_posts_an_alertmanager_notification() {
         .env("CARTFLOW_ALERTS__INVALID_RATE_THRESHOLD", "0.1")
         .env("CARTFLOW_VALIDATOR__BATCH_SIZE", "1000")
         .args(["validate", "--drain"]));
-    let body = received
-        .recv_timeout(Duration::from_secs(10))
-        .expect("a webhook POST");
+    let body = received.recv_timeout(Duration::from_secs(10)).expect("a webhook POST");
     assert_eq!(body["version"], "4");
     assert_eq!(body["status"], "firing");
     let alert = &body["alerts"][0];
     assert_eq!(alert["labels"]["alertname"], "CartflowInvalidEventRateHigh");
-    assert!(
-        alert["annotations"]["summary"]
-            .as_str()
-            .unwrap()
-            .contains("% of events are invalid")
-    );
+    assert!(alert["annotations"]["summary"].as_str().unwrap().contains("% of events are invalid"));
     assert!(alert["startsAt"].as_str().unwrap().ends_with('Z'));
     let _ = out;
 }
@@ -81,11 +72,7 @@ fn metrics_health_and_a_clean_stop_on_ctrl_c() {
         .unwrap();
     let get = |path: &str| -> Option<String> {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-        )
-        .ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").ok()?;
         let mut text = String::new();
         s.read_to_string(&mut text).ok()?;
         Some(text)
@@ -93,68 +80,43 @@ fn metrics_health_and_a_clean_stop_on_ctrl_c() {
     // Wait until the validator has caught up (it keeps running: no --drain).
     let started = Instant::now();
     let metrics = loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "validator did not catch up"
-        );
+        assert!(started.elapsed() < Duration::from_secs(30), "validator did not catch up");
         let caught_up = |m: &String| {
-            m.contains("cartflow_events_out_total")
-                && m.contains("cartflow_consumer_lag_records")
-                && !lagging(m)
+            m.contains("cartflow_events_out_total") && m.contains("cartflow_consumer_lag_records") && !lagging(m)
         };
         if let Some(m) = get("/metrics").filter(caught_up) {
             break m;
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(metrics.contains("cartflow_events_in_total{stage=\"validate\",topic=\"tracking.raw_user_behavior\"} 30000"), "{metrics}");
     assert!(
-        metrics.contains("cartflow_invalid_events_total{reason="),
+        metrics.contains("cartflow_events_in_total{stage=\"validate\",topic=\"tracking.raw_user_behavior\"} 30000"),
         "{metrics}"
     );
-    assert!(
-        metrics.contains("cartflow_batch_duration_seconds_bucket"),
-        "{metrics}"
-    );
+    assert!(metrics.contains("cartflow_invalid_events_total{reason="), "{metrics}");
+    assert!(metrics.contains("cartflow_batch_duration_seconds_bucket"), "{metrics}");
     let health = get("/health").unwrap();
-    assert!(
-        health.starts_with("HTTP/1.1 200") && health.contains("\"status\":\"ok\""),
-        "{health}"
-    );
+    assert!(health.starts_with("HTTP/1.1 200") && health.contains("\"status\":\"ok\""), "{health}");
     assert!(health.contains("\"validate\""), "{health}");
 
     // Ctrl-C: the validator finishes its batch, commits and exits 0.
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
     let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     assert!(out.contains("validated 30,000 records"), "{out}");
 }
 
 fn lagging(metrics: &str) -> bool {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("cartflow_consumer_lag_records{"))
-        .any(|l| !l.ends_with(" 0"))
+    metrics.lines().filter(|l| l.starts_with("cartflow_consumer_lag_records{")).any(|l| !l.ends_with(" 0"))
 }
 
 #[test]
 fn a_producer_killed_mid_write_leaves_a_log_that_reopens_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     ok(cartflow(dir.path()).args(["produce", "--generate", "1000"]));
-    let mut child = cartflow(dir.path())
-        .args(["produce", "--generate", "3000000"])
-        .spawn()
-        .unwrap();
+    let mut child = cartflow(dir.path()).args(["produce", "--generate", "3000000"]).spawn().unwrap();
     std::thread::sleep(Duration::from_millis(700));
     child.kill().unwrap();
     child.wait().unwrap();

@@ -97,11 +97,7 @@ fn parse_body(b: &[u8]) -> Option<Frame<'_>> {
     };
     let timestamp_ms = i64::from_le_bytes(take(8)?.try_into().ok()?);
     let key_len = i32::from_le_bytes(take(4)?.try_into().ok()?);
-    let key = if key_len < 0 {
-        None
-    } else {
-        Some(take(key_len as usize)?)
-    };
+    let key = if key_len < 0 { None } else { Some(take(key_len as usize)?) };
     let n_headers = u16::from_le_bytes(take(2)?.try_into().ok()?);
     let mut headers = Vec::with_capacity(n_headers as usize);
     for _ in 0..n_headers {
@@ -111,12 +107,7 @@ fn parse_body(b: &[u8]) -> Option<Frame<'_>> {
         headers.push((name, take(vl)?));
     }
     let value = &b[p..];
-    Some(Frame {
-        timestamp_ms,
-        key,
-        headers,
-        value,
-    })
+    Some(Frame { timestamp_ms, key, headers, value })
 }
 
 #[cfg(test)]
@@ -128,17 +119,10 @@ mod tests {
         let mut buf = Vec::new();
         encode(&mut buf, 42, Some(b"k"), &[("h", b"v")], b"value");
         encode(&mut buf, 43, None, &[], b"");
-        let Decoded::Frame(f, n) = decode(&buf) else {
-            panic!()
-        };
-        assert_eq!(
-            (f.timestamp_ms, f.key, f.value),
-            (42, Some(&b"k"[..]), &b"value"[..])
-        );
+        let Decoded::Frame(f, n) = decode(&buf) else { panic!() };
+        assert_eq!((f.timestamp_ms, f.key, f.value), (42, Some(&b"k"[..]), &b"value"[..]));
         assert_eq!(f.headers, vec![("h", &b"v"[..])]);
-        let Decoded::Frame(g, m) = decode(&buf[n..]) else {
-            panic!()
-        };
+        let Decoded::Frame(g, m) = decode(&buf[n..]) else { panic!() };
         assert_eq!((g.key, g.value, n + m), (None, &b""[..], buf.len()));
         assert!(matches!(decode(&buf[..n - 1]), Decoded::Incomplete));
         buf[10] ^= 0xff;

@@ -25,12 +25,7 @@ impl Groups {
     pub(crate) fn join(&self, group: &str) -> Result<File> {
         std::fs::create_dir_all(&self.dir).at(&self.dir)?;
         let path = self.dir.join(format!("{group}.lock"));
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at(&path)?;
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).at(&path)?;
         match file.try_lock() {
             Ok(()) => Ok(file),
             Err(std::fs::TryLockError::WouldBlock) => Err(LogError::GroupBusy(group.to_owned())),
@@ -41,10 +36,8 @@ impl Groups {
     pub(crate) fn load(&self, group: &str) -> Result<Vec<CommittedOffset>> {
         let path = self.dir.join(format!("{group}.json"));
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| LogError::Corrupt {
-                path,
-                message: format!("committed offsets: {e}"),
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| LogError::Corrupt { path, message: format!("committed offsets: {e}") }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(e).at(path),
         }
@@ -52,11 +45,8 @@ impl Groups {
 
     /// Merges `offsets` into the group's committed offsets, durably.
     pub(crate) fn store(&self, group: &str, offsets: &[CommittedOffset]) -> Result<()> {
-        let mut all: BTreeMap<(String, u32), CommittedOffset> = self
-            .load(group)?
-            .into_iter()
-            .map(|c| ((c.topic.clone(), c.partition), c))
-            .collect();
+        let mut all: BTreeMap<(String, u32), CommittedOffset> =
+            self.load(group)?.into_iter().map(|c| ((c.topic.clone(), c.partition), c)).collect();
         for c in offsets {
             all.insert((c.topic.clone(), c.partition), c.clone());
         }
@@ -77,15 +67,8 @@ impl Groups {
         };
         for entry in entries {
             let name = entry.at(&self.dir)?.file_name();
-            if let Some(group) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".json"))
-                .filter(|n| !n.starts_with('.'))
-            {
-                out.push(GroupInfo {
-                    group: group.to_owned(),
-                    offsets: self.load(group)?,
-                });
+            if let Some(group) = name.to_str().and_then(|n| n.strip_suffix(".json")).filter(|n| !n.starts_with('.')) {
+                out.push(GroupInfo { group: group.to_owned(), offsets: self.load(group)? });
             }
         }
         out.sort_by(|a, b| a.group.cmp(&b.group));

@@ -34,8 +34,8 @@ use self::reader::PartitionReader;
 use self::writer::PartitionWriter;
 use crate::error::{IoContext, LogError, Result};
 use crate::{
-    CommittedOffset, Consumer, ConsumerConfig, EventLog, GroupInfo, OffsetReset, PartitionInfo,
-    Producer, ProducerRecord, Record, Subscription, TopicInfo, TopicPartition, partition_for_key,
+    CommittedOffset, Consumer, ConsumerConfig, EventLog, GroupInfo, OffsetReset, PartitionInfo, Producer,
+    ProducerRecord, Record, Subscription, TopicInfo, TopicPartition, partition_for_key,
 };
 
 /// When appended records reach the disk.
@@ -60,19 +60,12 @@ impl FromStr for FsyncPolicy {
     type Err = String;
     /// `flush`, `never`, or an interval such as `500ms` or `2s`.
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || {
-            format!(
-                "fsync policy {s:?}: expected `flush`, `never` or an interval like `500ms` or `1s`"
-            )
-        };
+        let bad = || format!("fsync policy {s:?}: expected `flush`, `never` or an interval like `500ms` or `1s`");
         Ok(match s {
             "flush" | "always" => FsyncPolicy::EveryFlush,
             "never" => FsyncPolicy::Never,
             _ => {
-                let (num, unit) = s
-                    .find(|c: char| !c.is_ascii_digit())
-                    .map(|i| s.split_at(i))
-                    .ok_or_else(bad)?;
+                let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map(|i| s.split_at(i)).ok_or_else(bad)?;
                 let n: u64 = num.parse().map_err(|_| bad())?;
                 FsyncPolicy::Interval(match unit {
                     "ms" => Duration::from_millis(n),
@@ -133,9 +126,7 @@ impl EmbeddedLog {
         let root = root.into();
         std::fs::create_dir_all(root.join("topics")).at(&root)?;
         let groups = Groups::new(root.join("groups"));
-        Ok(EmbeddedLog {
-            inner: Arc::new(Inner { root, opts, groups }),
-        })
+        Ok(EmbeddedLog { inner: Arc::new(Inner { root, opts, groups }) })
     }
 
     pub fn root(&self) -> &Path {
@@ -157,10 +148,7 @@ impl Inner {
         match std::fs::read(&path) {
             Ok(b) => serde_json::from_slice::<TopicMeta>(&b)
                 .map(|m| Some(m.partitions))
-                .map_err(|e| LogError::Corrupt {
-                    path,
-                    message: e.to_string(),
-                }),
+                .map_err(|e| LogError::Corrupt { path, message: e.to_string() }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).at(path),
         }
@@ -175,15 +163,8 @@ impl Inner {
         std::fs::create_dir_all(&dir).at(&dir)?;
         // Unique per process and call: threads of one process may race here too.
         static SEQ: AtomicU64 = AtomicU64::new(0);
-        let tmp = dir.join(format!(
-            ".topic.json.{}.{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        let bytes = serde_json::to_vec(&TopicMeta {
-            partitions: partitions.max(1),
-        })
-        .expect("serializes");
+        let tmp = dir.join(format!(".topic.json.{}.{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+        let bytes = serde_json::to_vec(&TopicMeta { partitions: partitions.max(1) }).expect("serializes");
         std::fs::write(&tmp, bytes).at(&tmp)?;
         // Two processes creating the topic at once both write the same count;
         // rename keeps exactly one whole file.
@@ -202,14 +183,8 @@ fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 249
         && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(LogError::TopicName(name.to_owned()))
-    }
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok { Ok(()) } else { Err(LogError::TopicName(name.to_owned())) }
 }
 
 impl EventLog for EmbeddedLog {
@@ -242,16 +217,9 @@ impl EventLog for EmbeddedLog {
             let start = segment::list_segments(&pdir)?.first().copied().unwrap_or(0);
             let mut r = PartitionReader::new(&pdir);
             r.seek(start)?;
-            partitions.push(PartitionInfo {
-                partition: p,
-                start,
-                end: r.scan_to_end()?,
-            });
+            partitions.push(PartitionInfo { partition: p, start, end: r.scan_to_end()? });
         }
-        Ok(Some(TopicInfo {
-            name: name.to_owned(),
-            partitions,
-        }))
+        Ok(Some(TopicInfo { name: name.to_owned(), partitions }))
     }
 
     fn groups(&self) -> Result<Vec<GroupInfo>> {
@@ -295,10 +263,7 @@ impl EventLog for EmbeddedLog {
         for tp in assignment {
             let dir = inner.partition_dir(&tp);
             let mut reader = PartitionReader::new(&dir);
-            let start = match committed
-                .iter()
-                .find(|c| *c.topic == *tp.topic && c.partition == tp.partition)
-            {
+            let start = match committed.iter().find(|c| *c.topic == *tp.topic && c.partition == tp.partition) {
                 Some(c) => c.offset,
                 None => match config.reset {
                     OffsetReset::Earliest => 0,
@@ -311,19 +276,9 @@ impl EventLog for EmbeddedLog {
             };
             reader.seek(start)?;
             let ends = PartitionReader::new(&dir);
-            readers.push(Assigned {
-                tp,
-                reader,
-                ends,
-                ends_seeked: false,
-            });
+            readers.push(Assigned { tp, reader, ends, ends_seeked: false });
         }
-        Ok(Box::new(EmbeddedConsumer {
-            inner,
-            membership,
-            readers,
-            next: 0,
-        }))
+        Ok(Box::new(EmbeddedConsumer { inner, membership, readers, next: 0 }))
     }
 }
 
@@ -340,9 +295,7 @@ impl Producer for EmbeddedProducer {
         let n = match self.topics.get(r.topic) {
             Some(n) => *n,
             None => {
-                let n = self
-                    .inner
-                    .ensure_topic(r.topic, self.inner.opts.default_partitions)?;
+                let n = self.inner.ensure_topic(r.topic, self.inner.opts.default_partitions)?;
                 self.topics.insert(r.topic.to_owned(), n);
                 n
             }
@@ -417,8 +370,7 @@ impl Consumer for EmbeddedConsumer {
                 let share = (max - out.len()).min(max / n + 1);
                 let a = &mut self.readers[self.next];
                 self.next = (self.next + 1) % n;
-                a.reader
-                    .read(&a.tp.topic, a.tp.partition, share, &mut out)?;
+                a.reader.read(&a.tp.topic, a.tp.partition, share, &mut out)?;
             }
             let now = Instant::now();
             if !out.is_empty() || now >= deadline || self.readers.is_empty() {
@@ -441,11 +393,7 @@ impl Consumer for EmbeddedConsumer {
         let all = self.inner.groups.load(group)?;
         Ok(all
             .into_iter()
-            .filter(|c| {
-                self.readers
-                    .iter()
-                    .any(|a| *a.tp.topic == *c.topic && a.tp.partition == c.partition)
-            })
+            .filter(|c| self.readers.iter().any(|a| *a.tp.topic == *c.topic && a.tp.partition == c.partition))
             .collect())
     }
 
@@ -458,18 +406,12 @@ impl Consumer for EmbeddedConsumer {
             .readers
             .iter_mut()
             .find(|a| a.tp == *tp)
-            .ok_or_else(|| LogError::NoPartition {
-                topic: tp.topic.to_string(),
-                partition: tp.partition,
-            })?;
+            .ok_or_else(|| LogError::NoPartition { topic: tp.topic.to_string(), partition: tp.partition })?;
         a.reader.seek(offset)
     }
 
     fn position(&self, tp: &TopicPartition) -> Option<u64> {
-        self.readers
-            .iter()
-            .find(|a| a.tp == *tp)
-            .map(|a| a.reader.position())
+        self.readers.iter().find(|a| a.tp == *tp).map(|a| a.reader.position())
     }
 
     fn end_offsets(&mut self) -> Result<Vec<(TopicPartition, u64)>> {
@@ -487,10 +429,7 @@ impl Consumer for EmbeddedConsumer {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -19,13 +19,7 @@ pub(crate) struct PartitionReader {
 
 impl PartitionReader {
     pub(crate) fn new(dir: &Path) -> Self {
-        PartitionReader {
-            dir: dir.to_owned(),
-            open: None,
-            cur: Cursor::default(),
-            skip_to: 0,
-            buf: Vec::new(),
-        }
+        PartitionReader { dir: dir.to_owned(), open: None, cur: Cursor::default(), skip_to: 0, buf: Vec::new() }
     }
 
     /// Next offset this reader returns.
@@ -47,33 +41,18 @@ impl PartitionReader {
         let Some(&first) = segs.first() else {
             return Ok(());
         };
-        let base = segs
-            .iter()
-            .rev()
-            .copied()
-            .find(|b| *b <= offset)
-            .unwrap_or(first);
+        let base = segs.iter().rev().copied().find(|b| *b <= offset).unwrap_or(first);
         if offset < first {
             tracing::warn!(dir = %self.dir.display(), offset, first, "offset was removed by retention; reading from the log start");
             self.skip_to = first;
         }
         let path = segment_path(&self.dir, base);
         let file = open_read(&path)?;
-        self.cur = Cursor {
-            pos: 0,
-            offset: base,
-        };
+        self.cur = Cursor { pos: 0, offset: base };
         // Walk to the wanted offset now, so reads return records at once.
         let target = self.skip_to.saturating_sub(base) as usize;
         if target > 0 {
-            read_frames(
-                &file,
-                &path,
-                &mut self.cur,
-                &mut self.buf,
-                target,
-                |_, _| {},
-            )?;
+            read_frames(&file, &path, &mut self.cur, &mut self.buf, target, |_, _| {})?;
         }
         self.open = Some((path, file));
         Ok(())
@@ -95,11 +74,7 @@ impl PartitionReader {
                 timestamp_ms: f.timestamp_ms,
                 key: f.key.map(<[u8]>::to_vec),
                 value: f.value.to_vec(),
-                headers: f
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_vec()))
-                    .collect(),
+                headers: f.headers.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect(),
             })
         })
     }
@@ -110,11 +85,7 @@ impl PartitionReader {
         Ok(self.position())
     }
 
-    fn read_with(
-        &mut self,
-        max: usize,
-        mut each: impl FnMut(u64, super::frame::Frame<'_>),
-    ) -> Result<usize> {
+    fn read_with(&mut self, max: usize, mut each: impl FnMut(u64, super::frame::Frame<'_>)) -> Result<usize> {
         if self.open.is_none() {
             self.open_segment_for(self.skip_to)?;
         }
@@ -125,20 +96,13 @@ impl PartitionReader {
             };
             let skip_to = self.skip_to;
             let mut emitted = 0;
-            let stop = read_frames(
-                file,
-                path,
-                &mut self.cur,
-                &mut self.buf,
-                max - n,
-                |offset, f| {
-                    // Frames below a seek target are passed over, not returned.
-                    if offset >= skip_to {
-                        each(offset, f);
-                        emitted += 1;
-                    }
-                },
-            )?;
+            let stop = read_frames(file, path, &mut self.cur, &mut self.buf, max - n, |offset, f| {
+                // Frames below a seek target are passed over, not returned.
+                if offset >= skip_to {
+                    each(offset, f);
+                    emitted += 1;
+                }
+            })?;
             n += emitted;
             if stop == Stop::Max {
                 continue;

@@ -22,11 +22,7 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>> {
     };
     for entry in entries {
         let name = entry.at(dir)?.file_name();
-        if let Some(base) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".log"))
-            .and_then(|n| n.parse().ok())
-        {
+        if let Some(base) = name.to_str().and_then(|n| n.strip_suffix(".log")).and_then(|n| n.parse().ok()) {
             bases.push(base);
         }
     }
@@ -127,12 +123,7 @@ fn read_at_most(file: &File, path: &Path, buf: &mut [u8], pos: u64) -> Result<us
 }
 
 /// Counts the whole frames of a segment from `cur` to its end.
-pub(crate) fn scan_to_end(
-    file: &File,
-    path: &Path,
-    cur: &mut Cursor,
-    buf: &mut Vec<u8>,
-) -> Result<Stop> {
+pub(crate) fn scan_to_end(file: &File, path: &Path, cur: &mut Cursor, buf: &mut Vec<u8>) -> Result<Stop> {
     read_frames(file, path, cur, buf, usize::MAX, |_, _| {})
 }
 

@@ -9,22 +9,14 @@ fn log_at(dir: &Path, opts: EmbeddedOptions) -> EmbeddedLog {
 }
 
 fn small_segments() -> EmbeddedOptions {
-    EmbeddedOptions {
-        segment_bytes: 4096,
-        ..EmbeddedOptions::default()
-    }
+    EmbeddedOptions { segment_bytes: 4096, ..EmbeddedOptions::default() }
 }
 
 fn produce(log: &EmbeddedLog, topic: &str, n: usize, key: Option<&str>) {
     let mut p = log.producer().unwrap();
     for i in 0..n {
         let v = format!("value-{i}");
-        p.send(ProducerRecord::new(
-            topic,
-            key.map(str::as_bytes),
-            v.as_bytes(),
-        ))
-        .unwrap();
+        p.send(ProducerRecord::new(topic, key.map(str::as_bytes), v.as_bytes())).unwrap();
         if i % 50 == 49 {
             p.flush().unwrap();
         }
@@ -33,9 +25,7 @@ fn produce(log: &EmbeddedLog, topic: &str, n: usize, key: Option<&str>) {
 }
 
 fn read_all(log: &EmbeddedLog, topic: &str) -> Vec<Record> {
-    let mut c = log
-        .consumer(ConsumerConfig::topics(&[topic], OffsetReset::Earliest))
-        .unwrap();
+    let mut c = log.consumer(ConsumerConfig::topics(&[topic], OffsetReset::Earliest)).unwrap();
     let mut out = Vec::new();
     loop {
         let batch = c.poll(1000, Duration::from_millis(20)).unwrap();
@@ -55,19 +45,12 @@ fn keys_keep_order_within_a_partition_across_segments() {
     let recs = read_all(&log, "t");
     assert_eq!(recs.len(), 500);
     let p = recs[0].partition;
-    assert!(
-        recs.iter().all(|r| r.partition == p),
-        "one key, one partition"
-    );
+    assert!(recs.iter().all(|r| r.partition == p), "one key, one partition");
     assert_eq!(p, partition_for_key(b"session-a", 3));
     for (i, r) in recs.iter().enumerate() {
-        assert_eq!(
-            (r.offset, r.value.as_slice()),
-            (i as u64, format!("value-{i}").as_bytes())
-        );
+        assert_eq!((r.offset, r.value.as_slice()), (i as u64, format!("value-{i}").as_bytes()));
     }
-    let segments =
-        segment::list_segments(&dir.path().join("topics/t").join(p.to_string())).unwrap();
+    let segments = segment::list_segments(&dir.path().join("topics/t").join(p.to_string())).unwrap();
     assert!(segments.len() > 3, "rolled into {segments:?}");
     let info = log.topics().unwrap();
     assert_eq!(info[0].partitions[p as usize].end, 500);
@@ -79,10 +62,7 @@ fn groups_resume_from_their_commit_and_admit_one_member() {
     let log = log_at(dir.path(), EmbeddedOptions::default());
     produce(&log, "t", 100, None);
     let mut c = log.consumer(ConsumerConfig::group("g", &["t"])).unwrap();
-    assert!(matches!(
-        log.consumer(ConsumerConfig::group("g", &["t"])),
-        Err(LogError::GroupBusy(_))
-    ));
+    assert!(matches!(log.consumer(ConsumerConfig::group("g", &["t"])), Err(LogError::GroupBusy(_))));
     let mut seen = c.poll(40, Duration::from_millis(50)).unwrap();
     let commits: Vec<CommittedOffset> = c
         .assignment()
@@ -105,10 +85,7 @@ fn groups_resume_from_their_commit_and_admit_one_member() {
         }
         seen.extend(batch);
     }
-    let mut values: Vec<_> = seen
-        .iter()
-        .map(|r| String::from_utf8(r.value.clone()).unwrap())
-        .collect();
+    let mut values: Vec<_> = seen.iter().map(|r| String::from_utf8(r.value.clone()).unwrap()).collect();
     values.sort();
     values.dedup();
     assert_eq!(values.len(), 100, "every record once after resuming");
@@ -129,17 +106,8 @@ fn a_torn_tail_is_cut_and_every_flushed_record_kept() {
     // A crash mid-write: half of a frame at the tail.
     let mut frame = Vec::new();
     frame::encode(&mut frame, 0, Some(b"k"), &[], b"never flushed");
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&seg)
-        .unwrap()
-        .write_all(&frame[..frame.len() / 2])
-        .unwrap();
-    assert_eq!(
-        read_all(&log, "t").len(),
-        10,
-        "readers stop before the torn frame"
-    );
+    std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&frame[..frame.len() / 2]).unwrap();
+    assert_eq!(read_all(&log, "t").len(), 10, "readers stop before the torn frame");
 
     // Reopen as a new process would; the next append cuts the tail first.
     let log = log_at(dir.path(), EmbeddedOptions::default());
@@ -155,12 +123,7 @@ fn a_torn_tail_is_cut_and_every_flushed_record_kept() {
     let mut bad = frame.clone();
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&seg)
-        .unwrap()
-        .write_all(&bad)
-        .unwrap();
+    std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&bad).unwrap();
     let log = log_at(dir.path(), EmbeddedOptions::default());
     produce(&log, "t", 1, Some("k"));
     assert_eq!(read_all(&log, "t").len(), 16);
@@ -170,10 +133,7 @@ fn a_torn_tail_is_cut_and_every_flushed_record_kept() {
 #[test]
 fn retention_by_size_removes_old_segments_and_readers_start_at_the_log_start() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = EmbeddedOptions {
-        retention_bytes: Some(8192),
-        ..small_segments()
-    };
+    let opts = EmbeddedOptions { retention_bytes: Some(8192), ..small_segments() };
     let log = log_at(dir.path(), opts);
     log.ensure_topic("t", 1).unwrap();
     for _ in 0..20 {
@@ -199,8 +159,7 @@ fn two_producers_append_to_one_partition_without_losing_records() {
                 let mut p = log.producer().unwrap();
                 for i in 0..300 {
                     let v = format!("{w}-{i}");
-                    p.send(ProducerRecord::new("t", Some(b"k"), v.as_bytes()))
-                        .unwrap();
+                    p.send(ProducerRecord::new("t", Some(b"k"), v.as_bytes())).unwrap();
                     if i % 7 == 0 {
                         p.flush().unwrap();
                     }
@@ -227,24 +186,15 @@ fn read_range_and_seek() {
     produce(&log, "t", 300, Some("k"));
     let tp = TopicPartition::new("t", 0);
     let recs = crate::read_range(&log, &tp, 120, 130).unwrap();
-    assert_eq!(
-        recs.iter().map(|r| r.offset).collect::<Vec<_>>(),
-        (120..130).collect::<Vec<_>>()
-    );
+    assert_eq!(recs.iter().map(|r| r.offset).collect::<Vec<_>>(), (120..130).collect::<Vec<_>>());
 }
 
 #[test]
 fn fsync_policy_parses() {
     assert_eq!("flush".parse(), Ok(FsyncPolicy::EveryFlush));
     assert_eq!("never".parse(), Ok(FsyncPolicy::Never));
-    assert_eq!(
-        "250ms".parse(),
-        Ok(FsyncPolicy::Interval(Duration::from_millis(250)))
-    );
-    assert_eq!(
-        "2s".parse(),
-        Ok(FsyncPolicy::Interval(Duration::from_secs(2)))
-    );
+    assert_eq!("250ms".parse(), Ok(FsyncPolicy::Interval(Duration::from_millis(250))));
+    assert_eq!("2s".parse(), Ok(FsyncPolicy::Interval(Duration::from_secs(2))));
     assert!("often".parse::<FsyncPolicy>().is_err());
 }
 
@@ -255,9 +205,7 @@ fn a_seek_far_into_a_partition_returns_records_on_the_first_poll() {
     log.ensure_topic("t", 1).unwrap();
     produce(&log, "t", 60_000, Some("k"));
     let tp = TopicPartition::new("t", 0);
-    let mut c = log
-        .consumer(ConsumerConfig::assign(vec![tp.clone()]))
-        .unwrap();
+    let mut c = log.consumer(ConsumerConfig::assign(vec![tp.clone()])).unwrap();
     c.seek(&tp, 55_000).unwrap();
     let batch = c.poll(100, Duration::from_millis(1)).unwrap();
     assert_eq!(batch.len(), 100);

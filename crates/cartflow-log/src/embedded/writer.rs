@@ -29,12 +29,7 @@ impl PartitionWriter {
     pub(crate) fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).at(dir)?;
         let lock_path = dir.join("write.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .at(&lock_path)?;
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).at(&lock_path)?;
         Ok(PartitionWriter {
             dir: dir.to_owned(),
             lock,
@@ -47,13 +42,7 @@ impl PartitionWriter {
         })
     }
 
-    pub(crate) fn push(
-        &mut self,
-        timestamp_ms: i64,
-        key: Option<&[u8]>,
-        headers: &[(&str, &[u8])],
-        value: &[u8],
-    ) {
+    pub(crate) fn push(&mut self, timestamp_ms: i64, key: Option<&[u8]>, headers: &[(&str, &[u8])], value: &[u8]) {
         frame::encode(&mut self.pending, timestamp_ms, key, headers, value);
         self.pending_count += 1;
     }
@@ -105,23 +94,7 @@ impl PartitionWriter {
         let newest = list_segments(&self.dir)?.last().copied();
         let same = matches!((newest, &self.active), (Some(n), Some((a, _))) if n == *a);
         if !same {
-            let base = newest.unwrap_or(0);
-            let path = segment_path(&self.dir, base);
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .open(&path)
-                .at(&path)?;
-            if newest.is_none() {
-                sync_dir(&self.dir)?;
-            }
-            self.active = Some((base, file));
-            self.cur = Cursor {
-                pos: 0,
-                offset: base,
-            };
+            self.activate(newest.unwrap_or(0))?;
         }
         let (base, file) = self.active.as_ref().expect("opened above");
         let path = segment_path(&self.dir, *base);
@@ -130,10 +103,7 @@ impl PartitionWriter {
             return Ok(());
         }
         if len < self.cur.pos {
-            self.cur = Cursor {
-                pos: 0,
-                offset: *base,
-            };
+            self.cur = Cursor { pos: 0, offset: *base };
         }
         if let Stop::Partial(why) = scan_to_end(file, &path, &mut self.cur, &mut self.scan_buf)? {
             tracing::warn!(
@@ -150,21 +120,21 @@ impl PartitionWriter {
 
     fn roll(&mut self, opts: &EmbeddedOptions) -> Result<()> {
         let base = self.cur.offset;
-        let path = segment_path(&self.dir, base);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .at(&path)?;
-        sync_dir(&self.dir)?;
-        self.active = Some((base, file));
-        self.cur = Cursor {
-            pos: 0,
-            offset: base,
-        };
+        self.activate(base)?;
         apply_retention(&self.dir, base, opts)
+    }
+
+    /// Makes the segment at `base` (created when missing) the one appended to.
+    fn activate(&mut self, base: u64) -> Result<()> {
+        let path = segment_path(&self.dir, base);
+        let created = !path.exists();
+        let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path).at(&path)?;
+        if created {
+            sync_dir(&self.dir)?;
+        }
+        self.active = Some((base, file));
+        self.cur = Cursor { pos: 0, offset: base };
+        Ok(())
     }
 }
 
@@ -178,18 +148,14 @@ fn apply_retention(dir: &Path, active: u64, opts: &EmbeddedOptions) -> Result<()
         let meta = std::fs::metadata(&path).at(&path)?;
         total += meta.len();
         if base != active {
-            closed.push((
-                path,
-                meta.len(),
-                meta.modified().unwrap_or(SystemTime::now()),
-            ));
+            closed.push((path, meta.len(), meta.modified().unwrap_or(SystemTime::now())));
         }
     }
     let now = SystemTime::now();
     for (path, len, modified) in closed {
-        let too_old = opts.retention_ms.is_some_and(|ms| {
-            now.duration_since(modified).unwrap_or_default() > Duration::from_millis(ms)
-        });
+        let too_old = opts
+            .retention_ms
+            .is_some_and(|ms| now.duration_since(modified).unwrap_or_default() > Duration::from_millis(ms));
         let too_big = opts.retention_bytes.is_some_and(|max| total > max);
         if !(too_old || too_big) {
             break;

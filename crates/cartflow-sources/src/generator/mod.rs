@@ -43,9 +43,7 @@ impl FromStr for Profile {
         match s {
             "electronics" => Ok(Profile::Electronics),
             "cosmetics" => Ok(Profile::Cosmetics),
-            _ => Err(format!(
-                "unknown profile {s:?}: expected electronics or cosmetics"
-            )),
+            _ => Err(format!("unknown profile {s:?}: expected electronics or cosmetics")),
         }
     }
 }
@@ -115,12 +113,7 @@ impl Generator {
                         break id;
                     }
                 };
-                User {
-                    id,
-                    taste: taste.sample(&mut rng),
-                    sessions: 0,
-                    purchases: 0,
-                }
+                User { id, taste: taste.sample(&mut rng), sessions: 0, purchases: 0 }
             })
             .collect();
         let user_activity = WeightedAliasIndex::new(weights).expect("positive weights");
@@ -153,12 +146,8 @@ impl Generator {
         let user = self.user_activity.sample(&mut self.rng) as u32;
         let remaining = 1 + self.length.sample(&mut self.rng).floor().min(400.0) as u32;
         let focus = self.catalog.products[self.catalog.popular(&mut self.rng) as usize].category;
-        let id = (self.rng.random::<f64>() >= 0.0005).then(|| {
-            uuid::Builder::from_random_bytes(self.rng.random())
-                .into_uuid()
-                .hyphenated()
-                .to_string()
-        });
+        let id = (self.rng.random::<f64>() >= 0.0005)
+            .then(|| uuid::Builder::from_random_bytes(self.rng.random()).into_uuid().hyphenated().to_string());
         let session = Session::new(id, user, remaining, focus);
         self.users[user as usize].sessions += 1;
         let slot = match self.free.pop() {
@@ -200,18 +189,9 @@ impl Iterator for Generator {
                 continue;
             }
             let Reverse((t, slot)) = self.due.pop().expect("peeked");
-            let mut session = self.sessions[slot as usize]
-                .take()
-                .expect("due sessions exist");
+            let mut session = self.sessions[slot as usize].take().expect("due sessions exist");
             let user = &mut self.users[session.user as usize];
-            let event = session.step(
-                &mut self.rng,
-                &self.catalog,
-                user,
-                self.cfg.profile,
-                t,
-                &mut self.queue,
-            );
+            let event = session.step(&mut self.rng, &self.catalog, user, self.cfg.profile, t, &mut self.queue);
             if session.is_over() {
                 self.free.push(slot);
             } else {

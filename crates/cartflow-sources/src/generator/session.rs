@@ -73,16 +73,12 @@ impl Session {
 
         // Buy what was decided, mostly towards the end of the session.
         if !self.to_buy.is_empty() && (self.remaining == 0 || rng.random::<f64>() < 0.3) {
-            let p = self
-                .to_buy
-                .swap_remove(rng.random_range(0..self.to_buy.len()));
+            let p = self.to_buy.swap_remove(rng.random_range(0..self.to_buy.len()));
             user.purchases += 1;
             return self.event(catalog, user, p, EventType::Purchase, t);
         }
         if !self.carted.is_empty() && rng.random::<f64>() < remove_rate * 0.5 {
-            let p = self
-                .carted
-                .swap_remove(rng.random_range(0..self.carted.len()));
+            let p = self.carted.swap_remove(rng.random_range(0..self.carted.len()));
             self.to_buy.retain(|&q| q != p);
             return self.event(catalog, user, p, EventType::RemoveFromCart, t);
         }
@@ -93,8 +89,7 @@ impl Session {
                 self.last_viewed = None;
                 if !self.carted.contains(&p) {
                     self.carted.push(p);
-                    let buys =
-                        rng.random::<f64>() < self.buy_probability(catalog, user, p, views, t);
+                    let buys = rng.random::<f64>() < self.buy_probability(catalog, user, p, views, t);
                     if buys {
                         self.to_buy.push(p);
                     }
@@ -134,22 +129,12 @@ impl Session {
     }
 
     fn views_of(&self, p: u32) -> u32 {
-        self.views
-            .iter()
-            .find(|(q, _)| *q == p)
-            .map_or(0, |(_, n)| *n)
+        self.views.iter().find(|(q, _)| *q == p).map_or(0, |(_, n)| *n)
     }
 
     /// The chance a carted item is bought: what the shopper did before the
     /// cart, the item, and the shopper's history and hidden taste.
-    fn buy_probability(
-        &self,
-        catalog: &Catalog,
-        user: &User,
-        p: u32,
-        views: u32,
-        t: Micros,
-    ) -> f64 {
+    fn buy_probability(&self, catalog: &Catalog, user: &User, p: u32, views: u32, t: Micros) -> f64 {
         let product = &catalog.products[p as usize];
         let hour = (t / 1_000_000).rem_euclid(86_400) as f64 / 3600.0;
         let logit = -1.75 + 0.55 * (views as f64).ln() + 0.30 * (1.0 + self.events as f64).ln()
@@ -162,14 +147,7 @@ impl Session {
         1.0 / (1.0 + (-logit).exp())
     }
 
-    fn event(
-        &self,
-        catalog: &Catalog,
-        user: &User,
-        p: u32,
-        event_type: EventType,
-        t: Micros,
-    ) -> Event {
+    fn event(&self, catalog: &Catalog, user: &User, p: u32, event_type: EventType, t: Micros) -> Event {
         let product = &catalog.products[p as usize];
         let category = &catalog.categories[product.category as usize];
         Event {

@@ -4,13 +4,7 @@ use super::*;
 use cartflow_core::EventType;
 
 fn events(seed: u64, n: u64, profile: Profile) -> Vec<Event> {
-    Generator::new(GeneratorConfig {
-        seed,
-        events: n,
-        profile,
-        ..GeneratorConfig::default()
-    })
-    .collect()
+    Generator::new(GeneratorConfig { seed, events: n, profile, ..GeneratorConfig::default() }).collect()
 }
 
 /// Figures a person compares with the real dataset's.
@@ -34,15 +28,9 @@ fn shape(ev: &[Event]) -> Shape {
     for e in ev {
         *share.entry(e.event_type).or_insert(0.0) += 1.0 / n;
     }
-    let sessions: HashSet<_> = ev
-        .iter()
-        .filter_map(|e| e.user_session.as_deref())
-        .collect();
+    let sessions: HashSet<_> = ev.iter().filter_map(|e| e.user_session.as_deref()).collect();
     let mut seen = HashSet::new();
-    let repeated_carts = ev
-        .iter()
-        .filter(|e| e.event_type == EventType::Cart && !seen.insert(e.to_json()))
-        .count();
+    let repeated_carts = ev.iter().filter(|e| e.event_type == EventType::Cart && !seen.insert(e.to_json())).count();
     let mut views: HashMap<(&str, i64), u32> = HashMap::new();
     let mut first_carts: HashMap<(&str, i64), u32> = HashMap::new();
     let mut bought = HashSet::new();
@@ -64,11 +52,7 @@ fn shape(ev: &[Event]) -> Shape {
         }
     }
     let rate = |filter: &dyn Fn(u32) -> bool| {
-        let keys: Vec<_> = first_carts
-            .iter()
-            .filter(|(_, v)| filter(**v))
-            .map(|(k, _)| k)
-            .collect();
+        let keys: Vec<_> = first_carts.iter().filter(|(_, v)| filter(**v)).map(|(k, _)| k).collect();
         keys.iter().filter(|k| bought.contains(**k)).count() as f64 / keys.len().max(1) as f64
     };
     Shape {
@@ -90,10 +74,7 @@ fn same_seed_same_events_and_time_ordered() {
     assert_ne!(a, events(8, 20_000, Profile::Electronics));
     assert_eq!(a.len(), 20_000);
     assert!(a.windows(2).all(|w| w[0].event_time <= w[1].event_time));
-    assert!(
-        a.iter()
-            .all(|e| e.event_time % 1_000_000 == 0 && e.price > 0.0)
-    );
+    assert!(a.iter().all(|e| e.event_time % 1_000_000 == 0 && e.price > 0.0));
 }
 
 #[test]
@@ -103,33 +84,20 @@ fn shaped_like_the_multi_category_store() {
     let share = |t| s.share.get(&t).copied().unwrap_or(0.0);
     assert!((0.92..0.96).contains(&share(EventType::View)), "{s:?}");
     assert!((0.030..0.045).contains(&share(EventType::Cart)), "{s:?}");
-    assert!(
-        (0.018..0.030).contains(&share(EventType::Purchase)),
-        "{s:?}"
-    );
+    assert!((0.018..0.030).contains(&share(EventType::Purchase)), "{s:?}");
     assert_eq!(share(EventType::RemoveFromCart), 0.0);
     assert!((0.26..0.40).contains(&s.no_category), "{s:?}");
     assert!((0.10..0.18).contains(&s.no_brand), "{s:?}");
     assert!((3.0..7.0).contains(&s.events_per_session), "{s:?}");
     assert!(s.repeated_carts > 0);
     assert!((0.25..0.60).contains(&s.bought_after_cart), "{s:?}");
-    assert!(
-        s.bought_after_more_views > s.bought_after_one_view + 0.05,
-        "views before the cart carry signal: {s:?}"
-    );
+    assert!(s.bought_after_more_views > s.bought_after_one_view + 0.05, "views before the cart carry signal: {s:?}");
 }
 
 #[test]
 fn the_cosmetics_profile_removes_from_carts() {
     let s = shape(&events(3, 100_000, Profile::Cosmetics));
     eprintln!("{s:#?}");
-    assert!(
-        s.share
-            .get(&EventType::RemoveFromCart)
-            .copied()
-            .unwrap_or(0.0)
-            > 0.05,
-        "{s:?}"
-    );
+    assert!(s.share.get(&EventType::RemoveFromCart).copied().unwrap_or(0.0) > 0.05, "{s:?}");
     assert!(s.share[&EventType::Cart] > 0.15, "{s:?}");
 }

@@ -24,16 +24,13 @@ pub fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
 
 /// Parse + validate + normalize on one core, over generated raw JSON in memory.
 fn validate(events: u64, as_json: bool) -> Result<()> {
-    let inputs: Vec<Vec<u8>> = Generator::new(GeneratorConfig {
-        events,
-        ..GeneratorConfig::default()
-    })
-    .map(|e| {
-        let mut v = Vec::with_capacity(256);
-        event_json(&e, &mut v);
-        v
-    })
-    .collect();
+    let inputs: Vec<Vec<u8>> = Generator::new(GeneratorConfig { events, ..GeneratorConfig::default() })
+        .map(|e| {
+            let mut v = Vec::with_capacity(256);
+            event_json(&e, &mut v);
+            v
+        })
+        .collect();
     let bytes: usize = inputs.iter().map(Vec::len).sum();
     let rules = ValidatorConfig::default().rules(std::time::SystemTime::now())?;
     let started = Instant::now();
@@ -64,35 +61,19 @@ fn validate(events: u64, as_json: bool) -> Result<()> {
 
 /// CSV → log → validator in a temporary data directory.
 fn pipeline(ctx: &Ctx, events: u64, as_json: bool) -> Result<()> {
-    let dir = tempfile::Builder::new()
-        .prefix("cartflow-bench-")
-        .tempdir()?;
+    let dir = tempfile::Builder::new().prefix("cartflow-bench-").tempdir()?;
     let csv = dir.path().join("events.csv");
     let mut text = String::from(cartflow_core::CSV_HEADER);
     text.push('\n');
-    for e in Generator::new(GeneratorConfig {
-        events,
-        ..GeneratorConfig::default()
-    }) {
+    for e in Generator::new(GeneratorConfig { events, ..GeneratorConfig::default() }) {
         e.write_csv(&mut text);
         text.push('\n');
     }
     std::fs::write(&csv, text)?;
-    let cfg = Config {
-        data_dir: dir.path().join("data"),
-        ..ctx.cfg.clone()
-    };
-    let bench_ctx = Ctx {
-        cfg,
-        quiet: true,
-        control: ctx.control.clone(),
-        health: ctx.health.clone(),
-    };
+    let cfg = Config { data_dir: dir.path().join("data"), ..ctx.cfg.clone() };
+    let bench_ctx = Ctx { cfg, quiet: true, control: ctx.control.clone(), health: ctx.health.clone() };
     let log = bench_ctx.cfg.open_log()?;
-    let validator = ValidatorConfig {
-        group: "bench".into(),
-        ..bench_ctx.cfg.validator.clone()
-    };
+    let validator = ValidatorConfig { group: "bench".into(), ..bench_ctx.cfg.validator.clone() };
     let r = produce_and_validate(
         &bench_ctx,
         log.as_ref(),

@@ -20,10 +20,7 @@ pub fn run(ctx: &Ctx, a: GenerateArgs) -> Result<()> {
     let gz = a.out.extension().is_some_and(|e| e == "gz");
     let mut out: Box<dyn Write> = if gz {
         // Fast compression: the default level would make gzip the bottleneck.
-        Box::new(flate2::write::GzEncoder::new(
-            BufWriter::with_capacity(1 << 20, file),
-            flate2::Compression::fast(),
-        ))
+        Box::new(flate2::write::GzEncoder::new(BufWriter::with_capacity(1 << 20, file), flate2::Compression::fast()))
     } else {
         Box::new(BufWriter::with_capacity(1 << 20, file))
     };
@@ -53,10 +50,8 @@ pub fn run(ctx: &Ctx, a: GenerateArgs) -> Result<()> {
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let bytes = std::fs::metadata(&a.out)?.len();
-    let shares: Vec<String> = counts
-        .iter()
-        .map(|(t, c)| format!("{t} {:.1}%", 100.0 * *c as f64 / n.max(1) as f64))
-        .collect();
+    let shares: Vec<String> =
+        counts.iter().map(|(t, c)| format!("{t} {:.1}%", 100.0 * *c as f64 / n.max(1) as f64)).collect();
     println!(
         "wrote {} events to {} ({:.1} MB) in {secs:.2} s, {} events/s",
         thousands(n),

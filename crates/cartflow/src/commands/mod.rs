@@ -39,12 +39,7 @@ pub fn run(cli: Cli) -> Result<()> {
         eprintln!("stopping (Ctrl-C again to force)…");
         on_signal.stop();
     });
-    let ctx = Ctx {
-        cfg,
-        quiet: cli.global.quiet,
-        control,
-        health: Health::default(),
-    };
+    let ctx = Ctx { cfg, quiet: cli.global.quiet, control, health: Health::default() };
     match cli.command {
         Command::Generate(a) => generate::run(&ctx, a),
         Command::Produce(a) => produce::run(&ctx, a),
@@ -69,19 +64,9 @@ impl Ctx {
 
 pub fn generator_config(a: &GeneratorArgs, events: u64) -> Result<GeneratorConfig> {
     let profile: Profile = a.profile.parse().map_err(anyhow::Error::msg)?;
-    let start = cartflow_core::time::parse_timestamp(&a.start).with_context(|| {
-        format!(
-            "--start {:?} is not a time (try `2019-10-01 00:00:00 UTC`)",
-            a.start
-        )
-    })?;
-    Ok(GeneratorConfig {
-        seed: a.seed,
-        events,
-        profile,
-        start,
-        ..GeneratorConfig::default()
-    })
+    let start = cartflow_core::time::parse_timestamp(&a.start)
+        .with_context(|| format!("--start {:?} is not a time (try `2019-10-01 00:00:00 UTC`)", a.start))?;
+    Ok(GeneratorConfig { seed: a.seed, events, profile, start, ..GeneratorConfig::default() })
 }
 
 pub fn per_sec(n: u64, secs: f64) -> f64 {

@@ -12,16 +12,10 @@ use crate::telemetry::{progress, thousands};
 
 pub fn run(ctx: &Ctx, a: ProduceArgs) -> Result<()> {
     ctx.serve_metrics(&a.running)?;
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&a.inject_invalid),
-        "--inject-invalid must be between 0 and 1"
-    );
+    anyhow::ensure!((0.0..=1.0).contains(&a.inject_invalid), "--inject-invalid must be between 0 and 1");
     let log = ctx.cfg.open_log()?;
     let (source, total) = match a.generate {
-        Some(n) => (
-            Source::Generated(generator_config(&a.generator, n)?),
-            Some(n),
-        ),
+        Some(n) => (Source::Generated(generator_config(&a.generator, n)?), Some(n)),
         None => (Source::Files(a.input.clone()), None),
     };
     let cfg = ProduceConfig {
@@ -45,10 +39,7 @@ pub fn run(ctx: &Ctx, a: ProduceArgs) -> Result<()> {
         thousands(per_sec(stats.records, secs) as u64)
     );
     if stats.broken_rows > 0 {
-        println!(
-            "  {} broken CSV rows sent on for the validator to reject",
-            stats.broken_rows
-        );
+        println!("  {} broken CSV rows sent on for the validator to reject", stats.broken_rows);
     }
     if stats.injected_invalid > 0 {
         println!(

@@ -41,17 +41,10 @@ pub fn produce_and_validate(
     let bar_out = progress(ctx.quiet, total, "validate");
     let (produced, validated) = std::thread::scope(|s| {
         let validator_thread = s.spawn(|| {
-            run_validator(
-                log,
-                validator,
-                Some(ctx.cfg.alerts.clone()),
-                &control,
-                &mut |st| {
-                    bar_out.set_position(st.read);
-                    ctx.health
-                        .set("validate", serde_json::to_value(st).unwrap_or_default());
-                },
-            )
+            run_validator(log, validator, Some(ctx.cfg.alerts.clone()), &control, &mut |st| {
+                bar_out.set_position(st.read);
+                ctx.health.set("validate", serde_json::to_value(st).unwrap_or_default());
+            })
         });
         let produced = run_produce(log, source, produce, &control, &mut |st| {
             bar_in.set_position(st.records);
@@ -66,12 +59,7 @@ pub fn produce_and_validate(
     bar_in.finish_and_clear();
     bar_out.finish_and_clear();
     let (produced, produce_secs) = produced?;
-    Ok(PipelineRun {
-        produced,
-        validated: validated?,
-        produce_secs,
-        total_secs: started.elapsed().as_secs_f64(),
-    })
+    Ok(PipelineRun { produced, validated: validated?, produce_secs, total_secs: started.elapsed().as_secs_f64() })
 }
 
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
@@ -82,36 +70,15 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
         (
             Source::Generated(g),
             Some(a.events),
-            format!(
-                "{} generated events (seed {})",
-                thousands(a.events),
-                a.generator.seed
-            ),
+            format!("{} generated events (seed {})", thousands(a.events), a.generator.seed),
         )
     } else {
-        (
-            Source::Files(a.input.clone()),
-            None,
-            format!("{} file(s)", a.input.len()),
-        )
+        (Source::Files(a.input.clone()), None, format!("{} file(s)", a.input.len()))
     };
-    println!(
-        "cartflow run: {what} through the embedded pipeline in {}",
-        ctx.cfg.data_dir.display()
-    );
-    let produce = ProduceConfig {
-        inject_invalid: a.inject_invalid,
-        seed: a.generator.seed,
-        ..ProduceConfig::default()
-    };
-    let r = produce_and_validate(
-        ctx,
-        log.as_ref(),
-        source,
-        total,
-        &produce,
-        &ctx.cfg.validator,
-    )?;
+    println!("cartflow run: {what} through the embedded pipeline in {}", ctx.cfg.data_dir.display());
+    let produce =
+        ProduceConfig { inject_invalid: a.inject_invalid, seed: a.generator.seed, ..ProduceConfig::default() };
+    let r = produce_and_validate(ctx, log.as_ref(), source, total, &produce, &ctx.cfg.validator)?;
     let v = &r.validated;
     println!(
         "  produce   {} events → tracking.raw_user_behavior in {:.2} s ({} events/s)",
@@ -127,14 +94,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
         r.total_secs,
         thousands(per_sec(v.read, r.total_secs) as u64)
     );
-    if !v.by_reason.is_empty() {
-        let reasons: Vec<String> = v
-            .by_reason
-            .iter()
-            .map(|(k, n)| format!("{k} {}", thousands(*n)))
-            .collect();
-        println!("            invalid by reason: {}", reasons.join(", "));
-    }
+    super::validate::print_details(v, "            ");
     println!("  next: `cartflow topics`, `cartflow tail tracking.user_behavior.validated -n 3`");
     println!("  (the lake, features, training and serving stages are not in this build yet)");
     Ok(())

@@ -18,22 +18,13 @@ pub fn run(ctx: &Ctx, a: TailArgs) -> Result<()> {
         bail!(
             "no topic {:?}; topics: {}",
             a.topic,
-            if names.is_empty() {
-                "none yet".into()
-            } else {
-                names.join(", ")
-            }
+            if names.is_empty() { "none yet".into() } else { names.join(", ") }
         );
     };
-    let tps: Vec<TopicPartition> = topic
-        .partitions
-        .iter()
-        .map(|p| TopicPartition::new(&topic.name, p.partition))
-        .collect();
+    let tps: Vec<TopicPartition> =
+        topic.partitions.iter().map(|p| TopicPartition::new(&topic.name, p.partition)).collect();
     let mut consumer = log.consumer(ConsumerConfig::assign(tps))?;
-    let limit = a
-        .lines
-        .unwrap_or(if a.from_beginning { u64::MAX } else { 10 });
+    let limit = a.lines.unwrap_or(if a.from_beginning { u64::MAX } else { 10 });
     let mut stdout = std::io::stdout().lock();
     let mut printed = 0u64;
 
@@ -42,11 +33,7 @@ pub fn run(ctx: &Ctx, a: TailArgs) -> Result<()> {
             consumer.seek(&TopicPartition::new(&topic.name, p.partition), p.start)?;
         }
         // Everything up to now, in each partition's order.
-        let mut remaining = topic
-            .partitions
-            .iter()
-            .map(|p| p.end - p.start)
-            .sum::<u64>();
+        let mut remaining = topic.partitions.iter().map(|p| p.end - p.start).sum::<u64>();
         while remaining > 0 && printed < limit && !ctx.control.stopped() {
             let batch = consumer.poll(4096, Duration::from_millis(200))?;
             if batch.is_empty() {
@@ -86,13 +73,8 @@ pub fn run(ctx: &Ctx, a: TailArgs) -> Result<()> {
 /// A record as one JSON object; the value is inlined when it is JSON.
 pub fn record_json(r: &Record) -> Value {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let value =
-        serde_json::from_slice::<Value>(&r.value).unwrap_or_else(|_| Value::String(text(&r.value)));
-    let headers: Map<String, Value> = r
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(text(v))))
-        .collect();
+    let value = serde_json::from_slice::<Value>(&r.value).unwrap_or_else(|_| Value::String(text(&r.value)));
+    let headers: Map<String, Value> = r.headers.iter().map(|(k, v)| (k.clone(), Value::String(text(v)))).collect();
     json!({
         "topic": r.topic.as_ref(),
         "partition": r.partition,

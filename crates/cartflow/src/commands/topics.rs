@@ -12,42 +12,24 @@ pub fn run(ctx: &Ctx, a: TopicsArgs) -> Result<()> {
     let topics = log.topics()?;
     let groups = log.groups()?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "topics": topics, "groups": groups }))?
-        );
+        println!("{}", serde_json::to_string_pretty(&json!({ "topics": topics, "groups": groups }))?);
         return Ok(());
     }
     if topics.is_empty() {
-        println!(
-            "no topics yet in {} (run `cartflow produce` first)",
-            ctx.cfg.log_dir().display()
-        );
+        println!("no topics yet in {} (run `cartflow produce` first)", ctx.cfg.log_dir().display());
         return Ok(());
     }
-    println!(
-        "{:<40} {:>10} {:>12}  END OFFSETS BY PARTITION",
-        "TOPIC", "PARTITIONS", "RECORDS"
-    );
+    println!("{:<40} {:>10} {:>12}  END OFFSETS BY PARTITION", "TOPIC", "PARTITIONS", "RECORDS");
     for t in &topics {
         let records: u64 = t.partitions.iter().map(|p| p.end - p.start).sum();
         let ends: Vec<String> = t.partitions.iter().map(|p| p.end.to_string()).collect();
-        println!(
-            "{:<40} {:>10} {:>12}  {}",
-            t.name,
-            t.partitions.len(),
-            thousands(records),
-            ends.join(" ")
-        );
+        println!("{:<40} {:>10} {:>12}  {}", t.name, t.partitions.len(), thousands(records), ends.join(" "));
     }
     if groups.is_empty() {
         return Ok(());
     }
     println!();
-    println!(
-        "{:<24} {:<40} {:>9} {:>12} {:>12} {:>10}",
-        "GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"
-    );
+    println!("{:<24} {:<40} {:>9} {:>12} {:>12} {:>10}", "GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG");
     for g in &groups {
         for c in &g.offsets {
             let end = topics

@@ -20,22 +20,11 @@ pub fn run(ctx: &Ctx, a: ValidateArgs) -> Result<()> {
     let control = ctx.control.with_drain(a.drain);
     let bar = progress(ctx.quiet, None, "validate");
     let started = Instant::now();
-    let stats = run_validator(
-        log.as_ref(),
-        &cfg,
-        Some(ctx.cfg.alerts.clone()),
-        &control,
-        &mut |s| {
-            bar.set_position(s.read);
-            bar.set_message(format!(
-                "{} invalid, lag {}",
-                thousands(s.invalid),
-                thousands(s.lag)
-            ));
-            ctx.health
-                .set("validate", serde_json::to_value(s).unwrap_or_default());
-        },
-    )?;
+    let stats = run_validator(log.as_ref(), &cfg, Some(ctx.cfg.alerts.clone()), &control, &mut |s| {
+        bar.set_position(s.read);
+        bar.set_message(format!("{} invalid, lag {}", thousands(s.invalid), thousands(s.lag)));
+        ctx.health.set("validate", serde_json::to_value(s).unwrap_or_default());
+    })?;
     bar.finish_and_clear();
     print_summary(&stats, started.elapsed().as_secs_f64());
     Ok(())
@@ -51,24 +40,22 @@ pub fn print_summary(s: &ValidatorStats, secs: f64) {
         thousands(s.invalid),
         100.0 * s.invalid as f64 / out.max(1) as f64
     );
+    print_details(s, "  ");
+}
+
+/// The lines under a validator summary: reasons, replays, tombstones.
+pub fn print_details(s: &ValidatorStats, indent: &str) {
     if !s.by_reason.is_empty() {
-        let reasons: Vec<String> = s
-            .by_reason
-            .iter()
-            .map(|(r, n)| format!("{r} {}", thousands(*n)))
-            .collect();
-        println!("  invalid by reason: {}", reasons.join(", "));
+        let reasons: Vec<String> = s.by_reason.iter().map(|(r, n)| format!("{r} {}", thousands(*n))).collect();
+        println!("{indent}invalid by reason: {}", reasons.join(", "));
     }
     if s.replayed_skipped > 0 {
         println!(
-            "  {} replayed records skipped: their output was already durable",
+            "{indent}{} replayed records skipped: their output was already durable",
             thousands(s.replayed_skipped)
         );
     }
     if s.tombstones > 0 {
-        println!(
-            "  {} tombstones (empty values) passed over",
-            thousands(s.tombstones)
-        );
+        println!("{indent}{} tombstones (empty values) passed over", thousands(s.tombstones));
     }
 }

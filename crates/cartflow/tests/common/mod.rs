@@ -22,10 +22,7 @@ pub fn cartflow(dir: &Path) -> Command {
             c.env_remove(k);
         }
     }
-    c.current_dir(dir)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .arg("--quiet");
+    c.current_dir(dir).arg("--data-dir").arg(dir.join("data")).arg("--quiet");
     c
 }
 
@@ -53,9 +50,7 @@ pub fn open_log(dir: &Path) -> EmbeddedLog {
 /// Every record of a topic.
 pub fn read_topic(dir: &Path, topic: &str) -> Vec<Record> {
     let log = open_log(dir);
-    let mut c = log
-        .consumer(ConsumerConfig::topics(&[topic], OffsetReset::Earliest))
-        .unwrap();
+    let mut c = log.consumer(ConsumerConfig::topics(&[topic], OffsetReset::Earliest)).unwrap();
     let mut out = Vec::new();
     loop {
         let batch = c.poll(50_000, Duration::from_millis(50)).unwrap();
@@ -74,17 +69,11 @@ pub fn assert_exactly_once(dir: &Path) -> (usize, usize) {
     let invalid = read_topic(dir, INVALID);
     let mut seen: HashMap<String, u32> = HashMap::new();
     for r in valid.iter().chain(&invalid) {
-        let src = r
-            .header_str("cartflow.src")
-            .expect("every output names its input")
-            .to_owned();
+        let src = r.header_str("cartflow.src").expect("every output names its input").to_owned();
         *seen.entry(src).or_default() += 1;
     }
     let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(
-        duplicated.is_empty(),
-        "inputs with more than one output: {duplicated:?}"
-    );
+    assert!(duplicated.is_empty(), "inputs with more than one output: {duplicated:?}");
     let missing: Vec<String> = raw
         .iter()
         .map(|r| format!("{}/{}/{}", r.topic, r.partition, r.offset))
@@ -92,24 +81,14 @@ pub fn assert_exactly_once(dir: &Path) -> (usize, usize) {
         .take(5)
         .collect();
     assert!(missing.is_empty(), "inputs with no output: {missing:?}");
-    assert_eq!(
-        seen.len(),
-        raw.len(),
-        "outputs for inputs that do not exist"
-    );
+    assert_eq!(seen.len(), raw.len(), "outputs for inputs that do not exist");
     (valid.len(), invalid.len())
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn real_data(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/real")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/real").join(name)
 }
