@@ -141,6 +141,12 @@ fn push_padded(out: &mut String, n: u32, width: usize) {
     out.push_str(std::str::from_utf8(&buf[i..]).expect("ascii digits"));
 }
 
+/// (year, month, day, hour) of a timestamp in UTC.
+pub fn civil_hour(t: Micros) -> (i32, u32, u32, u32) {
+    let dt = DateTime::from_timestamp(t.div_euclid(MICROS_PER_SEC), 0).unwrap_or_default();
+    (dt.year(), dt.month(), dt.day(), dt.hour())
+}
+
 /// Weekday of a timestamp in UTC, Monday = 0.
 pub fn weekday(t: Micros) -> u32 {
     // 1970-01-01 was a Thursday (3 when Monday = 0).

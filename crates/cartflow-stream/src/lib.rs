@@ -3,12 +3,14 @@
 //!
 //! - [`produce`]: CSV files or the generator → `tracking.raw_user_behavior`;
 //! - [`validator`]: raw and CDC topics → `validated` / `invalid`, exactly once;
+//! - [`lake_sink`]: validated and invalid → Parquet in the lake, exactly once;
 //! - [`alerts`]: the invalid rate over a window → log, metric, webhook.
 
 pub mod alerts;
 pub mod control;
 mod exactly_once;
 mod inject;
+pub mod lake_sink;
 pub mod metrics;
 pub mod produce;
 pub mod topics;
@@ -22,6 +24,8 @@ pub enum StageError {
     Log(#[from] cartflow_log::LogError),
     #[error(transparent)]
     Csv(#[from] cartflow_sources::CsvError),
+    #[error(transparent)]
+    Lake(#[from] cartflow_lake::LakeError),
     #[error("{0}")]
     Config(String),
 }

@@ -27,3 +27,16 @@ pub fn describe() {
     describe_gauge!(ALERT_FIRING, "1 while the named alert fires.");
     describe_counter!(ALERT_NOTIFICATIONS, "Webhook notifications, by status and outcome.");
 }
+
+/// Records between a consumer's positions and its inputs' ends, summed;
+/// sets the lag gauge of each partition.
+pub(crate) fn measure_lag(stage: &'static str, consumer: &mut dyn cartflow_log::Consumer) -> crate::Result<u64> {
+    let mut total = 0;
+    for (tp, end) in consumer.end_offsets()? {
+        let lag = end.saturating_sub(consumer.position(&tp).unwrap_or(end));
+        metrics::gauge!(CONSUMER_LAG, "stage" => stage, "topic" => tp.topic.to_string(), "partition" => tp.partition.to_string())
+            .set(lag as f64);
+        total += lag;
+    }
+    Ok(total)
+}

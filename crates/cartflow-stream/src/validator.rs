@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::alerts::{AlertConfig, Alerter};
 use crate::exactly_once::{ExactlyOnce, source_position};
 use crate::metrics::{
-    BATCH_SECONDS, CONSUMER_LAG, DUPLICATES_SKIPPED, EVENTS_IN, EVENTS_OUT, INVALID as INVALID_METRIC,
+    BATCH_SECONDS, DUPLICATES_SKIPPED, EVENTS_IN, EVENTS_OUT, INVALID as INVALID_METRIC, measure_lag,
 };
 use crate::topics::*;
 use crate::{Result, StageControl};
@@ -116,7 +116,7 @@ pub fn run_validator(
     while !control.stopped() {
         let batch = consumer.poll(cfg.batch_size, Duration::from_millis(100))?;
         if batch.is_empty() || counted_at.elapsed() >= Duration::from_secs(1) {
-            stats.lag = measure_lag(consumer.as_mut())?;
+            stats.lag = measure_lag("validate", consumer.as_mut())?;
             counted_at = Instant::now();
             progress(&stats);
             if batch.is_empty() && control.draining() && stats.lag == 0 {
@@ -169,7 +169,7 @@ pub fn run_validator(
             );
         }
     }
-    stats.lag = measure_lag(consumer.as_mut())?;
+    stats.lag = measure_lag("validate", consumer.as_mut())?;
     progress(&stats);
     Ok(stats)
 }
@@ -259,18 +259,6 @@ fn count_batch(batch: &[Record], valid: u64, invalid: u64, replayed: u64) {
     if replayed > 0 {
         metrics::counter!(DUPLICATES_SKIPPED, "stage" => "validate").increment(replayed);
     }
-}
-
-/// Total records between the consumer's positions and the inputs' ends; sets the lag gauges.
-fn measure_lag(consumer: &mut dyn cartflow_log::Consumer) -> Result<u64> {
-    let mut total = 0;
-    for (tp, end) in consumer.end_offsets()? {
-        let lag = end.saturating_sub(consumer.position(&tp).unwrap_or(end));
-        metrics::gauge!(CONSUMER_LAG, "stage" => "validate", "topic" => tp.topic.to_string(), "partition" => tp.partition.to_string())
-            .set(lag as f64);
-        total += lag;
-    }
-    Ok(total)
 }
 
 fn now_ms() -> i64 {

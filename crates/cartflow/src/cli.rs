@@ -49,6 +49,8 @@ pub enum Command {
     Produce(ProduceArgs),
     /// Validate raw and CDC events into tracking.user_behavior.validated / .invalid
     Validate(ValidateArgs),
+    /// Land validated and invalid events in the lake as Parquet, exactly once
+    LakeSink(LakeSinkArgs),
     /// List topics with partitions, end offsets and each consumer group's lag
     Topics(TopicsArgs),
     /// Print a topic's records, one JSON object per line
@@ -118,6 +120,18 @@ pub struct ValidateArgs {
 }
 
 #[derive(Args)]
+pub struct LakeSinkArgs {
+    /// Stop once caught up with the inputs instead of running until Ctrl-C
+    #[arg(long)]
+    pub drain: bool,
+    /// Lake location: a directory or s3://bucket/prefix (overrides lake.location)
+    #[arg(long)]
+    pub lake: Option<String>,
+    #[command(flatten)]
+    pub running: Running,
+}
+
+#[derive(Args)]
 pub struct TopicsArgs {
     /// Print JSON instead of a table
     #[arg(long)]
@@ -149,10 +163,13 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// CSV file → log → validator, end to end, in a temporary data directory
+    /// CSV file → log → validator (→ lake with --lake), end to end, in a temporary data directory
     Pipeline {
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
+        /// Land the validated events in a lake too (on the local disk)
+        #[arg(long)]
+        lake: bool,
         #[arg(long)]
         json: bool,
     },

@@ -6,8 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use cartflow_lake::Lake;
 use cartflow_log::{EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy};
 use cartflow_stream::alerts::AlertConfig;
+use cartflow_stream::lake_sink::LakeSinkConfig;
 use cartflow_stream::validator::ValidatorConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -23,6 +25,15 @@ pub struct Config {
     pub embedded_log: EmbeddedLogConfig,
     pub validator: ValidatorConfig,
     pub alerts: AlertConfig,
+    pub lake: LakeConfig,
+    pub lake_sink: LakeSinkConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// A directory, `file:///path` or `s3://bucket/prefix`; empty is `<data_dir>/lake`.
+    pub location: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -47,6 +58,8 @@ impl Default for Config {
             embedded_log: EmbeddedLogConfig::default(),
             validator: ValidatorConfig::default(),
             alerts: AlertConfig::default(),
+            lake: LakeConfig::default(),
+            lake_sink: LakeSinkConfig::default(),
         }
     }
 }
@@ -79,6 +92,21 @@ impl Config {
         }
         fig = fig.merge(Env::prefixed("CARTFLOW_").split("__").ignore(&["config"]));
         fig.extract().context("invalid configuration")
+    }
+
+    /// Where the lake is: the configured location or `<data_dir>/lake`.
+    pub fn lake_location(&self) -> String {
+        if self.lake.location.is_empty() {
+            self.data_dir.join("lake").display().to_string()
+        } else {
+            self.lake.location.clone()
+        }
+    }
+
+    /// Opens the lake for the lake sink's commits.
+    pub fn open_lake(&self) -> Result<Lake> {
+        let location = self.lake_location();
+        Lake::open(&location, "lake-sink").with_context(|| format!("opening the lake at {location}"))
     }
 
     pub fn log_dir(&self) -> PathBuf {

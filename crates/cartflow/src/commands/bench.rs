@@ -9,7 +9,7 @@ use cartflow_stream::produce::{ProduceConfig, Source};
 use cartflow_stream::validator::{Outcome, ValidatorConfig, check_record};
 use serde_json::json;
 
-use super::run::produce_and_validate;
+use super::run::pipeline as run_pipeline;
 use super::{Ctx, per_sec};
 use crate::cli::BenchCommand;
 use crate::config::Config;
@@ -18,7 +18,7 @@ use crate::telemetry::thousands;
 pub fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Validate { events, json } => validate(events, json),
-        BenchCommand::Pipeline { events, json } => pipeline(ctx, events, json),
+        BenchCommand::Pipeline { events, json, lake } => pipeline(ctx, events, json, lake),
     }
 }
 
@@ -57,7 +57,7 @@ fn validate(events: u64, as_json: bool) -> Result<()> {
 }
 
 /// CSV → log → validator in a temporary data directory.
-fn pipeline(ctx: &Ctx, events: u64, as_json: bool) -> Result<()> {
+fn pipeline(ctx: &Ctx, events: u64, as_json: bool, with_lake: bool) -> Result<()> {
     let dir = tempfile::Builder::new().prefix("cartflow-bench-").tempdir()?;
     let csv = dir.path().join("events.csv");
     let mut text = String::from(cartflow_core::CSV_HEADER);
@@ -71,25 +71,21 @@ fn pipeline(ctx: &Ctx, events: u64, as_json: bool) -> Result<()> {
     let bench_ctx = Ctx { cfg, quiet: true, control: ctx.control.clone(), health: ctx.health.clone() };
     let log = bench_ctx.cfg.open_log()?;
     let validator = ValidatorConfig { group: "bench".into(), ..bench_ctx.cfg.validator.clone() };
-    let r = produce_and_validate(
-        &bench_ctx,
-        log.as_ref(),
-        Source::Files(vec![csv]),
-        None,
-        &ProduceConfig::default(),
-        &validator,
-    )?;
+    let lake = if with_lake { Some(bench_ctx.cfg.open_lake()?) } else { None };
+    let source = Source::Files(vec![csv]);
+    let r = run_pipeline(&bench_ctx, log.as_ref(), source, None, &ProduceConfig::default(), &validator, lake.as_ref())?;
     let e2e = per_sec(r.validated.read, r.total_secs);
     let produce = per_sec(r.produced.records, r.produce_secs);
+    let stages = if with_lake { "CSV → log → validator → lake" } else { "CSV → log → validator" };
     if as_json {
         println!(
             "{}",
             json!({ "produce_events_per_sec": produce, "end_to_end_events_per_sec": e2e,
-                    "fsync": bench_ctx.cfg.embedded_log.fsync })
+                    "stages": stages, "fsync": bench_ctx.cfg.embedded_log.fsync })
         );
     } else {
         println!(
-            "CSV → log → validator: {} events in {:.2} s: {} events/s end to end (producer alone {} events/s; fsync {})",
+            "{stages}: {} events in {:.2} s: {} events/s end to end (producer alone {} events/s; fsync {})",
             thousands(r.validated.read),
             r.total_secs,
             thousands(e2e as u64),

@@ -2,6 +2,7 @@
 
 mod bench;
 mod generate;
+mod lake_sink;
 mod produce;
 mod run;
 mod tail;
@@ -44,6 +45,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generate(a) => generate::run(&ctx, a),
         Command::Produce(a) => produce::run(&ctx, a),
         Command::Validate(a) => validate::run(&ctx, a),
+        Command::LakeSink(a) => lake_sink::run(&ctx, a),
         Command::Topics(a) => topics::run(&ctx, a),
         Command::Tail(a) => tail::run(&ctx, a),
         Command::Bench(b) => bench::run(&ctx, b),

@@ -1,15 +1,16 @@
 //! `cartflow run`: the pipeline in one process on the embedded backends.
 //!
 //! Today it runs the stages that exist: events (generated, or `--input`
-//! files) → `tracking.raw_user_behavior` → validator → validated / invalid,
-//! concurrently, then prints a summary. The lake, features, training and
-//! serving join it as they land.
+//! files) → `tracking.raw_user_behavior` → validator → validated / invalid →
+//! lake, all concurrently, then prints a summary. The warehouse, features,
+//! training and serving join it as they land.
 
 use std::time::Instant;
 
 use anyhow::Result;
+use cartflow_lake::Lake;
 use cartflow_log::EventLog;
-use cartflow_stream::StageControl;
+use cartflow_stream::lake_sink::{LakeSinkStats, run_lake_sink};
 use cartflow_stream::produce::{ProduceConfig, ProduceStats, Source, run_produce};
 use cartflow_stream::validator::{ValidatorConfig, ValidatorStats, run_validator};
 use serde_json::json;
@@ -21,50 +22,80 @@ use crate::telemetry::{progress, thousands};
 pub struct PipelineRun {
     pub produced: ProduceStats,
     pub validated: ValidatorStats,
+    pub landed: Option<LakeSinkStats>,
     pub produce_secs: f64,
+    pub validate_secs: f64,
     pub total_secs: f64,
 }
 
-/// Produces and validates concurrently; returns when the validator has caught
-/// up with everything produced (or on Ctrl-C).
-pub fn produce_and_validate(
+/// Runs produce → validate (→ lake) concurrently. Each stage drains once the
+/// one before it has finished, so the call returns when everything produced
+/// has gone all the way through (or on Ctrl-C).
+pub fn pipeline(
     ctx: &Ctx,
     log: &dyn EventLog,
     source: Source,
     total: Option<u64>,
     produce: &ProduceConfig,
     validator: &ValidatorConfig,
+    lake: Option<&Lake>,
 ) -> Result<PipelineRun> {
     let started = Instant::now();
-    let control: StageControl = ctx.control.with_drain(false);
-    let bar_in = progress(ctx.quiet, total, "produce");
-    let bar_out = progress(ctx.quiet, total, "validate");
-    let (produced, validated) = std::thread::scope(|s| {
-        let validator_thread = s.spawn(|| {
-            run_validator(log, validator, Some(ctx.cfg.alerts.clone()), &control, &mut |st| {
-                bar_out.set_position(st.read);
-                ctx.health.set("validate", serde_json::to_value(st).unwrap_or_default());
+    let validate_control = ctx.control.with_drain(false);
+    let lake_control = ctx.control.with_drain(false);
+    let bars = [
+        progress(ctx.quiet, total, "produce"),
+        progress(ctx.quiet, total, "validate"),
+        progress(ctx.quiet, total, "lake"),
+    ];
+    let (produced, validated, landed) = std::thread::scope(|s| {
+        let lake_thread = lake.map(|lake| {
+            let (control, bar) = (&lake_control, &bars[2]);
+            s.spawn(move || {
+                run_lake_sink(log, lake, &ctx.cfg.lake_sink, control, &mut |st| {
+                    bar.set_position(st.read);
+                    ctx.health.set("lake-sink", serde_json::to_value(st).unwrap_or_default());
+                })
             })
         });
-        let produced = run_produce(log, source, produce, &control, &mut |st| {
-            bar_in.set_position(st.records);
+        let validator_thread = s.spawn(|| {
+            let r = run_validator(log, validator, Some(ctx.cfg.alerts.clone()), &validate_control, &mut |st| {
+                bars[1].set_position(st.read);
+                ctx.health.set("validate", serde_json::to_value(st).unwrap_or_default());
+            });
+            (r, started.elapsed().as_secs_f64())
+        });
+        let produced = run_produce(log, source, produce, &ctx.control, &mut |st| {
+            bars[0].set_position(st.records);
             ctx.health.set("produce", json!({ "records": st.records }));
         })
         .map(|p| (p, started.elapsed().as_secs_f64()));
-        // Whatever happened upstream, let the validator finish what is there.
-        control.start_draining();
+        // Whatever happened upstream, let each stage finish what is there.
+        validate_control.start_draining();
         let validated = validator_thread.join().expect("validator thread");
-        (produced, validated)
+        lake_control.start_draining();
+        let landed = lake_thread.map(|t| t.join().expect("lake sink thread"));
+        (produced, validated, landed)
     });
-    bar_in.finish_and_clear();
-    bar_out.finish_and_clear();
+    for bar in bars {
+        bar.finish_and_clear();
+    }
     let (produced, produce_secs) = produced?;
-    Ok(PipelineRun { produced, validated: validated?, produce_secs, total_secs: started.elapsed().as_secs_f64() })
+    let (validated, validate_secs) = validated;
+    Ok(PipelineRun {
+        produced,
+        validated: validated?,
+        landed: landed.transpose()?,
+        produce_secs,
+        validate_secs,
+        total_secs: started.elapsed().as_secs_f64(),
+    })
 }
 
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     ctx.serve_metrics(&a.running)?;
     let log = ctx.cfg.open_log()?;
+    let lake = ctx.cfg.open_lake()?;
     let (source, total, what) = if a.input.is_empty() {
         let g = generator_config(&a.generator, a.events)?;
         (
@@ -78,7 +109,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     println!("cartflow run: {what} through the embedded pipeline in {}", ctx.cfg.data_dir.display());
     let produce =
         ProduceConfig { inject_invalid: a.inject_invalid, seed: a.generator.seed, ..ProduceConfig::default() };
-    let r = produce_and_validate(ctx, log.as_ref(), source, total, &produce, &ctx.cfg.validator)?;
+    let r = pipeline(ctx, log.as_ref(), source, total, &produce, &ctx.cfg.validator, Some(&lake))?;
     let v = &r.validated;
     println!(
         "  produce   {} events → tracking.raw_user_behavior in {:.2} s ({} events/s)",
@@ -87,15 +118,18 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
         thousands(per_sec(r.produced.records, r.produce_secs) as u64)
     );
     println!(
-        "  validate  {} valid, {} invalid ({:.2}%), end to end {:.2} s ({} events/s)",
+        "  validate  {} valid, {} invalid ({:.2}%) in {:.2} s ({} events/s)",
         thousands(v.valid),
         thousands(v.invalid),
         100.0 * v.invalid as f64 / (v.valid + v.invalid).max(1) as f64,
-        r.total_secs,
-        thousands(per_sec(v.read, r.total_secs) as u64)
+        r.validate_secs,
+        thousands(per_sec(v.read, r.validate_secs) as u64)
     );
     super::validate::print_details(v, "            ");
+    if let Some(l) = &r.landed {
+        super::lake_sink::print_summary(l, lake.location(), r.total_secs, "  lake      ");
+    }
     println!("  next: `cartflow topics`, `cartflow tail tracking.user_behavior.validated -n 3`");
-    println!("  (the lake, features, training and serving stages are not in this build yet)");
+    println!("  (the warehouse, features, training and serving stages are not in this build yet)");
     Ok(())
 }

@@ -92,3 +92,75 @@ pub fn free_port() -> u16 {
 pub fn real_data(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/real").join(name)
 }
+
+/// Rows of every Parquet file under `dir/<table>`, as (`_partition`, `_offset`, row as JSON-ish text).
+pub fn read_lake_table(lake_dir: &Path, table: &str) -> Vec<(i32, i64, String)> {
+    use arrow_array::{Array, Int32Array, Int64Array};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut rows = Vec::new();
+    let mut files = Vec::new();
+    collect_files(&lake_dir.join(table), &mut files);
+    for f in files {
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap()).unwrap().build().unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let col = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
+            let partition = col("_partition");
+            let partition = partition.as_any().downcast_ref::<Int32Array>().unwrap();
+            let offset = col("_offset");
+            let offset = offset.as_any().downcast_ref::<Int64Array>().unwrap();
+            let text = arrow_array::cast::AsArray::as_string::<i32>(
+                col(if table == "events" { "user_session" } else { "reason" }).as_ref(),
+            )
+            .clone();
+            for i in 0..batch.num_rows() {
+                let t = if text.is_null(i) { String::new() } else { text.value(i).to_owned() };
+                rows.push((partition.value(i), offset.value(i), t));
+            }
+        }
+    }
+    rows
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            collect_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+}
+
+/// Checks that the lake under `lake_dir` holds each record of the validated
+/// and invalid topics exactly once; returns (events, invalid).
+pub fn assert_lake_exactly_once(log_dir: &Path, lake_dir: &Path) -> (usize, usize) {
+    let mut counts = (0, 0);
+    for (topic, table) in [(VALIDATED, "events"), (INVALID, "invalid")] {
+        let records = read_topic(log_dir, topic);
+        let rows = read_lake_table(lake_dir, table);
+        let mut seen: HashMap<(i32, i64), u32> = HashMap::new();
+        for (p, o, _) in &rows {
+            *seen.entry((*p, *o)).or_default() += 1;
+        }
+        let dup: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+        assert!(dup.is_empty(), "{table}: records landed twice: {dup:?}");
+        let missing: Vec<_> = records
+            .iter()
+            .filter(|r| !seen.contains_key(&(r.partition as i32, r.offset as i64)))
+            .take(5)
+            .map(|r| (r.partition, r.offset))
+            .collect();
+        assert!(missing.is_empty(), "{table}: records missing from the lake: {missing:?}");
+        assert_eq!(rows.len(), records.len(), "{table}: rows that are not records");
+        if table == "events" {
+            counts.0 = rows.len();
+        } else {
+            counts.1 = rows.len();
+        }
+    }
+    counts
+}

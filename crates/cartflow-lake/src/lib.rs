@@ -1,0 +1,34 @@
+//! The lake: events as Parquet on any object store (a local directory by
+//! default, S3 or any S3-compatible server by URL), partitioned Hive-style by
+//! EVENT hour, `events/year=YYYY/month=MM/day=DD/hour=HH/part-<seq>.parquet`,
+//! with invalid records under `invalid/` by arrival hour.
+//!
+//! Files appear through a write-ahead manifest protocol (see [`lake`] and
+//! docs/lake.md) that makes what a reader sees exactly once whatever moment a
+//! writer dies.
+
+pub mod lake;
+pub mod layout;
+pub mod manifest;
+pub mod schema;
+pub mod store;
+
+pub use lake::{Lake, PendingFile};
+pub use manifest::{FileEntry, Manifest};
+pub use schema::{LakeEvent, LakeInvalid};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    #[error("object store {location}: {cause}")]
+    Store { location: String, cause: object_store::Error },
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error("lake location {0:?}: {1}")]
+    Location(String, String),
+    #[error("manifest {path}: {message}")]
+    Manifest { path: String, message: String },
+}
+
+pub type Result<T, E = LakeError> = std::result::Result<T, E>;

@@ -1,0 +1,45 @@
+//! `cartflow lake-sink`: validated and invalid events into the lake.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use cartflow_stream::lake_sink::{LakeSinkStats, run_lake_sink};
+
+use super::{Ctx, per_sec};
+use crate::cli::LakeSinkArgs;
+use crate::telemetry::{progress, thousands};
+
+pub fn run(ctx: &Ctx, a: LakeSinkArgs) -> Result<()> {
+    ctx.serve_metrics(&a.running)?;
+    let mut cfg = ctx.cfg.clone();
+    if let Some(location) = a.lake {
+        cfg.lake.location = location;
+    }
+    let log = cfg.open_log()?;
+    let lake = cfg.open_lake()?;
+    let control = ctx.control.with_drain(a.drain);
+    let bar = progress(ctx.quiet, None, "lake");
+    let started = Instant::now();
+    let stats = run_lake_sink(log.as_ref(), &lake, &cfg.lake_sink, &control, &mut |s| {
+        bar.set_position(s.read);
+        bar.set_message(format!("{} files, lag {}", s.files, thousands(s.lag)));
+        ctx.health.set("lake-sink", serde_json::to_value(s).unwrap_or_default());
+    })?;
+    bar.finish_and_clear();
+    print_summary(&stats, lake.location(), started.elapsed().as_secs_f64(), "");
+    Ok(())
+}
+
+pub fn print_summary(s: &LakeSinkStats, location: &str, secs: f64, indent: &str) {
+    println!(
+        "{indent}landed {} events and {} invalid records in {} Parquet files ({} commits) under {location} in {secs:.2} s ({} records/s)",
+        thousands(s.events),
+        thousands(s.invalid),
+        thousands(s.files),
+        s.commits,
+        thousands(per_sec(s.events + s.invalid, secs) as u64)
+    );
+    if s.repaired_files > 0 {
+        println!("{indent}  repaired {} files of a commit a crash had interrupted", s.repaired_files);
+    }
+}

@@ -1,0 +1,175 @@
+//! The lake: every validated event lands in Parquet exactly once, on a local
+//! directory and on a real S3-compatible server, whatever moment the sink dies.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::{Rng, SeedableRng};
+
+fn kill_at_random(mut spawn: impl FnMut() -> Child, rounds: usize, seed: u64) -> usize {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut kills = 0;
+    for _ in 0..rounds {
+        let mut child = spawn();
+        let wait = Duration::from_millis(rng.random_range(100..700));
+        let started = Instant::now();
+        while started.elapsed() < wait && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    kills
+}
+
+fn seed() -> u64 {
+    let seed = std::env::var("KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    eprintln!("kill schedule seed {seed} (set KILL_SEED to replay)");
+    seed
+}
+
+#[test]
+fn killing_the_lake_sink_at_random_lands_every_event_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(cartflow(dir.path()).args(["produce", "--generate", "400000", "--inject-invalid", "0.03", "--seed", "3"]));
+    ok(cartflow(dir.path()).args(["validate", "--drain"]));
+    let sink = || {
+        cartflow(dir.path())
+            .args(["lake-sink", "--drain"])
+            .env("CARTFLOW_LAKE_SINK__MAX_RECORDS", "15000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let kills = kill_at_random(sink, 8, seed());
+    assert!(kills >= 3, "the sink should have died mid-run several times, died {kills} times");
+    let out = stdout(&ok(cartflow(dir.path()).args(["lake-sink", "--drain"])));
+    eprintln!("{out}");
+    let (events, invalid) = assert_lake_exactly_once(dir.path(), &dir.path().join("data/lake"));
+    assert_eq!(events + invalid, 400_000);
+    // Hive layout by event hour; every file named by a manifest.
+    let lake = dir.path().join("data/lake");
+    assert!(lake.join("events/year=2019/month=10/day=01/hour=00").is_dir());
+    let named: Vec<String> = std::fs::read_dir(lake.join("_manifests/lake-sink"))
+        .unwrap()
+        .flat_map(|m| {
+            let m: serde_json::Value = serde_json::from_slice(&std::fs::read(m.unwrap().path()).unwrap()).unwrap();
+            m["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        })
+        .collect();
+    let mut on_disk = Vec::new();
+    for table in ["events", "invalid"] {
+        walk(&lake.join(table), &mut on_disk);
+    }
+    for f in &on_disk {
+        let rel = f.strip_prefix(&lake).unwrap().to_string_lossy().into_owned();
+        assert!(named.contains(&rel), "{rel} is in no manifest");
+    }
+}
+
+#[test]
+fn a_commit_whose_files_a_crash_left_out_is_repaired_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(cartflow(dir.path()).args(["produce", "--generate", "50000", "--inject-invalid", "0.05"]));
+    ok(cartflow(dir.path()).args(["validate", "--drain"]));
+    ok(cartflow(dir.path()).args(["lake-sink", "--drain"]).env("CARTFLOW_LAKE_SINK__MAX_RECORDS", "20000"));
+    // As if the sink had died after its last manifest, before all its files.
+    let lake = dir.path().join("data/lake");
+    let mut manifests: Vec<_> =
+        std::fs::read_dir(lake.join("_manifests/lake-sink")).unwrap().map(|e| e.unwrap().path()).collect();
+    manifests.sort();
+    let last: serde_json::Value = serde_json::from_slice(&std::fs::read(manifests.last().unwrap()).unwrap()).unwrap();
+    let files = last["files"].as_array().unwrap();
+    assert!(files.len() >= 2);
+    for f in files.iter().take(2) {
+        std::fs::remove_file(lake.join(f["path"].as_str().unwrap())).unwrap();
+    }
+    let out = stdout(&ok(cartflow(dir.path()).args(["lake-sink", "--drain"])));
+    assert!(out.contains("repaired 2 files"), "{out}");
+    let (events, invalid) = assert_lake_exactly_once(dir.path(), &lake);
+    assert_eq!(events + invalid, 50_000);
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { walk(&p, out) } else { out.push(p) }
+    }
+}
+
+/// The s3s-fs server `.ci/run` installs (or one named by CARTFLOW_S3S_FS).
+fn s3s_fs() -> PathBuf {
+    let candidates = [
+        std::env::var("CARTFLOW_S3S_FS").ok().map(PathBuf::from),
+        std::env::var("HOME").ok().map(|h| PathBuf::from(h).join(".cache/cartflow/tools/bin/s3s-fs")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+        .expect("this test needs the s3s-fs S3 server: run .ci/run, which installs it, or set CARTFLOW_S3S_FS")
+}
+
+struct S3Server(Child);
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_lake_sink_writes_to_a_real_s3_server_and_survives_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("s3");
+    std::fs::create_dir_all(root.join("cartflow-test")).unwrap(); // s3s-fs: a bucket is a folder
+    let port = free_port();
+    let _server = S3Server(
+        Command::new(s3s_fs())
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "test", "--secret-key", "test"])
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "s3s-fs did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ok(cartflow(dir.path()).args(["produce", "--generate", "150000", "--inject-invalid", "0.02"]));
+    ok(cartflow(dir.path()).args(["validate", "--drain"]));
+    let sink = |drain: bool| {
+        let mut c = cartflow(dir.path());
+        c.args(["lake-sink", "--lake", "s3://cartflow-test/lake"])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("CARTFLOW_LAKE_SINK__MAX_RECORDS", "10000");
+        if drain {
+            c.arg("--drain");
+        }
+        c
+    };
+    let kills = kill_at_random(|| sink(true).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(), 3, seed());
+    eprintln!("killed {kills} times");
+    let out = stdout(&ok(&mut sink(true)));
+    assert!(out.contains("s3://cartflow-test/lake"), "{out}");
+    // s3s-fs keeps objects as files: read them back as Parquet.
+    let (events, invalid) = assert_lake_exactly_once(dir.path(), &root.join("cartflow-test/lake"));
+    assert_eq!(events + invalid, 150_000);
+}
