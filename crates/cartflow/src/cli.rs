@@ -51,6 +51,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Land validated and invalid events in the lake as Parquet, exactly once
     LakeSink(LakeSinkArgs),
+    /// Run SQL over the lake (bronze.events, bronze.invalid) and print the result
+    Sql(SqlArgs),
     /// List topics with partitions, end offsets and each consumer group's lag
     Topics(TopicsArgs),
     /// Print a topic's records, one JSON object per line
@@ -129,6 +131,18 @@ pub struct LakeSinkArgs {
     pub lake: Option<String>,
     #[command(flatten)]
     pub running: Running,
+}
+
+#[derive(Args)]
+pub struct SqlArgs {
+    /// The statement, e.g. "SELECT event_type, count(*) FROM bronze.events GROUP BY 1"
+    pub query: String,
+    /// Output: an aligned table, CSV with a header, or JSON lines
+    #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+    pub format: String,
+    /// Lake location (overrides lake.location)
+    #[arg(long)]
+    pub lake: Option<String>,
 }
 
 #[derive(Args)]

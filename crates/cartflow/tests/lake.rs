@@ -173,3 +173,93 @@ fn the_lake_sink_writes_to_a_real_s3_server_and_survives_a_kill() {
     let (events, invalid) = assert_lake_exactly_once(dir.path(), &root.join("cartflow-test/lake"));
     assert_eq!(events + invalid, 150_000);
 }
+
+/// Another engine reads the lake: DuckDB (installed by .ci/run from PyPI)
+/// finds the same rows, values and types.
+#[test]
+fn duckdb_reads_the_lake_with_the_same_rows_and_types() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(cartflow(dir.path()).args(["produce", "--generate", "30000", "--inject-invalid", "0.05"]));
+    ok(cartflow(dir.path()).args(["validate", "--drain"]));
+    ok(cartflow(dir.path()).args(["lake-sink", "--drain"]));
+    let events: Vec<cartflow_core::Event> =
+        read_topic(dir.path(), VALIDATED).iter().map(|r| cartflow_core::Event::from_json(&r.value).unwrap()).collect();
+    let script = r#"
+import duckdb, json, sys
+con = duckdb.connect()
+src = "read_parquet('" + sys.argv[1] + "/events/**/*.parquet', hive_partitioning=true)"
+row = con.sql(f"""select count(*), sum(product_id), sum(price), count(brand), count(category_code),
+                  epoch_us(min(event_time)), epoch_us(max(event_time)), count(distinct user_session),
+                  sum(case when event_type = 'cart' then 1 else 0 end) from {src}""").fetchall()[0]
+types = {d[0]: str(d[1]) for d in con.execute(f"select * from {src} limit 0").description}
+inv = con.sql("select count(*), count(distinct reason) from read_parquet('" + sys.argv[1] + "/invalid/**/*.parquet', hive_partitioning=true)").fetchall()[0]
+print(json.dumps({"row": [float(x) for x in row], "types": types, "invalid": list(inv)}))
+"#;
+    let out =
+        std::process::Command::new("python3").arg("-c").arg(script).arg(dir.path().join("data/lake")).output().unwrap();
+    assert!(out.status.success(), "duckdb: {}", String::from_utf8_lossy(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row: Vec<f64> = got["row"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    let sessions: std::collections::HashSet<_> = events.iter().filter_map(|e| e.user_session.clone()).collect();
+    let want = [
+        events.len() as f64,
+        events.iter().map(|e| e.product_id as f64).sum(),
+        events.iter().map(|e| e.price).sum(),
+        events.iter().filter(|e| e.brand.is_some()).count() as f64,
+        events.iter().filter(|e| e.category_code.is_some()).count() as f64,
+        events.iter().map(|e| e.event_time).min().unwrap() as f64,
+        events.iter().map(|e| e.event_time).max().unwrap() as f64,
+        sessions.len() as f64,
+        events.iter().filter(|e| e.event_type == cartflow_core::EventType::Cart).count() as f64,
+    ];
+    for (i, (g, w)) in row.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "column {i}: duckdb {g}, cartflow {w}");
+    }
+    let types = &got["types"];
+    for (col, t) in [
+        ("event_time", "TIMESTAMP WITH TIME ZONE"),
+        ("product_id", "BIGINT"),
+        ("category_id", "BIGINT"),
+        ("price", "DOUBLE"),
+        ("user_id", "BIGINT"),
+        ("event_type", "VARCHAR"),
+        ("brand", "VARCHAR"),
+    ] {
+        assert_eq!(types[col], t, "{col}: {types}");
+    }
+    assert_eq!(got["invalid"][0].as_u64().unwrap() as usize, read_topic(dir.path(), INVALID).len());
+}
+
+#[test]
+fn cartflow_sql_queries_the_lake_as_bronze() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(cartflow(dir.path()).args(["produce", "--generate", "20000", "--inject-invalid", "0.1"]));
+    ok(cartflow(dir.path()).args(["validate", "--drain"]));
+    ok(cartflow(dir.path()).args(["lake-sink", "--drain"]));
+    let events: Vec<cartflow_core::Event> =
+        read_topic(dir.path(), VALIDATED).iter().map(|r| cartflow_core::Event::from_json(&r.value).unwrap()).collect();
+    let q = "SELECT event_type, count(*) AS n FROM bronze.events GROUP BY event_type ORDER BY event_type";
+    let json = stdout(&ok(cartflow(dir.path()).args(["sql", q, "--format", "json"])));
+    for line in json.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let kind = v["event_type"].as_str().unwrap();
+        let want = events.iter().filter(|e| e.event_type.as_str() == kind).count();
+        assert_eq!(v["n"].as_u64().unwrap() as usize, want, "{kind}");
+    }
+    assert!(json.lines().count() >= 3);
+    // Hive columns come from the path; a filter on them reads only those hours.
+    let first_hour = events.iter().filter(|e| e.event_time < 1_569_888_000_000_000 + 3_600_000_000).count();
+    let csv = stdout(&ok(cartflow(dir.path()).args([
+        "sql",
+        "SELECT count(*) AS n FROM bronze.events WHERE year = 2019 AND month = 10 AND day = 1 AND hour = 0",
+        "--format",
+        "csv",
+    ])));
+    assert_eq!(csv.lines().collect::<Vec<_>>(), ["n", &first_hour.to_string()]);
+    let table =
+        stdout(&ok(cartflow(dir.path()).args(["sql", "SELECT reason, count(*) FROM bronze.invalid GROUP BY reason"])));
+    assert!(table.contains("| reason") && table.contains(" rows"), "{table}");
+    let bad = cartflow(dir.path()).args(["sql", "SELECT nope FROM bronze.events"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("nope"), "{}", String::from_utf8_lossy(&bad.stderr));
+}

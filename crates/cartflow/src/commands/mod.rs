@@ -5,6 +5,7 @@ mod generate;
 mod lake_sink;
 mod produce;
 mod run;
+mod sql;
 mod tail;
 mod topics;
 mod validate;
@@ -46,6 +47,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Produce(a) => produce::run(&ctx, a),
         Command::Validate(a) => validate::run(&ctx, a),
         Command::LakeSink(a) => lake_sink::run(&ctx, a),
+        Command::Sql(a) => sql::run(&ctx, a),
         Command::Topics(a) => topics::run(&ctx, a),
         Command::Tail(a) => tail::run(&ctx, a),
         Command::Bench(b) => bench::run(&ctx, b),

@@ -1,0 +1,47 @@
+//! `cartflow sql`: SQL over the lake, printed as DuckDB's command line does.
+
+use std::io::Write;
+
+use anyhow::Result;
+use cartflow_warehouse::Warehouse;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+
+use super::Ctx;
+use crate::cli::SqlArgs;
+
+pub fn run(ctx: &Ctx, a: SqlArgs) -> Result<()> {
+    let mut cfg = ctx.cfg.clone();
+    if let Some(location) = a.lake {
+        cfg.lake.location = location;
+    }
+    let warehouse = Warehouse::open(&cfg.lake_location())?;
+    let batches = warehouse.sql(&a.query)?;
+    let mut out = std::io::stdout().lock();
+    match a.format.as_str() {
+        "csv" => write_csv(&batches, &mut out)?,
+        "json" => write_json(&batches, &mut out)?,
+        _ => {
+            writeln!(out, "{}", pretty_format_batches(&batches)?)?;
+            let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+            writeln!(out, "{rows} row{}", if rows == 1 { "" } else { "s" })?;
+        }
+    }
+    Ok(())
+}
+
+fn write_csv(batches: &[RecordBatch], out: &mut impl Write) -> Result<()> {
+    let mut w = datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(out);
+    for b in batches {
+        w.write(b)?;
+    }
+    Ok(())
+}
+
+fn write_json(batches: &[RecordBatch], out: &mut impl Write) -> Result<()> {
+    let mut w = datafusion::arrow::json::LineDelimitedWriter::new(out);
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    w.write_batches(&refs)?;
+    w.finish()?;
+    Ok(())
+}
