@@ -107,17 +107,17 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The s3s-fs server `.ci/run` installs (or one named by CARTFLOW_S3S_FS).
+/// The s3s-fs server `.ci/run` installs (or one named by S3S_FS_BIN).
 fn s3s_fs() -> PathBuf {
     let candidates = [
-        std::env::var("CARTFLOW_S3S_FS").ok().map(PathBuf::from),
+        std::env::var("S3S_FS_BIN").ok().map(PathBuf::from),
         std::env::var("HOME").ok().map(|h| PathBuf::from(h).join(".cache/cartflow/tools/bin/s3s-fs")),
     ];
     candidates
         .into_iter()
         .flatten()
         .find(|p| p.exists())
-        .expect("this test needs the s3s-fs S3 server: run .ci/run, which installs it, or set CARTFLOW_S3S_FS")
+        .expect("this test needs the s3s-fs S3 server: run .ci/run, which installs it, or set S3S_FS_BIN")
 }
 
 struct S3Server(Child);
