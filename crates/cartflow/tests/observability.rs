@@ -129,3 +129,21 @@ fn a_producer_killed_mid_write_leaves_a_log_that_reopens_cleanly() {
     let raw = read_topic(dir.path(), RAW);
     assert_eq!(raw.len(), valid);
 }
+
+/// The shipped Prometheus rules load and behave: `promtool test rules`
+/// (Debian's prometheus package, installed by .ci/run).
+#[test]
+fn prometheus_alerting_rules_pass_their_unit_tests() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus");
+    let out = std::process::Command::new("promtool")
+        .args(["test", "rules", "cartflow-alerts.test.yml"])
+        .current_dir(&dir)
+        .output()
+        .expect("promtool (Debian package prometheus; .ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

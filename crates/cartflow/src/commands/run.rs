@@ -129,7 +129,8 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     if let Some(l) = &r.landed {
         super::lake_sink::print_summary(l, lake.location(), r.total_secs, "  lake      ");
     }
-    println!("  next: `cartflow topics`, `cartflow tail tracking.user_behavior.validated -n 3`");
-    println!("  (the warehouse, features, training and serving stages are not in this build yet)");
+    println!("  next: `cartflow topics`, `cartflow tail tracking.user_behavior.validated -n 3`,");
+    println!("        `cartflow sql \"SELECT event_type, count(*) FROM bronze.events GROUP BY 1\"`");
+    println!("  (silver and gold, features, training and serving are not in this build yet)");
     Ok(())
 }
