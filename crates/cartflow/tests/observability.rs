@@ -140,10 +140,5 @@ fn prometheus_alerting_rules_pass_their_unit_tests() {
         .current_dir(&dir)
         .output()
         .expect("promtool (Debian package prometheus; .ci/run installs it)");
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
