@@ -179,11 +179,7 @@ fn the_lake_sink_writes_to_a_real_s3_server_and_survives_a_kill() {
 #[test]
 fn duckdb_reads_the_lake_with_the_same_rows_and_types() {
     let dir = tempfile::tempdir().unwrap();
-    ok(cartflow(dir.path()).args(["produce", "--generate", "30000", "--inject-invalid", "0.05"]));
-    ok(cartflow(dir.path()).args(["validate", "--drain"]));
-    ok(cartflow(dir.path()).args(["lake-sink", "--drain"]));
-    let events: Vec<cartflow_core::Event> =
-        read_topic(dir.path(), VALIDATED).iter().map(|r| cartflow_core::Event::from_json(&r.value).unwrap()).collect();
+    let events = land(dir.path(), 30000, 0.05);
     let script = r#"
 import duckdb, json, sys
 con = duckdb.connect()
@@ -233,11 +229,7 @@ print(json.dumps({"row": [float(x) for x in row], "types": types, "invalid": lis
 #[test]
 fn cartflow_sql_queries_the_lake_as_bronze() {
     let dir = tempfile::tempdir().unwrap();
-    ok(cartflow(dir.path()).args(["produce", "--generate", "20000", "--inject-invalid", "0.1"]));
-    ok(cartflow(dir.path()).args(["validate", "--drain"]));
-    ok(cartflow(dir.path()).args(["lake-sink", "--drain"]));
-    let events: Vec<cartflow_core::Event> =
-        read_topic(dir.path(), VALIDATED).iter().map(|r| cartflow_core::Event::from_json(&r.value).unwrap()).collect();
+    let events = land(dir.path(), 20000, 0.1);
     let q = "SELECT event_type, count(*) AS n FROM bronze.events GROUP BY event_type ORDER BY event_type";
     let json = stdout(&ok(cartflow(dir.path()).args(["sql", q, "--format", "json"])));
     for line in json.lines() {
@@ -262,4 +254,12 @@ fn cartflow_sql_queries_the_lake_as_bronze() {
     let bad = cartflow(dir.path()).args(["sql", "SELECT nope FROM bronze.events"]).output().unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("nope"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
+
+/// Generates, validates and lands `n` events; returns the validated ones.
+fn land(dir: &Path, n: u64, invalid_share: f64) -> Vec<cartflow_core::Event> {
+    ok(cartflow(dir).args(["produce", "--generate", &n.to_string(), "--inject-invalid", &invalid_share.to_string()]));
+    ok(cartflow(dir).args(["validate", "--drain"]));
+    ok(cartflow(dir).args(["lake-sink", "--drain"]));
+    read_topic(dir, VALIDATED).iter().map(|r| cartflow_core::Event::from_json(&r.value).unwrap()).collect()
 }
