@@ -106,10 +106,16 @@ pub fn progress(quiet: bool, total: Option<u64>, what: &str) -> ProgressBar {
         return bar;
     }
     let template = match total {
-        Some(_) => "{prefix:>10} [{bar:30}] {human_pos}/{human_len} ({per_sec}, {eta}) {msg}",
-        None => "{prefix:>10} {spinner} {human_pos} ({per_sec}) {msg}",
+        Some(_) => "{prefix:>10} [{bar:30}] {human_pos}/{human_len} ({rate}, {eta}) {msg}",
+        None => "{prefix:>10} {spinner} {human_pos} ({rate}) {msg}",
     };
-    bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+    let style = ProgressStyle::with_template(template).expect("valid template").progress_chars("=> ").with_key(
+        "rate",
+        |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{}/s", thousands(s.per_sec() as u64));
+        },
+    );
+    bar.set_style(style);
     bar.set_prefix(what.to_owned());
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
