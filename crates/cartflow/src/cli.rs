@@ -101,7 +101,7 @@ pub struct ProduceArgs {
     #[arg(long)]
     pub rate: Option<f64>,
     /// Share (0–1) of events to damage on purpose, to exercise the invalid path
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
     pub inject_invalid: f64,
     #[command(flatten)]
     pub generator: GeneratorArgs,
@@ -198,10 +198,18 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
     /// Share (0–1) of events to damage on purpose
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = share)]
     pub inject_invalid: f64,
     #[command(flatten)]
     pub generator: GeneratorArgs,
     #[command(flatten)]
     pub running: Running,
+}
+
+/// A share between 0 and 1, for `--inject-invalid`.
+fn share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("{s:?} is not a share between 0 and 1")),
+    }
 }

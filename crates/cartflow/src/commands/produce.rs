@@ -12,7 +12,6 @@ use crate::telemetry::{progress, thousands};
 
 pub fn run(ctx: &Ctx, a: ProduceArgs) -> Result<()> {
     ctx.serve_metrics(&a.running)?;
-    anyhow::ensure!((0.0..=1.0).contains(&a.inject_invalid), "--inject-invalid must be between 0 and 1");
     let log = ctx.cfg.open_log()?;
     let (source, total) = match a.generate {
         Some(n) => (Source::Generated(generator_config(&a.generator, n)?), Some(n)),
