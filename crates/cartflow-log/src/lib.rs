@@ -60,18 +60,34 @@ pub trait Consumer: Send {
     fn end_offsets(&mut self) -> Result<Vec<(TopicPartition, u64)>>;
 }
 
-/// Reads one topic-partition range outside any group: a helper for recovery
-/// scans and `tail`.
-pub fn read_range(log: &dyn EventLog, tp: &TopicPartition, from: u64, to: u64) -> Result<Vec<Record>> {
+/// Hands each record of `[from, to)` of one partition to `each`, reading
+/// outside any group: recovery scans, repairs and `tail` use it. Stops early
+/// when the partition ends before `to`.
+pub fn for_each_in_range(
+    log: &dyn EventLog,
+    tp: &TopicPartition,
+    from: u64,
+    to: u64,
+    mut each: impl FnMut(Record),
+) -> Result<()> {
+    if from >= to {
+        return Ok(());
+    }
     let mut c = log.consumer(ConsumerConfig::assign(vec![tp.clone()]))?;
     c.seek(tp, from)?;
-    let mut out = Vec::new();
     while c.position(tp).unwrap_or(to) < to {
-        let batch = c.poll(4096, Duration::from_millis(200))?;
+        let batch = c.poll(8192, Duration::from_millis(200))?;
         if batch.is_empty() {
             break;
         }
-        out.extend(batch.into_iter().filter(|r| r.offset < to));
+        batch.into_iter().filter(|r| r.offset < to).for_each(&mut each);
     }
+    Ok(())
+}
+
+/// The records of `[from, to)` of one partition.
+pub fn read_range(log: &dyn EventLog, tp: &TopicPartition, from: u64, to: u64) -> Result<Vec<Record>> {
+    let mut out = Vec::new();
+    for_each_in_range(log, tp, from, to, |r| out.push(r))?;
     Ok(out)
 }

@@ -10,9 +10,8 @@
 //! output for this input" is the whole question, whatever partition it went to.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::time::Duration;
 
-use cartflow_log::{CommittedOffset, Consumer, ConsumerConfig, EventLog, Record, TopicPartition};
+use cartflow_log::{CommittedOffset, Consumer, EventLog, Record, TopicPartition, for_each_in_range};
 
 use crate::Result;
 use crate::topics::SOURCE_POSITION;
@@ -72,7 +71,8 @@ impl ExactlyOnce {
             for p in topic.partitions {
                 let tp = TopicPartition::new(&topic.name, p.partition);
                 let start = from.get(&tp).copied().unwrap_or(p.start).max(p.start);
-                scan(log, &tp, start, p.end, |pos| {
+                for_each_in_range(log, &tp, start, p.end, |r| {
+                    let Some(pos) = r.header_str(SOURCE_POSITION).and_then(parse_position) else { return };
                     let done = committed.get(&pos.0).map_or(0, |c| c.offset);
                     if assigned.contains(&pos.0) && pos.1 >= done {
                         written.insert(pos);
@@ -120,32 +120,6 @@ impl ExactlyOnce {
         consumer.commit(&offsets)?;
         Ok(())
     }
-}
-
-fn scan(
-    log: &dyn EventLog,
-    tp: &TopicPartition,
-    from: u64,
-    to: u64,
-    mut each: impl FnMut((TopicPartition, u64)),
-) -> Result<()> {
-    if from >= to {
-        return Ok(());
-    }
-    let mut c = log.consumer(ConsumerConfig::assign(vec![tp.clone()]))?;
-    c.seek(tp, from)?;
-    while c.position(tp).unwrap_or(to) < to {
-        let batch = c.poll(8192, Duration::from_millis(100))?;
-        if batch.is_empty() {
-            break;
-        }
-        for r in batch.iter().filter(|r| r.offset < to) {
-            if let Some(pos) = r.header_str(SOURCE_POSITION).and_then(parse_position) {
-                each(pos);
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -214,9 +214,7 @@ fn repair(log: &dyn EventLog, lake: &Lake, m: &Manifest) -> Result<u64> {
     for (key, [from, to]) in &m.inputs {
         let (topic, p) = key.rsplit_once('/').expect("manifest keys are topic/partition");
         let tp = TopicPartition::new(topic, p.parse().expect("manifest partitions are numbers"));
-        for r in cartflow_log::read_range(log, &tp, *from, *to)? {
-            add_record(r, &mut events, &mut invalid);
-        }
+        cartflow_log::for_each_in_range(log, &tp, *from, *to, |r| add_record(r, &mut events, &mut invalid))?;
     }
     let files: Vec<_> =
         Lake::encode(m.seq, &events, &invalid)?.into_iter().filter(|f| missing.contains(&f.path)).collect();
