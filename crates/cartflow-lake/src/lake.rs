@@ -97,7 +97,7 @@ impl Lake {
         }
         for (hour, mut rows) in by_hour {
             rows.sort_by_key(|r| (r.partition, r.offset));
-            out.push(encode_file(data_file(EVENTS, &hour, seq), &events_batch(&rows))?);
+            out.push(encode_parquet(data_file(EVENTS, &hour, seq), &[events_batch(&rows)])?);
         }
         let mut by_hour: BTreeMap<String, Vec<&LakeInvalid>> = BTreeMap::new();
         for r in invalid {
@@ -105,7 +105,7 @@ impl Lake {
         }
         for (hour, mut rows) in by_hour {
             rows.sort_by_key(|r| (r.partition, r.offset));
-            out.push(encode_file(data_file(INVALID, &hour, seq), &invalid_batch(&rows))?);
+            out.push(encode_parquet(data_file(INVALID, &hour, seq), &[invalid_batch(&rows)])?);
         }
         Ok(out)
     }
@@ -170,13 +170,22 @@ impl Lake {
     }
 }
 
-fn encode_file(path: String, batch: &arrow_array::RecordBatch) -> Result<PendingFile> {
+/// One Parquet file (zstd, row groups of up to a million rows) from batches
+/// of one schema; the same batches always give the same bytes.
+pub fn encode_parquet(path: String, batches: &[arrow_array::RecordBatch]) -> Result<PendingFile> {
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_max_row_group_row_count(Some(1 << 20))
         .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props))?;
-    writer.write(batch)?;
+    let schema = batches.first().map(|b| b.schema()).ok_or_else(|| {
+        LakeError::Arrow(arrow_schema::ArrowError::InvalidArgumentError(format!("{path}: no batches to write")))
+    })?;
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))?;
+    let mut rows = 0;
+    for batch in batches {
+        writer.write(batch)?;
+        rows += batch.num_rows() as u64;
+    }
     let bytes = writer.into_inner()?;
-    Ok(PendingFile { path, rows: batch.num_rows() as u64, bytes: Bytes::from(bytes) })
+    Ok(PendingFile { path, rows, bytes: Bytes::from(bytes) })
 }

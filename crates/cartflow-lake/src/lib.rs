@@ -13,7 +13,7 @@ pub mod manifest;
 pub mod schema;
 pub mod store;
 
-pub use lake::{Lake, PendingFile};
+pub use lake::{Lake, PendingFile, encode_parquet};
 pub use manifest::{FileEntry, Manifest};
 pub use schema::{LakeEvent, LakeInvalid};
 
