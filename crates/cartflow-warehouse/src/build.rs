@@ -1,0 +1,229 @@
+//! `warehouse build`: bronze → silver and gold, incrementally by event hour.
+//!
+//! 1. list the bronze files and fingerprint each hour's inputs ([`crate::hours`]);
+//! 2. for each day with changed hours, run silver's SQL over that day and the
+//!    day before, and write the changed hours' silver and fact_events files;
+//! 3. when anything changed, rebuild the whole gold tables from silver;
+//! 4. put the new state, then delete files no state names ([`crate::state`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use datafusion::common::TableReference;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+use crate::catalog::{register_files, register_state};
+use crate::hours::{BronzeHours, DayChunk, Hour, fingerprint, input_fingerprints, plan};
+use crate::state::{FORMAT, HourState, STATE_FILE, TableFile};
+use crate::tables::{FACT_EVENT_COLUMNS, GOLD_TABLES, SILVER_COLUMNS, SILVER_EVENTS};
+use crate::{Result, Warehouse, WarehouseError};
+
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Only hours at or after this one.
+    pub since: Option<Hour>,
+    /// Only hours before this one.
+    pub until: Option<Hour>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct BuildReport {
+    pub hours_built: usize,
+    pub hours_unchanged: usize,
+    /// Bronze hours left for a later build by --since/--until.
+    pub hours_outside_range: usize,
+    pub silver_rows_written: u64,
+    pub silver_rows_total: u64,
+    /// Gold tables rebuilt, with their rows.
+    pub gold_tables: Vec<(String, u64)>,
+    pub files_deleted: usize,
+    pub seconds: f64,
+}
+
+/// Progress through the days of a build.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildProgress {
+    pub days_done: usize,
+    pub days: usize,
+    pub silver_rows: u64,
+}
+
+impl Warehouse {
+    /// Brings silver and gold up to date with bronze.
+    pub fn build(&mut self, opts: &BuildOptions, progress: &mut dyn FnMut(BuildProgress)) -> Result<BuildReport> {
+        let started = Instant::now();
+        let bronze = self.block_on(list_bronze(self.store.as_ref()))?;
+        let inputs = input_fingerprints(&bronze, FORMAT);
+        let built: BTreeMap<Hour, String> = self.state.hours.iter().map(|(h, s)| (*h, s.inputs.clone())).collect();
+        let chunks = plan(&bronze, &inputs, &built, opts.since, opts.until);
+        let stale = inputs.iter().filter(|(h, fp)| built.get(h) != Some(fp)).count();
+        let mut report = BuildReport {
+            hours_built: chunks.iter().map(|c| c.write.len()).sum(),
+            hours_unchanged: inputs.len() - stale,
+            ..BuildReport::default()
+        };
+        report.hours_outside_range = stale - report.hours_built;
+
+        let old = self.state.clone();
+        let mut state = old.clone();
+        state.format = FORMAT;
+        for (i, chunk) in chunks.iter().enumerate() {
+            let hours = self.block_on(build_day(self, chunk, &bronze, &inputs))?;
+            for (hour, h) in hours {
+                report.silver_rows_written += h.silver.rows;
+                state.hours.insert(hour, h);
+            }
+            progress(BuildProgress { days_done: i + 1, days: chunks.len(), silver_rows: report.silver_rows_written });
+        }
+
+        let gold_inputs = fingerprint(state.hours.values().map(|h| h.inputs.as_str()));
+        let gold_current =
+            GOLD_TABLES.iter().all(|(name, _)| state.tables.get(*name).is_some_and(|t| t.inputs == gold_inputs));
+        if !gold_current && !state.hours.is_empty() {
+            self.block_on(register_state(&self.ctx, &state))?;
+            for (name, sql) in GOLD_TABLES {
+                let table =
+                    self.block_on(write_table(self, &format!("gold/{name}/part-{gold_inputs}.parquet"), sql))?;
+                report.gold_tables.push((name.to_string(), table.rows));
+                state.tables.insert(name.to_string(), TableFile { inputs: gold_inputs.clone(), ..table });
+            }
+        }
+
+        if state != old {
+            state.built_at = chrono_now();
+            let body = serde_json::to_vec_pretty(&state).expect("state serializes");
+            self.block_on(self.store.put(&Path::from(STATE_FILE), PutPayload::from(body)))
+                .map_err(|e| self.store_error(e))?;
+        }
+        let keep: BTreeSet<&str> = state.files().chain(old.files()).collect();
+        report.files_deleted =
+            self.block_on(delete_unnamed(self.store.as_ref(), &keep)).map_err(|e| self.store_error(e))?;
+        self.block_on(register_state(&self.ctx, &state))?;
+        report.silver_rows_total = state.silver_rows();
+        self.state = state;
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+}
+
+/// Bronze event files by hour.
+async fn list_bronze(store: &dyn ObjectStore) -> Result<BronzeHours> {
+    let prefix = Path::from(cartflow_lake::layout::EVENTS);
+    let metas: Vec<_> =
+        store.list(Some(&prefix)).try_collect().await.map_err(|e| WarehouseError::Store(e.to_string()))?;
+    let mut hours = BronzeHours::new();
+    for m in metas {
+        let path = m.location.to_string();
+        if let Some(hour) = path.ends_with(".parquet").then(|| Hour::from_path(&path)).flatten() {
+            hours.entry(hour).or_default().push(path);
+        }
+    }
+    hours.values_mut().for_each(|files| files.sort());
+    Ok(hours)
+}
+
+/// Silver and fact_events files for one day's changed hours.
+async fn build_day(
+    w: &Warehouse,
+    chunk: &DayChunk,
+    bronze: &BronzeHours,
+    inputs: &BTreeMap<Hour, String>,
+) -> Result<Vec<(Hour, HourState)>> {
+    let files: Vec<&str> = chunk.read.iter().flat_map(|h| bronze[h].iter().map(String::as_str)).collect();
+    let source = TableReference::bare("_bronze_day");
+    register_files(&w.ctx, source.clone(), &files).await?;
+    let batches = w.ctx.sql(&SILVER_EVENTS.replace("{bronze}", "_bronze_day")).await?.collect().await?;
+    w.ctx.deregister_table(source)?;
+    let schema = batches.first().map(|b| b.schema());
+    let mut by_hour = split_by_hour(&batches);
+    let mut out = Vec::new();
+    for &hour in &chunk.write {
+        let rows = by_hour.remove(&hour).unwrap_or_default();
+        let rows = match (rows.is_empty(), &schema) {
+            (true, Some(s)) => vec![RecordBatch::new_empty(s.clone())],
+            (true, None) => return Err(WarehouseError::Invalid(format!("no rows at all for {hour}"))),
+            (false, _) => rows,
+        };
+        let fp = &inputs[&hour];
+        let silver = encode(format!("silver/events/{}/part-{fp}.parquet", hour.partition()), &rows, SILVER_COLUMNS)?;
+        let facts =
+            encode(format!("gold/fact_events/{}/part-{fp}.parquet", hour.partition()), &rows, FACT_EVENT_COLUMNS)?;
+        put_all(w, &[&silver, &facts]).await?;
+        let file =
+            |f: &cartflow_lake::PendingFile| TableFile { path: f.path.clone(), rows: f.rows, inputs: String::new() };
+        out.push((hour, HourState { inputs: fp.clone(), silver: file(&silver), fact_events: file(&facts) }));
+    }
+    Ok(out)
+}
+
+/// Rows sorted by event time, cut into hours.
+fn split_by_hour(batches: &[RecordBatch]) -> BTreeMap<Hour, Vec<RecordBatch>> {
+    let mut out: BTreeMap<Hour, Vec<RecordBatch>> = BTreeMap::new();
+    for batch in batches {
+        let times = batch.column_by_name("event_time").expect("silver has event_time");
+        let times = times.as_primitive::<TimestampMicrosecondType>();
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let hour = Hour::of(times.value(start));
+            let end = (start..batch.num_rows()).find(|&i| Hour::of(times.value(i)) != hour).unwrap_or(batch.num_rows());
+            out.entry(hour).or_default().push(batch.slice(start, end - start));
+            start = end;
+        }
+    }
+    out
+}
+
+fn encode(path: String, batches: &[RecordBatch], columns: &[&str]) -> Result<cartflow_lake::PendingFile> {
+    let schema = batches[0].schema();
+    let indices: Vec<usize> = columns.iter().map(|c| schema.index_of(c)).collect::<Result<_, _>>()?;
+    let projected: Vec<RecordBatch> = batches.iter().map(|b| b.project(&indices)).collect::<Result<_, _>>()?;
+    Ok(cartflow_lake::encode_parquet(path, &projected)?)
+}
+
+async fn put_all(w: &Warehouse, files: &[&cartflow_lake::PendingFile]) -> Result<()> {
+    let puts = files
+        .iter()
+        .map(|f| async move { w.store.put(&Path::from(f.path.as_str()), PutPayload::from(f.bytes.clone())).await });
+    futures::future::try_join_all(puts).await.map_err(|e| w.store_error(e))?;
+    Ok(())
+}
+
+/// Runs a whole-table query and writes its result as one file.
+async fn write_table(w: &Warehouse, path: &str, sql: &str) -> Result<TableFile> {
+    let df = w.ctx.sql(sql).await?;
+    let schema = df.schema().inner().clone();
+    let mut batches = df.collect().await?;
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(schema));
+    }
+    let file = cartflow_lake::encode_parquet(path.to_owned(), &batches)?;
+    put_all(w, &[&file]).await?;
+    Ok(TableFile { path: file.path, rows: file.rows, inputs: String::new() })
+}
+
+/// Deletes silver and gold files that `keep` does not name: what an
+/// interrupted build wrote, and what builds before the previous one named.
+async fn delete_unnamed(store: &dyn ObjectStore, keep: &BTreeSet<&str>) -> object_store::Result<usize> {
+    let mut deleted = 0;
+    for prefix in ["silver", "gold"] {
+        let metas: Vec<_> = store.list(Some(&Path::from(prefix))).try_collect().await?;
+        for m in metas {
+            if !keep.contains(m.location.as_ref()) {
+                store.delete(&m.location).await?;
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+fn chrono_now() -> String {
+    let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
+    let mut s = String::new();
+    cartflow_core::time::format_rfc3339(micros, &mut s);
+    s
+}
