@@ -51,7 +51,10 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Land validated and invalid events in the lake as Parquet, exactly once
     LakeSink(LakeSinkArgs),
-    /// Run SQL over the lake (bronze.events, bronze.invalid) and print the result
+    /// Build silver and gold from the lake, or export gold to PostgreSQL
+    #[command(subcommand)]
+    Warehouse(WarehouseCommand),
+    /// Run SQL over the lake and the warehouse (bronze.*, silver.events, gold.*) and print the result
     Sql(SqlArgs),
     /// List topics with partitions, end offsets and each consumer group's lag
     Topics(TopicsArgs),
@@ -75,6 +78,9 @@ pub struct GeneratorArgs {
     /// Time of the first event (UTC)
     #[arg(long, default_value = "2019-10-01 00:00:00 UTC")]
     pub start: String,
+    /// Events per simulated day: with --events, how many days the data spans [default: 1,370,000, as the real store]
+    #[arg(long)]
+    pub per_day: Option<f64>,
 }
 
 #[derive(Args)]
@@ -133,9 +139,43 @@ pub struct LakeSinkArgs {
     pub running: Running,
 }
 
+#[derive(Subcommand)]
+pub enum WarehouseCommand {
+    /// Bring silver and gold up to date with the lake, redoing only the event hours that changed
+    Build(WarehouseBuildArgs),
+    /// Load gold (tables, keys, indexes, views) into a PostgreSQL schema, replacing what is there
+    Export(WarehouseExportArgs),
+}
+
+#[derive(Args)]
+pub struct WarehouseBuildArgs {
+    /// Only event hours at or after this time, e.g. 2019-10-05 or "2019-10-05 13:00:00 UTC"
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only event hours before this time
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Lake location (overrides lake.location)
+    #[arg(long)]
+    pub lake: Option<String>,
+}
+
+#[derive(Args)]
+pub struct WarehouseExportArgs {
+    /// PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/analytics (overrides warehouse.postgres)
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// Schema to load into (overrides warehouse.schema)
+    #[arg(long)]
+    pub schema: Option<String>,
+    /// Lake location (overrides lake.location)
+    #[arg(long)]
+    pub lake: Option<String>,
+}
+
 #[derive(Args)]
 pub struct SqlArgs {
-    /// The statement, e.g. "SELECT event_type, count(*) FROM bronze.events GROUP BY 1"
+    /// The statement, e.g. "SELECT event_type, count(*) FROM silver.events GROUP BY 1"
     pub query: String,
     /// Output: an aligned table, CSV with a header, or JSON lines
     #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]

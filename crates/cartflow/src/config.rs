@@ -27,6 +27,22 @@ pub struct Config {
     pub alerts: AlertConfig,
     pub lake: LakeConfig,
     pub lake_sink: LakeSinkConfig,
+    pub warehouse: WarehouseConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WarehouseConfig {
+    /// PostgreSQL URL `warehouse export` loads gold into, e.g. `postgres://user@host/db`.
+    pub postgres: String,
+    /// The PostgreSQL schema it loads into.
+    pub schema: String,
+}
+
+impl Default for WarehouseConfig {
+    fn default() -> Self {
+        WarehouseConfig { postgres: String::new(), schema: "dwh".into() }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -60,6 +76,7 @@ impl Default for Config {
             alerts: AlertConfig::default(),
             lake: LakeConfig::default(),
             lake_sink: LakeSinkConfig::default(),
+            warehouse: WarehouseConfig::default(),
         }
     }
 }

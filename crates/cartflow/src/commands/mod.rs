@@ -9,6 +9,7 @@ mod sql;
 mod tail;
 mod topics;
 mod validate;
+mod warehouse;
 
 use anyhow::{Context, Result};
 use cartflow_sources::{GeneratorConfig, Profile};
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Produce(a) => produce::run(&ctx, a),
         Command::Validate(a) => validate::run(&ctx, a),
         Command::LakeSink(a) => lake_sink::run(&ctx, a),
+        Command::Warehouse(w) => warehouse::run(&ctx, w),
         Command::Sql(a) => sql::run(&ctx, a),
         Command::Topics(a) => topics::run(&ctx, a),
         Command::Tail(a) => tail::run(&ctx, a),
@@ -70,7 +72,12 @@ pub fn generator_config(a: &GeneratorArgs, events: u64) -> Result<GeneratorConfi
     let profile: Profile = a.profile.parse().map_err(anyhow::Error::msg)?;
     let start = cartflow_core::time::parse_timestamp(&a.start)
         .with_context(|| format!("--start {:?} is not a time (try `2019-10-01 00:00:00 UTC`)", a.start))?;
-    Ok(GeneratorConfig { seed: a.seed, events, profile, start, ..GeneratorConfig::default() })
+    let defaults = GeneratorConfig::default();
+    let events_per_day = a.per_day.unwrap_or(defaults.events_per_day);
+    if events_per_day.is_nan() || events_per_day < 1.0 {
+        anyhow::bail!("--per-day {events_per_day} must be at least 1");
+    }
+    Ok(GeneratorConfig { seed: a.seed, events, profile, start, events_per_day })
 }
 
 pub fn per_sec(n: u64, secs: f64) -> f64 {

@@ -2,8 +2,8 @@
 //!
 //! Today it runs the stages that exist: events (generated, or `--input`
 //! files) → `tracking.raw_user_behavior` → validator → validated / invalid →
-//! lake, all concurrently, then prints a summary. The warehouse, features,
-//! training and serving join it as they land.
+//! lake, all concurrently, then the warehouse build, then prints a summary.
+//! Features, training and serving join it as they land.
 
 use std::time::Instant;
 
@@ -129,8 +129,20 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     if let Some(l) = &r.landed {
         super::lake_sink::print_summary(l, lake.location(), r.total_secs, "  lake      ");
     }
+    if !ctx.control.stopped() {
+        let mut warehouse = cartflow_warehouse::Warehouse::open(lake.location())?;
+        let w = warehouse.build(&cartflow_warehouse::BuildOptions::default(), &mut |_| {})?;
+        let gold: Vec<String> = w.gold_tables.iter().map(|(t, n)| format!("{t} {}", thousands(*n))).collect();
+        println!(
+            "  warehouse {} silver rows in {} event hours; gold: {} in {:.2} s",
+            thousands(w.silver_rows_total),
+            w.hours_built + w.hours_unchanged,
+            if gold.is_empty() { "unchanged".to_owned() } else { gold.join(", ") },
+            w.seconds
+        );
+    }
     println!("  next: `cartflow topics`, `cartflow tail tracking.user_behavior.validated -n 3`,");
-    println!("        `cartflow sql \"SELECT event_type, count(*) FROM bronze.events GROUP BY 1\"`");
-    println!("  (silver and gold, features, training and serving are not in this build yet)");
+    println!("        `cartflow sql \"SELECT * FROM gold.vw_category_performance ORDER BY purchases DESC LIMIT 5\"`");
+    println!("  (features, training and serving are not in this build yet)");
     Ok(())
 }

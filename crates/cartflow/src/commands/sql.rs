@@ -1,4 +1,4 @@
-//! `cartflow sql`: SQL over the lake, printed as DuckDB's command line does.
+//! `cartflow sql`: SQL over the lake and the warehouse, printed as DuckDB's command line does.
 
 use std::io::Write;
 
@@ -16,7 +16,11 @@ pub fn run(ctx: &Ctx, a: SqlArgs) -> Result<()> {
         cfg.lake.location = location;
     }
     let warehouse = Warehouse::open(&cfg.lake_location())?;
-    let batches = warehouse.sql(&a.query)?;
+    let batches = warehouse.sql(&a.query).map_err(|e| {
+        let unbuilt = warehouse.state().tables.is_empty() && e.to_string().contains("not found");
+        let hint = if unbuilt { " (silver and gold appear after `cartflow warehouse build`)" } else { "" };
+        anyhow::anyhow!("{e}{hint}")
+    })?;
     let mut out = std::io::stdout().lock();
     match a.format.as_str() {
         "csv" => write_csv(&batches, &mut out)?,
