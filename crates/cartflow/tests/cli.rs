@@ -19,6 +19,11 @@ fn every_subcommand_has_help() {
         vec!["bench"],
         vec!["bench", "validate"],
         vec!["bench", "pipeline"],
+        vec!["lake-sink"],
+        vec!["warehouse"],
+        vec!["warehouse", "build"],
+        vec!["warehouse", "export"],
+        vec!["sql"],
         vec!["run"],
     ] {
         let out = ok(cartflow(dir.path()).args(&cmd).arg("--help"));
@@ -149,4 +154,22 @@ fn bench_json_reports_rates() {
         }
         assert!(obj.keys().any(|k| k.ends_with("_per_sec")));
     }
+}
+
+#[test]
+fn run_takes_generated_events_to_gold() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stdout(&ok(cartflow(dir.path()).args(["run", "--events", "30000", "--inject-invalid", "0.02"])));
+    assert!(out.contains("lake") && out.contains("warehouse"), "{out}");
+    let silver: u64 = out
+        .split("warehouse ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(|n| n.replace(',', "").parse().unwrap())
+        .unwrap();
+    // Silver holds each exact duplicate once; validated records are normalized JSON.
+    let distinct: std::collections::HashSet<_> =
+        read_topic(dir.path(), VALIDATED).into_iter().map(|r| r.value).collect();
+    let valid = distinct.len() as u64;
+    assert!(silver == valid && valid > 28_000, "{silver} silver rows for {valid} distinct validated events: {out}");
 }

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The warehouse benchmark: N generated events (default 10M) landed in a lake,
+# then `cartflow warehouse build` (time, peak memory), an incremental build
+# after one more day, and DuckDB running the same SQL on the same Parquet.
+#
+#   benches/warehouse.sh [EVENTS] [WORK_DIR]
+#
+# Needs a release build (cargo build --release -p cartflow), GNU time and
+# DuckDB (pip install duckdb==2.0.1). WORK_DIR is kept for inspection.
+set -euo pipefail
+events=${1:-10000000}
+work=${2:-$(mktemp -d /tmp/cartflow-wh-bench.XXXXXX)}
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${CARTFLOW_BIN:-$root/target/release/cartflow}
+[ -x "$bin" ] || { echo "build first: cargo build --release -p cartflow" >&2; exit 1; }
+cf() { "$bin" --quiet --data-dir "$work/data" "$@"; }
+peak() { grep -E 'Maximum resident' "$1" | awk '{printf "%.0f MB", $6/1024}'; }
+
+echo "landing $events generated events in $work/data/lake …"
+cf produce --generate "$events" >/dev/null
+cf validate --drain >/dev/null
+cf lake-sink --drain
+echo
+echo "== cartflow warehouse build (from scratch) =="
+/usr/bin/time -v -o "$work/full.time" "$bin" --quiet --data-dir "$work/data" warehouse build
+echo "peak memory: $(peak "$work/full.time")"
+echo
+echo "== DuckDB, the same SQL on the same bronze Parquet (from scratch) =="
+/usr/bin/time -v -o "$work/duckdb.time" python3 "$root/benches/warehouse_duckdb.py" "$work/data/lake" --check
+echo "peak memory: $(peak "$work/duckdb.time")"
+echo
+echo "== one more day of events, then an incremental build =="
+cf produce --generate 1370000 --seed 99 --start "$(cf sql "SELECT CAST(date_trunc('day', MAX(event_time)) + INTERVAL '1 day' AS VARCHAR) AS t FROM silver.events" --format csv | tail -1 | cut -c1-10) 00:00:00 UTC" >/dev/null
+cf validate --drain >/dev/null
+cf lake-sink --drain >/dev/null
+/usr/bin/time -v -o "$work/incr.time" "$bin" --quiet --data-dir "$work/data" warehouse build
+echo "peak memory: $(peak "$work/incr.time")"
+echo

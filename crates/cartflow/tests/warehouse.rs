@@ -1,0 +1,341 @@
+//! The warehouse: silver and gold from the lake, checked against a reference
+//! computed here from the validated events; incremental builds; the export
+//! to the PostgreSQL running on this machine; DuckDB running the same SQL.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+
+use cartflow_core::{Event, EventType};
+use common::*;
+
+/// Sends CSV files through validate and the lake sink.
+fn land_files(dir: &Path, files: &[&Path]) {
+    for f in files {
+        ok(cartflow(dir).args(["produce", "--input"]).arg(f));
+    }
+    ok(cartflow(dir).args(["validate", "--drain"]));
+    ok(cartflow(dir).args(["lake-sink", "--drain"]));
+}
+
+fn generate(dir: &Path, name: &str, events: u64, start: &str, seed: u64) -> std::path::PathBuf {
+    let out = dir.join(name);
+    ok(cartflow(dir)
+        .args(["generate", "-n", &events.to_string(), "--per-day", "20000", "--start", start])
+        .args(["--seed", &seed.to_string(), "--out"])
+        .arg(&out));
+    out
+}
+
+fn sql_json(dir: &Path, query: &str) -> Vec<serde_json::Value> {
+    let out = stdout(&ok(cartflow(dir).args(["sql", query, "--format", "json"])));
+    out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn sql_count(dir: &Path, query: &str) -> u64 {
+    let rows = sql_json(dir, &format!("SELECT COUNT(*) AS n FROM ({query}) q"));
+    rows[0]["n"].as_u64().unwrap()
+}
+
+fn build(dir: &Path, args: &[&str]) -> String {
+    let out = stdout(&ok(cartflow(dir).args(["warehouse", "build"]).args(args)));
+    eprintln!("{out}");
+    out
+}
+
+/// The number in `… <n> <label>…` of a build's output.
+fn number_before(out: &str, label: &str) -> usize {
+    let at = out.find(label).unwrap_or_else(|| panic!("{label:?} not in {out}"));
+    out[..at].split_whitespace().last().unwrap().replace(',', "").parse().unwrap()
+}
+
+fn silver_files(dir: &Path) -> BTreeSet<String> {
+    let mut files = BTreeSet::new();
+    let root = dir.join("data/lake/silver");
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.insert(p.strip_prefix(&root).unwrap().display().to_string());
+            }
+        }
+    }
+    files
+}
+
+/// The validated events, each exact duplicate once.
+fn distinct_events(dir: &Path) -> Vec<Event> {
+    let mut seen = HashSet::new();
+    let landed = read_topic(dir, VALIDATED).into_iter().map(|r| Event::from_json(&r.value).unwrap());
+    landed.filter(|e| seen.insert(e.to_json())).collect()
+}
+
+/// DESIGN.md's label, computed the plain way: (session, product) of each
+/// first cart → bought at or after it.
+fn reference_outcomes(events: &[Event]) -> HashMap<(String, i64), bool> {
+    let mut first_cart: HashMap<(String, i64), i64> = HashMap::new();
+    for e in events.iter().filter(|e| e.event_type == EventType::Cart) {
+        if let Some(s) = &e.user_session {
+            let t = first_cart.entry((s.clone(), e.product_id)).or_insert(e.event_time);
+            *t = (*t).min(e.event_time);
+        }
+    }
+    let mut outcomes: HashMap<(String, i64), bool> = first_cart.keys().map(|k| (k.clone(), false)).collect();
+    for e in events.iter().filter(|e| e.event_type == EventType::Purchase) {
+        if let Some(s) = &e.user_session {
+            let key = (s.clone(), e.product_id);
+            if first_cart.get(&key).is_some_and(|&t| e.event_time >= t) {
+                outcomes.insert(key, true);
+            }
+        }
+    }
+    outcomes
+}
+
+#[test]
+fn silver_and_gold_match_a_reference_and_builds_are_incremental() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Every event twice: the tracking bug silver removes.
+    let first = generate(d, "first.csv", 40_000, "2019-10-01 00:00:00 UTC", 7);
+    land_files(d, &[&first, &first]);
+    let out = build(d, &[]);
+    let first_hours = number_before(&out, "event hours");
+
+    let events = distinct_events(d);
+    // The generator repeats a few events within the same second, as the real data does.
+    assert!(events.len() < 40_000 && events.len() > 39_000, "{}", events.len());
+    assert_eq!(sql_count(d, "SELECT * FROM bronze.events"), 80_000);
+    assert_eq!(sql_count(d, "SELECT * FROM silver.events") as usize, events.len());
+    assert_eq!(sql_count(d, "SELECT * FROM gold.fact_events") as usize, events.len());
+
+    // Category levels, price tiers, session order.
+    let tiers = sql_json(d, "SELECT price_tier, MIN(price) AS lo, MAX(price) AS hi FROM silver.events GROUP BY 1");
+    for t in &tiers {
+        let (lo, hi) = (t["lo"].as_f64().unwrap(), t["hi"].as_f64().unwrap());
+        let (min, max) = match t["price_tier"].as_str().unwrap() {
+            "low" => (0.0, 50.0),
+            "medium" => (50.0, 250.0),
+            "high" => (250.0, 1000.0),
+            "luxury" => (1000.0, f64::INFINITY),
+            other => panic!("price tier {other}"),
+        };
+        assert!(lo >= min && hi < max, "{t}");
+    }
+    assert_eq!(
+        sql_count(
+            d,
+            "SELECT * FROM silver.events WHERE category_code IS NOT NULL AND \
+             category_l1 || '.' || category_l2 || COALESCE('.' || category_l3, '') <> category_code"
+        ),
+        0
+    );
+    assert_eq!(
+        sql_count(
+            d,
+            "SELECT user_session FROM silver.events WHERE user_session IS NOT NULL GROUP BY user_session \
+             HAVING MAX(session_seq) <> COUNT(*) OR COUNT(DISTINCT session_seq) <> COUNT(*) OR MIN(session_seq) <> 1"
+        ),
+        0,
+        "session_seq numbers each session 1..n"
+    );
+
+    // Gold against the reference.
+    let users: HashSet<i64> = events.iter().map(|e| e.user_id).collect();
+    let products: HashSet<i64> = events.iter().map(|e| e.product_id).collect();
+    let categories: HashSet<i64> = events.iter().map(|e| e.category_id).collect();
+    assert_eq!(sql_count(d, "SELECT * FROM gold.dim_user") as usize, users.len());
+    assert_eq!(sql_count(d, "SELECT * FROM gold.dim_product") as usize, products.len());
+    assert_eq!(sql_count(d, "SELECT * FROM gold.dim_category") as usize, categories.len());
+    assert_eq!(sql_count(d, "SELECT * FROM gold.dim_date"), first_hours as u64);
+    let want = reference_outcomes(&events);
+    assert_eq!(sql_count(d, "SELECT * FROM gold.fact_cart_outcomes") as usize, want.len());
+    let bought: HashSet<(String, i64)> =
+        sql_json(d, "SELECT user_session, product_id FROM gold.fact_cart_outcomes WHERE is_purchased")
+            .iter()
+            .map(|r| (r["user_session"].as_str().unwrap().to_owned(), r["product_id"].as_i64().unwrap()))
+            .collect();
+    let want_bought: HashSet<(String, i64)> = want.iter().filter(|(_, b)| **b).map(|(k, _)| k.clone()).collect();
+    assert!(!want_bought.is_empty() && want_bought.len() < want.len());
+    assert_eq!(bought, want_bought);
+    let views = events.iter().filter(|e| e.event_type == EventType::View).count() as u64;
+    let perf = sql_json(d, "SELECT SUM(views) AS views FROM gold.vw_category_performance");
+    assert_eq!(perf[0]["views"].as_u64().unwrap(), views);
+    let sessions: HashSet<&str> = events.iter().filter_map(|e| e.user_session.as_deref()).collect();
+    assert_eq!(sql_count(d, "SELECT * FROM gold.vw_user_session_summary") as usize, sessions.len());
+    let top = stdout(&ok(cartflow(d).args(["sql", "SELECT * FROM gold.dim_product ORDER BY purchases DESC LIMIT 3"])));
+    assert!(top.contains("| product_id") && top.contains("3 rows"), "{top}");
+
+    // Nothing new: nothing done.
+    assert!(build(d, &[]).contains("is up to date"));
+
+    // Later days: only their hours are built; the first days' files stay as they were.
+    let before = silver_files(d);
+    let later = generate(d, "later.csv", 10_000, "2019-10-05 00:00:00 UTC", 8);
+    land_files(d, &[&later]);
+    let out = build(d, &[]);
+    let built = number_before(&out, "event hours");
+    assert!((10..=24).contains(&built), "{out}");
+    assert_eq!(number_before(&out, "unchanged"), first_hours);
+    let after = silver_files(d);
+    assert!(before.is_subset(&after), "old hours' files were rewritten");
+    assert_eq!(after.len(), before.len() + built);
+    assert_eq!(sql_count(d, "SELECT * FROM silver.events") as usize, distinct_events(d).len());
+
+    // A late cart in an old hour: --until before it leaves it for later; then
+    // it redoes its hour and the hours whose session order it may move.
+    let late = d.join("late.csv");
+    std::fs::write(
+        &late,
+        format!(
+            "{}\n2019-10-01 03:30:00 UTC,cart,1000001,2053013555631882655,electronics.smartphone,apple,499.99,1,late-session\n",
+            cartflow_core::CSV_HEADER
+        ),
+    )
+    .unwrap();
+    land_files(d, &[&late]);
+    let out = build(d, &["--until", "2019-10-01 03:00:00 UTC"]);
+    assert!(out.contains("nothing to rebuild in that range") && out.contains("changed event hours outside"), "{out}");
+    let out = build(d, &[]);
+    let redone = number_before(&out, "event hours");
+    let window = sql_count(
+        d,
+        "SELECT DISTINCT date_key FROM gold.fact_events WHERE date_key >= 2019100103 AND date_key < 2019100300",
+    );
+    assert_eq!(redone as u64, window, "{out}");
+    assert_eq!(sql_count(d, "SELECT * FROM gold.fact_cart_outcomes WHERE user_session = 'late-session'"), 1);
+    // Replaced files stay one build for readers that opened the previous
+    // state, then go: the lake holds what the state names and nothing else.
+    let out = build(d, &[]);
+    assert!(out.contains("is up to date"), "{out}");
+    assert!(number_before(&out, "files no build names") >= 2 * redone, "{out}");
+    let hours = sql_count(d, "SELECT DISTINCT date_key FROM gold.fact_events");
+    assert_eq!(silver_files(d).len() as u64, hours);
+}
+
+/// A database of its own on the local PostgreSQL, dropped at the end.
+struct TestDatabase {
+    name: String,
+}
+
+impl TestDatabase {
+    fn create() -> TestDatabase {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("cartflow_wh_{}_{nanos}", std::process::id());
+        psql("postgres", &format!("CREATE DATABASE {name}"));
+        TestDatabase { name }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+
+    fn query(&self, sql: &str) -> String {
+        psql(&self.name, sql)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
+            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .output();
+    }
+}
+
+fn psql(db: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn export_loads_gold_into_postgres_with_keys_and_views_idempotently() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let csv = generate(d, "events.csv", 20_000, "2019-10-01 00:00:00 UTC", 11);
+    land_files(d, &[&csv]);
+    let no_gold = cartflow(d)
+        .args(["warehouse", "export", "--postgres", "postgres://postgres@127.0.0.1/postgres"])
+        .output()
+        .unwrap();
+    assert!(!no_gold.status.success());
+    assert!(String::from_utf8_lossy(&no_gold.stderr).contains("warehouse build"));
+    build(d, &[]);
+    let db = TestDatabase::create();
+    for _ in 0..2 {
+        let out = stdout(&ok(cartflow(d).args(["warehouse", "export", "--postgres", &db.url()])));
+        assert!(out.contains("exported gold to schema dwh"), "{out}");
+        for table in ["fact_events", "fact_cart_outcomes", "dim_user", "dim_product", "dim_category", "dim_date"] {
+            let want = sql_count(d, &format!("SELECT * FROM gold.{table}"));
+            assert_eq!(db.query(&format!("SELECT count(*) FROM dwh.{table}")), want.to_string(), "{table}");
+        }
+    }
+    let keys = db.query(
+        "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.table_constraints \
+         WHERE table_schema = 'dwh' AND constraint_type = 'PRIMARY KEY'",
+    );
+    assert_eq!(keys, "dim_category,dim_date,dim_product,dim_user,fact_cart_outcomes");
+    let indexes: u64 = db.query("SELECT count(*) FROM pg_indexes WHERE schemaname = 'dwh'").parse().unwrap();
+    assert!(indexes >= 15, "{indexes} indexes");
+    assert_eq!(
+        db.query(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'dwh' AND table_name LIKE '\\_load%'"
+        ),
+        "0"
+    );
+    // The views answer in PostgreSQL what they answer in cartflow.
+    let pg = db.query("SELECT sum(views) || ',' || sum(purchases) FROM dwh.vw_category_performance");
+    let ours = sql_json(d, "SELECT SUM(views) AS v, SUM(purchases) AS p FROM gold.vw_category_performance");
+    assert_eq!(pg, format!("{},{}", ours[0]["v"], ours[0]["p"]));
+    let pg = db.query("SELECT count(*) || ',' || sum(events) || ',' || sum(duration_seconds)::bigint FROM dwh.vw_user_session_summary");
+    let ours = sql_json(
+        d,
+        "SELECT COUNT(*) AS n, SUM(events) AS e, CAST(SUM(duration_seconds) AS BIGINT) AS s FROM gold.vw_user_session_summary",
+    );
+    assert_eq!(pg, format!("{},{},{}", ours[0]["n"], ours[0]["e"], ours[0]["s"]));
+    // Types a BI tool can use.
+    let types = db.query(
+        "SELECT string_agg(column_name || ':' || data_type, ',' ORDER BY ordinal_position) FROM information_schema.columns \
+         WHERE table_schema = 'dwh' AND table_name = 'fact_cart_outcomes'",
+    );
+    for col in
+        ["cart_time:timestamp with time zone", "is_purchased:boolean", "price:double precision", "product_id:bigint"]
+    {
+        assert!(types.contains(col), "{col} in {types}");
+    }
+    let bad = cartflow(d)
+        .args(["warehouse", "export", "--postgres", "postgres://postgres@127.0.0.1:1/none"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("127.0.0.1:1"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
+
+#[test]
+fn duckdb_running_the_same_sql_on_the_same_lake_agrees_with_gold() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let csv = generate(d, "events.csv", 30_000, "2019-10-01 00:00:00 UTC", 13);
+    land_files(d, &[&csv, &csv]);
+    build(d, &[]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/warehouse_duckdb.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(d.join("data/lake"))
+        .args(["--check", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["silver_rows"].as_u64().unwrap() as usize, distinct_events(d).len());
+    assert_eq!(got["differences"], serde_json::json!([]));
+}
