@@ -14,6 +14,17 @@ use object_store::prefix::PrefixStore;
 use crate::{LakeError, Result};
 
 pub fn open_store(location: &str) -> Result<Arc<dyn ObjectStore>> {
+    let (root, prefix) = open_store_root(location)?;
+    Ok(if prefix.is_empty() { root } else { Arc::new(PrefixStore::new(root, prefix)) })
+}
+
+/// The store a location lives in, at its root, and the location's prefix
+/// inside it (empty for a directory).
+///
+/// For DataFusion: object_store 0.13's `PrefixStore` leaves the prefix on
+/// the path `head` returns, so a listing table over a single file behind it
+/// finds nothing; the warehouse gives DataFusion the root and the prefix.
+pub fn open_store_root(location: &str) -> Result<(Arc<dyn ObjectStore>, String)> {
     let bad = |why: String| LakeError::Location(location.to_owned(), why);
     if let Some(rest) = location.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -25,8 +36,7 @@ pub fn open_store(location: &str) -> Result<Arc<dyn ObjectStore>> {
             builder = builder.with_region("us-east-1");
         }
         let s3 = builder.build().map_err(|e| bad(e.to_string()))?;
-        let prefix = prefix.trim_matches('/');
-        return Ok(if prefix.is_empty() { Arc::new(s3) } else { Arc::new(PrefixStore::new(s3, prefix)) });
+        return Ok((Arc::new(s3), prefix.trim_matches('/').to_owned()));
     }
     if location.contains("://") && !location.starts_with("file://") {
         return Err(bad("expected a directory, file:///path or s3://bucket/prefix".into()));
@@ -34,5 +44,5 @@ pub fn open_store(location: &str) -> Result<Arc<dyn ObjectStore>> {
     let path = location.strip_prefix("file://").unwrap_or(location);
     std::fs::create_dir_all(path).map_err(|e| bad(e.to_string()))?;
     let local = LocalFileSystem::new_with_prefix(path).map_err(|e| bad(e.to_string()))?;
-    Ok(Arc::new(local))
+    Ok((Arc::new(local), String::new()))
 }

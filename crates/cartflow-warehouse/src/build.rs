@@ -84,7 +84,7 @@ impl Warehouse {
         let gold_current =
             GOLD_TABLES.iter().all(|(name, _)| state.tables.get(*name).is_some_and(|t| t.inputs == gold_inputs));
         if !gold_current && !state.hours.is_empty() {
-            self.block_on(register_state(&self.ctx, &state))?;
+            self.block_on(register_state(&self.ctx, &self.base, &state))?;
             for (name, sql) in GOLD_TABLES {
                 let table =
                     self.block_on(write_table(self, &format!("gold/{name}/part-{gold_inputs}.parquet"), sql))?;
@@ -102,7 +102,7 @@ impl Warehouse {
         let keep: BTreeSet<&str> = state.files().chain(old.files()).collect();
         report.files_deleted =
             self.block_on(delete_unnamed(self.store.as_ref(), &keep)).map_err(|e| self.store_error(e))?;
-        self.block_on(register_state(&self.ctx, &state))?;
+        self.block_on(register_state(&self.ctx, &self.base, &state))?;
         report.silver_rows_total = state.silver_rows();
         self.state = state;
         report.seconds = started.elapsed().as_secs_f64();
@@ -135,7 +135,7 @@ async fn build_day(
 ) -> Result<Vec<(Hour, HourState)>> {
     let files: Vec<&str> = chunk.read.iter().flat_map(|h| bronze[h].iter().map(String::as_str)).collect();
     let source = TableReference::bare("_bronze_day");
-    register_files(&w.ctx, source.clone(), &files).await?;
+    register_files(&w.ctx, &w.base, source.clone(), &files).await?;
     let batches = w.ctx.sql(&SILVER_EVENTS.replace("{bronze}", "_bronze_day")).await?.collect().await?;
     w.ctx.deregister_table(source)?;
     let schema = batches.first().map(|b| b.schema());

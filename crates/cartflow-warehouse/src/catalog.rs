@@ -14,7 +14,11 @@ use crate::Result;
 use crate::state::State;
 use crate::tables::{GOLD_TABLES, GOLD_VIEWS};
 
-pub const LAKE_URL: &str = "lake://lake/";
+/// Where DataFusion finds the lake's store: `lake://lake/`, with the
+/// location's prefix inside its bucket.
+pub fn base_url(prefix: &str) -> String {
+    if prefix.is_empty() { "lake://lake/".to_owned() } else { format!("lake://lake/{prefix}/") }
+}
 
 pub fn create_schemas(ctx: &SessionContext) -> Result<()> {
     let catalog = ctx.catalog("datafusion").expect("the default catalog");
@@ -38,6 +42,7 @@ fn parquet_options() -> ListingOptions {
 /// prunes by evaluating the filter on each folder's values instead.
 pub async fn register_hive_table(
     ctx: &SessionContext,
+    base: &str,
     schema: &str,
     name: &str,
     dir: &str,
@@ -45,7 +50,7 @@ pub async fn register_hive_table(
 ) -> Result<()> {
     const HIVE: [&str; 4] = ["year", "month", "day", "hour"];
     let options = parquet_options().with_table_partition_cols(HIVE.map(|c| (c.to_owned(), DataType::Utf8)).to_vec());
-    let url = ListingTableUrl::parse(format!("{LAKE_URL}{dir}/"))?;
+    let url = ListingTableUrl::parse(format!("{base}{dir}/"))?;
     let config = ListingTableConfig::new(url).with_listing_options(options).with_schema(file_schema.clone());
     let files = format!("_{name}_files");
     ctx.register_table(TableReference::partial(schema, files.as_str()), Arc::new(ListingTable::try_new(config)?))?;
@@ -61,12 +66,12 @@ pub async fn register_hive_table(
 
 /// A table over exactly these lake files (schema from the first), replacing
 /// any table of that name. No files, no table.
-pub async fn register_files(ctx: &SessionContext, table: TableReference, files: &[&str]) -> Result<()> {
+pub async fn register_files(ctx: &SessionContext, base: &str, table: TableReference, files: &[&str]) -> Result<()> {
     ctx.deregister_table(table.clone())?;
     if files.is_empty() {
         return Ok(());
     }
-    let urls = files.iter().map(|f| ListingTableUrl::parse(format!("{LAKE_URL}{f}"))).collect::<Result<Vec<_>, _>>()?;
+    let urls = files.iter().map(|f| ListingTableUrl::parse(format!("{base}{f}"))).collect::<Result<Vec<_>, _>>()?;
     let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(parquet_options());
     let config = config.infer_schema(&ctx.state()).await?;
     ctx.register_table(table, Arc::new(ListingTable::try_new(config)?))?;
@@ -75,12 +80,12 @@ pub async fn register_files(ctx: &SessionContext, table: TableReference, files: 
 
 /// Points silver and gold at what `state` names, and (re)creates the views
 /// once their tables are there.
-pub async fn register_state(ctx: &SessionContext, state: &State) -> Result<()> {
-    register_files(ctx, TableReference::partial("silver", "events"), &state.silver_files()).await?;
-    register_files(ctx, TableReference::partial("gold", "fact_events"), &state.fact_event_files()).await?;
+pub async fn register_state(ctx: &SessionContext, base: &str, state: &State) -> Result<()> {
+    register_files(ctx, base, TableReference::partial("silver", "events"), &state.silver_files()).await?;
+    register_files(ctx, base, TableReference::partial("gold", "fact_events"), &state.fact_event_files()).await?;
     for (name, _) in GOLD_TABLES {
         let files: Vec<&str> = state.tables.get(*name).map(|t| t.path.as_str()).into_iter().collect();
-        register_files(ctx, TableReference::partial("gold", *name), &files).await?;
+        register_files(ctx, base, TableReference::partial("gold", *name), &files).await?;
     }
     let built = GOLD_TABLES.iter().all(|(name, _)| state.tables.contains_key(*name));
     for (name, sql) in GOLD_VIEWS {

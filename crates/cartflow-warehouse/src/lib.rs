@@ -53,7 +53,10 @@ pub type Result<T, E = WarehouseError> = std::result::Result<T, E>;
 
 pub struct Warehouse {
     ctx: SessionContext,
+    /// The lake's store, at the lake's location.
     store: Arc<dyn ObjectStore>,
+    /// The lake as DataFusion sees it (see [`catalog::base_url`]).
+    base: String,
     state: State,
     location: String,
     rt: tokio::runtime::Runtime,
@@ -65,16 +68,19 @@ impl Warehouse {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
         let ctx = SessionContext::new();
         let store = cartflow_lake::store::open_store(location)?;
-        ctx.register_object_store(&url::Url::parse(catalog::LAKE_URL).expect("valid URL"), store.clone());
+        let (root, prefix) = cartflow_lake::store::open_store_root(location)?;
+        ctx.register_object_store(&url::Url::parse("lake://lake/").expect("valid URL"), root);
+        let base = catalog::base_url(&prefix);
         catalog::create_schemas(&ctx)?;
         let state = rt.block_on(read_state(store.as_ref()))?;
         rt.block_on(async {
             use cartflow_lake::{layout, schema};
-            catalog::register_hive_table(&ctx, "bronze", "events", layout::EVENTS, schema::events_schema()).await?;
-            catalog::register_hive_table(&ctx, "bronze", "invalid", layout::INVALID, schema::invalid_schema()).await?;
-            catalog::register_state(&ctx, &state).await
+            let (events, invalid) = (schema::events_schema(), schema::invalid_schema());
+            catalog::register_hive_table(&ctx, &base, "bronze", "events", layout::EVENTS, events).await?;
+            catalog::register_hive_table(&ctx, &base, "bronze", "invalid", layout::INVALID, invalid).await?;
+            catalog::register_state(&ctx, &base, &state).await
         })?;
-        Ok(Warehouse { ctx, store, state, location: location.to_owned(), rt })
+        Ok(Warehouse { ctx, store, base, state, location: location.to_owned(), rt })
     }
 
     pub fn location(&self) -> &str {

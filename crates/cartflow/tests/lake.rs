@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -107,58 +107,15 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The s3s-fs server `.ci/run` installs (or one named by S3S_FS_BIN).
-fn s3s_fs() -> PathBuf {
-    let candidates = [
-        std::env::var("S3S_FS_BIN").ok().map(PathBuf::from),
-        std::env::var("HOME").ok().map(|h| PathBuf::from(h).join(".cache/cartflow/tools/bin/s3s-fs")),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|p| p.exists())
-        .expect("this test needs the s3s-fs S3 server: run .ci/run, which installs it, or set S3S_FS_BIN")
-}
-
-struct S3Server(Child);
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn the_lake_sink_writes_to_a_real_s3_server_and_survives_a_kill() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("s3");
-    std::fs::create_dir_all(root.join("cartflow-test")).unwrap(); // s3s-fs: a bucket is a folder
-    let port = free_port();
-    let _server = S3Server(
-        Command::new(s3s_fs())
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "test", "--secret-key", "test"])
-            .arg(&root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "s3s-fs did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let s3 = S3Server::start(dir.path(), "cartflow-test");
     ok(cartflow(dir.path()).args(["produce", "--generate", "150000", "--inject-invalid", "0.02"]));
     ok(cartflow(dir.path()).args(["validate", "--drain"]));
     let sink = |drain: bool| {
         let mut c = cartflow(dir.path());
-        c.args(["lake-sink", "--lake", "s3://cartflow-test/lake"])
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
-            .env("AWS_ALLOW_HTTP", "true")
+        s3.configure(c.args(["lake-sink", "--lake", "s3://cartflow-test/lake"]))
             .env("CARTFLOW_LAKE_SINK__MAX_RECORDS", "10000");
         if drain {
             c.arg("--drain");
@@ -170,7 +127,7 @@ fn the_lake_sink_writes_to_a_real_s3_server_and_survives_a_kill() {
     let out = stdout(&ok(&mut sink(true)));
     assert!(out.contains("s3://cartflow-test/lake"), "{out}");
     // s3s-fs keeps objects as files: read them back as Parquet.
-    let (events, invalid) = assert_lake_exactly_once(dir.path(), &root.join("cartflow-test/lake"));
+    let (events, invalid) = assert_lake_exactly_once(dir.path(), &s3.root.join("cartflow-test/lake"));
     assert_eq!(events + invalid, 150_000);
 }
 

@@ -339,3 +339,29 @@ fn duckdb_running_the_same_sql_on_the_same_lake_agrees_with_gold() {
     assert_eq!(got["silver_rows"].as_u64().unwrap() as usize, distinct_events(d).len());
     assert_eq!(got["differences"], serde_json::json!([]));
 }
+
+#[test]
+fn the_warehouse_builds_and_answers_over_a_real_s3_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s3 = S3Server::start(d, "warehouse-test");
+    let lake = "s3://warehouse-test/lake";
+    let csv = generate(d, "events.csv", 20_000, "2019-10-01 00:00:00 UTC", 17);
+    ok(cartflow(d).args(["produce", "--input"]).arg(&csv));
+    ok(cartflow(d).args(["validate", "--drain"]));
+    ok(s3.configure(&mut cartflow(d)).args(["lake-sink", "--drain", "--lake", lake]));
+    let out = stdout(&ok(s3.configure(&mut cartflow(d)).args(["warehouse", "build", "--lake", lake])));
+    assert!(out.contains(lake), "{out}");
+    assert!(s3.root.join("warehouse-test/lake/_warehouse/state.json").exists());
+    let count = stdout(&ok(s3.configure(&mut cartflow(d)).args([
+        "sql",
+        "SELECT COUNT(*) AS n FROM silver.events",
+        "--lake",
+        lake,
+        "--format",
+        "csv",
+    ])));
+    assert_eq!(count.lines().nth(1).unwrap(), distinct_events(d).len().to_string());
+    let again = stdout(&ok(s3.configure(&mut cartflow(d)).args(["warehouse", "build", "--lake", lake])));
+    assert!(again.contains("is up to date"), "{again}");
+}

@@ -164,3 +164,57 @@ pub fn assert_lake_exactly_once(log_dir: &Path, lake_dir: &Path) -> (usize, usiz
     }
     counts
 }
+
+/// A real S3-compatible server on loopback: the s3s-fs that `.ci/run`
+/// installs (or one named by S3S_FS_BIN), keeping objects as files under
+/// `root/<bucket>/`. Stopped when dropped.
+pub struct S3Server {
+    child: std::process::Child,
+    pub port: u16,
+    pub root: std::path::PathBuf,
+}
+
+impl S3Server {
+    pub fn start(dir: &Path, bucket: &str) -> S3Server {
+        let bin = [
+            std::env::var("S3S_FS_BIN").ok().map(std::path::PathBuf::from),
+            std::env::var("HOME").ok().map(|h| std::path::PathBuf::from(h).join(".cache/cartflow/tools/bin/s3s-fs")),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+        .expect("this test needs the s3s-fs S3 server: run .ci/run, which installs it, or set S3S_FS_BIN");
+        let root = dir.join("s3");
+        std::fs::create_dir_all(root.join(bucket)).unwrap(); // s3s-fs: a bucket is a folder
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "test", "--secret-key", "test"])
+            .arg(&root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "s3s-fs did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        S3Server { child, port, root }
+    }
+
+    /// The usual AWS variables pointing a command at this server.
+    pub fn configure<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port))
+            .env("AWS_ALLOW_HTTP", "true")
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
