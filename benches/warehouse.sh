@@ -5,13 +5,13 @@
 #
 #   benches/warehouse.sh [EVENTS] [WORK_DIR]
 #
-# Needs a release build (cargo build --release -p cartflow), GNU time and
+# Needs a release build (cargo build --release -p cartflow, or BENCH_BIN=path), GNU time and
 # DuckDB (pip install duckdb==2.0.1). WORK_DIR is kept for inspection.
 set -euo pipefail
 events=${1:-10000000}
 work=${2:-$(mktemp -d /tmp/cartflow-wh-bench.XXXXXX)}
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=${CARTFLOW_BIN:-$root/target/release/cartflow}
+bin=${BENCH_BIN:-$root/target/release/cartflow}  # not CARTFLOW_*: those are configuration
 [ -x "$bin" ] || { echo "build first: cargo build --release -p cartflow" >&2; exit 1; }
 cf() { "$bin" --quiet --data-dir "$work/data" "$@"; }
 peak() { grep -E 'Maximum resident' "$1" | awk '{printf "%.0f MB", $6/1024}'; }

@@ -18,7 +18,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::catalog::{register_files, register_state};
 use crate::hours::{BronzeHours, DayChunk, Hour, fingerprint, input_fingerprints, plan};
-use crate::state::{FORMAT, HourState, STATE_FILE, TableFile};
+use crate::state::{FORMAT, HourState, STATE_FILE, State, TableFile};
 use crate::tables::{FACT_EVENT_COLUMNS, GOLD_TABLES, SILVER_COLUMNS, SILVER_EVENTS};
 use crate::{Result, Warehouse, WarehouseError};
 
@@ -72,7 +72,9 @@ impl Warehouse {
         let mut state = old.clone();
         state.format = FORMAT;
         for (i, chunk) in chunks.iter().enumerate() {
+            let begun = Instant::now();
             let hours = self.block_on(build_day(self, chunk, &bronze, &inputs))?;
+            tracing::debug!(hours = hours.len(), secs = begun.elapsed().as_secs_f64(), "silver day built");
             for (hour, h) in hours {
                 report.silver_rows_written += h.silver.rows;
                 state.hours.insert(hour, h);
@@ -80,24 +82,29 @@ impl Warehouse {
             progress(BuildProgress { days_done: i + 1, days: chunks.len(), silver_rows: report.silver_rows_written });
         }
 
+        // Silver first, so a build that fails in gold keeps the hours it did.
+        if state != old {
+            self.put_state(&mut state)?;
+        }
         let gold_inputs = fingerprint(state.hours.values().map(|h| h.inputs.as_str()));
         let gold_current =
             GOLD_TABLES.iter().all(|(name, _)| state.tables.get(*name).is_some_and(|t| t.inputs == gold_inputs));
         if !gold_current && !state.hours.is_empty() {
             self.block_on(register_state(&self.ctx, &self.base, &state))?;
             for (name, sql) in GOLD_TABLES {
-                let table =
-                    self.block_on(write_table(self, &format!("gold/{name}/part-{gold_inputs}.parquet"), sql))?;
+                let path = format!("gold/{name}/part-{gold_inputs}.parquet");
+                let begun = Instant::now();
+                let table = self.block_on(write_table(self, &path, sql))?;
+                tracing::info!(
+                    table = name,
+                    rows = table.rows,
+                    secs = begun.elapsed().as_secs_f64(),
+                    "gold table built"
+                );
                 report.gold_tables.push((name.to_string(), table.rows));
                 state.tables.insert(name.to_string(), TableFile { inputs: gold_inputs.clone(), ..table });
             }
-        }
-
-        if state != old {
-            state.built_at = chrono_now();
-            let body = serde_json::to_vec_pretty(&state).expect("state serializes");
-            self.block_on(self.store.put(&Path::from(STATE_FILE), PutPayload::from(body)))
-                .map_err(|e| self.store_error(e))?;
+            self.put_state(&mut state)?;
         }
         let keep: BTreeSet<&str> = state.files().chain(old.files()).collect();
         report.files_deleted =
@@ -107,6 +114,15 @@ impl Warehouse {
         self.state = state;
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// Replaces the state: the moment a build's files become what readers see.
+    fn put_state(&self, state: &mut State) -> Result<()> {
+        state.built_at = chrono_now();
+        let body = serde_json::to_vec_pretty(state).expect("state serializes");
+        self.block_on(self.store.put(&Path::from(STATE_FILE), PutPayload::from(body)))
+            .map_err(|e| self.store_error(e))?;
+        Ok(())
     }
 }
 
@@ -140,7 +156,7 @@ async fn build_day(
     w.ctx.deregister_table(source)?;
     let schema = batches.first().map(|b| b.schema());
     let mut by_hour = split_by_hour(&batches);
-    let mut out = Vec::new();
+    let mut work = Vec::new();
     for &hour in &chunk.write {
         let rows = by_hour.remove(&hour).unwrap_or_default();
         let rows = match (rows.is_empty(), &schema) {
@@ -148,14 +164,30 @@ async fn build_day(
             (true, None) => return Err(WarehouseError::Invalid(format!("no rows at all for {hour}"))),
             (false, _) => rows,
         };
-        let fp = &inputs[&hour];
-        let silver = encode(format!("silver/events/{}/part-{fp}.parquet", hour.partition()), &rows, SILVER_COLUMNS)?;
-        let facts =
-            encode(format!("gold/fact_events/{}/part-{fp}.parquet", hour.partition()), &rows, FACT_EVENT_COLUMNS)?;
+        work.push((hour, rows));
+    }
+    // Encoding Parquet is most of a day's time: one thread per hour.
+    let encoded: Vec<Result<_>> = std::thread::scope(|s| {
+        let threads: Vec<_> = work
+            .iter()
+            .map(|(hour, rows)| {
+                s.spawn(move || {
+                    let (dir, fp) = (hour.partition(), &inputs[hour]);
+                    let silver = encode(format!("silver/events/{dir}/part-{fp}.parquet"), rows, SILVER_COLUMNS)?;
+                    let facts = encode(format!("gold/fact_events/{dir}/part-{fp}.parquet"), rows, FACT_EVENT_COLUMNS)?;
+                    Ok((*hour, silver, facts))
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("encoder thread")).collect()
+    });
+    let mut out = Vec::new();
+    for result in encoded {
+        let (hour, silver, facts) = result?;
         put_all(w, &[&silver, &facts]).await?;
         let file =
             |f: &cartflow_lake::PendingFile| TableFile { path: f.path.clone(), rows: f.rows, inputs: String::new() };
-        out.push((hour, HourState { inputs: fp.clone(), silver: file(&silver), fact_events: file(&facts) }));
+        out.push((hour, HourState { inputs: inputs[&hour].clone(), silver: file(&silver), fact_events: file(&facts) }));
     }
     Ok(out)
 }

@@ -22,7 +22,8 @@ pub mod tables;
 use std::sync::Arc;
 
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::prelude::SessionContext;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
@@ -62,11 +63,31 @@ pub struct Warehouse {
     rt: tokio::runtime::Runtime,
 }
 
+/// What DataFusion may hold in memory before sorts and aggregations spill
+/// to disk, unless told otherwise: keeps a build of a month's events under
+/// 4 GB of RAM.
+pub const DEFAULT_MEMORY_MB: usize = 0;
+
 impl Warehouse {
     /// Opens the lake at `location` and registers every table built so far.
     pub fn open(location: &str) -> Result<Self> {
+        Self::open_with_memory(location, DEFAULT_MEMORY_MB)
+    }
+
+    /// [`Warehouse::open`], with queries limited to `memory_mb` (0: no limit) before they spill.
+    pub fn open_with_memory(location: &str, memory_mb: usize) -> Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-        let ctx = SessionContext::new();
+        let runtime = match memory_mb {
+            0 => RuntimeEnvBuilder::new(),
+            mb => RuntimeEnvBuilder::new().with_memory_limit(mb << 20, 1.0),
+        }
+        .build_arc()?;
+        let mut config = SessionConfig::new();
+        // Plain strings, not string views: a sort's memory accounting charges
+        // each view batch for the whole buffers it points into, so sorting a
+        // day of sessions "needed" many gigabytes it never used, and failed.
+        config.options_mut().execution.parquet.schema_force_view_types = false;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         let store = cartflow_lake::store::open_store(location)?;
         let (root, prefix) = cartflow_lake::store::open_store_root(location)?;
         ctx.register_object_store(&url::Url::parse("lake://lake/").expect("valid URL"), root);

@@ -37,11 +37,17 @@ pub struct WarehouseConfig {
     pub postgres: String,
     /// The PostgreSQL schema it loads into.
     pub schema: String,
+    /// Memory queries may use before sorts and aggregations spill to disk.
+    pub memory_mb: usize,
 }
 
 impl Default for WarehouseConfig {
     fn default() -> Self {
-        WarehouseConfig { postgres: String::new(), schema: "dwh".into() }
+        WarehouseConfig {
+            postgres: String::new(),
+            schema: "dwh".into(),
+            memory_mb: cartflow_warehouse::DEFAULT_MEMORY_MB,
+        }
     }
 }
 

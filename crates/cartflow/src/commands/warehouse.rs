@@ -16,7 +16,8 @@ pub fn run(ctx: &Ctx, command: WarehouseCommand) -> Result<()> {
 
 fn open(ctx: &Ctx, lake: Option<String>) -> Result<Warehouse> {
     let location = lake.unwrap_or_else(|| ctx.cfg.lake_location());
-    Warehouse::open(&location).with_context(|| format!("opening the warehouse over the lake at {location}"))
+    Warehouse::open_with_memory(&location, ctx.cfg.warehouse.memory_mb)
+        .with_context(|| format!("opening the warehouse over the lake at {location}"))
 }
 
 fn hour_arg(flag: &str, value: Option<String>) -> Result<Option<Hour>> {
