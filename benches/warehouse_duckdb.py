@@ -38,6 +38,7 @@ def build(con, lake, out):
     con.execute("CREATE SCHEMA bronze; CREATE SCHEMA silver; CREATE SCHEMA gold")
     con.execute(f"CREATE VIEW bronze.events AS SELECT * FROM read_parquet('{lake}/events/**/*.parquet')")
     silver = (SQL / "silver_events.sql").read_text().replace("{bronze}", "bronze.events")
+    silver = silver.replace("{earlier}", "(SELECT CAST(NULL AS VARCHAR) AS user_session WHERE FALSE)")
     con.execute(f"CREATE TABLE silver.events AS {silver}")
     con.execute(f"COPY silver.events TO '{out}/silver.parquet' (FORMAT parquet, COMPRESSION zstd)")
     con.execute(f"CREATE TABLE gold.fact_events AS {FACT_EVENTS}")

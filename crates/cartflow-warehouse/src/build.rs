@@ -73,7 +73,7 @@ impl Warehouse {
         state.format = FORMAT;
         for (i, chunk) in chunks.iter().enumerate() {
             let begun = Instant::now();
-            let hours = self.block_on(build_day(self, chunk, &bronze, &inputs))?;
+            let hours = self.block_on(build_day(self, chunk, &bronze, &inputs, &state))?;
             tracing::debug!(hours = hours.len(), secs = begun.elapsed().as_secs_f64(), "silver day built");
             for (hour, h) in hours {
                 report.silver_rows_written += h.silver.rows;
@@ -148,12 +148,24 @@ async fn build_day(
     chunk: &DayChunk,
     bronze: &BronzeHours,
     inputs: &BTreeMap<Hour, String>,
+    state: &State,
 ) -> Result<Vec<(Hour, HourState)>> {
-    let files: Vec<&str> = chunk.read.iter().flat_map(|h| bronze[h].iter().map(String::as_str)).collect();
-    let source = TableReference::bare("_bronze_day");
-    register_files(&w.ctx, &w.base, source.clone(), &files).await?;
-    let batches = w.ctx.sql(&SILVER_EVENTS.replace("{bronze}", "_bronze_day")).await?.collect().await?;
-    w.ctx.deregister_table(source)?;
+    // Session order needs the session's earlier events: from the silver of
+    // the hours before the first one rebuilt, when all of those are current
+    // (they are, unless --since/--until left some behind), else from bronze.
+    let first = chunk.write[0];
+    let (before, from): (Vec<Hour>, Vec<Hour>) = chunk.read.iter().partition(|h| **h < first);
+    let current = |h: &Hour| state.hours.get(h).is_some_and(|s| Some(&s.inputs) == inputs.get(h));
+    let (read, earlier) = if before.iter().all(current) { (from, before) } else { (chunk.read.clone(), vec![]) };
+    let files: Vec<&str> = read.iter().flat_map(|h| bronze[h].iter().map(String::as_str)).collect();
+    register_files(&w.ctx, &w.base, TableReference::bare("_bronze_day"), &files).await?;
+    let earlier: Vec<&str> = earlier.iter().map(|h| state.hours[h].silver.path.as_str()).collect();
+    register_files(&w.ctx, &w.base, TableReference::bare("_silver_before"), &earlier).await?;
+    let none = "(SELECT CAST(NULL AS VARCHAR) AS user_session WHERE FALSE)";
+    let sql = SILVER_EVENTS
+        .replace("{bronze}", "_bronze_day")
+        .replace("{earlier}", if earlier.is_empty() { none } else { "_silver_before" });
+    let batches = w.ctx.sql(&sql).await?.collect().await?;
     let schema = batches.first().map(|b| b.schema());
     let mut by_hour = split_by_hour(&batches);
     let mut work = Vec::new();
