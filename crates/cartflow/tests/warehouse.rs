@@ -167,6 +167,8 @@ fn silver_and_gold_match_a_reference_and_builds_are_incremental() {
     assert_eq!(perf[0]["views"].as_u64().unwrap(), views);
     let sessions: HashSet<&str> = events.iter().filter_map(|e| e.user_session.as_deref()).collect();
     assert_eq!(sql_count(d, "SELECT * FROM gold.vw_user_session_summary") as usize, sessions.len());
+    let user_sessions = sql_json(d, "SELECT SUM(sessions) AS n FROM gold.dim_user");
+    assert_eq!(user_sessions[0]["n"].as_u64().unwrap() as usize, sessions.len());
     let top = stdout(&ok(cartflow(d).args(["sql", "SELECT * FROM gold.dim_product ORDER BY purchases DESC LIMIT 3"])));
     assert!(top.contains("| product_id") && top.contains("3 rows"), "{top}");
 
