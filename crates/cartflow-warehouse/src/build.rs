@@ -1,8 +1,9 @@
 //! `warehouse build`: bronze → silver and gold, incrementally by event hour.
 //!
 //! 1. list the bronze files and fingerprint each hour's inputs ([`crate::hours`]);
-//! 2. for each day with changed hours, run silver's SQL over that day and the
-//!    day before, and write the changed hours' silver and fact_events files;
+//! 2. for each day with changed hours, run silver's SQL over their bronze
+//!    (with the earlier hours' silver for session order) and write their
+//!    silver and fact_events files;
 //! 3. when anything changed, rebuild the whole gold tables from silver;
 //! 4. put the new state, then delete files no state names ([`crate::state`]).
 

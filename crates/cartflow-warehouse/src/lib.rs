@@ -88,8 +88,13 @@ impl Warehouse {
         // day of sessions "needed" many gigabytes it never used, and failed.
         config.options_mut().execution.parquet.schema_force_view_types = false;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        let store = cartflow_lake::store::open_store(location)?;
+        // One client: DataFusion gets the root, the warehouse's own I/O the prefixed view.
         let (root, prefix) = cartflow_lake::store::open_store_root(location)?;
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            root.clone()
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(root.clone(), prefix.as_str()))
+        };
         ctx.register_object_store(&url::Url::parse("lake://lake/").expect("valid URL"), root);
         let base = catalog::base_url(&prefix);
         catalog::create_schemas(&ctx)?;
