@@ -147,6 +147,12 @@ pub fn civil_hour(t: Micros) -> (i32, u32, u32, u32) {
     (dt.year(), dt.month(), dt.day(), dt.hour())
 }
 
+/// The wall clock, in the events' unit.
+pub fn now_micros() -> Micros {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    since.as_micros() as Micros
+}
+
 /// Weekday of a timestamp in UTC, Monday = 0.
 pub fn weekday(t: Micros) -> u32 {
     // 1970-01-01 was a Thursday (3 when Monday = 0).

@@ -2,11 +2,11 @@
 //! cart's time. The only place a feature's value is worked out: the batch
 //! replay, the feature API and the prediction server all call [`compute`].
 
-use cartflow_core::time::{self, Micros};
 use cartflow_core::EventType;
+use cartflow_core::time::{self, Micros};
 use serde::{Deserialize, Serialize};
 
-use crate::state::{CARTS, ProductState, PURCHASES, SessionState, USER_SESSIONS, UserState};
+use crate::state::{CARTS, PURCHASES, ProductState, SessionState, USER_SESSIONS, UserState};
 
 /// The cart's own attributes, as far as the caller knows them (the batch
 /// replay knows all; a prediction request may carry some).
@@ -22,7 +22,12 @@ pub struct CartAttrs {
 
 impl CartAttrs {
     pub fn of_event(e: &cartflow_core::Event) -> Self {
-        CartAttrs { price: Some(e.price), brand: e.brand.clone(), category_code: e.category_code.clone(), complete: true }
+        CartAttrs {
+            price: Some(e.price),
+            brand: e.brand.clone(),
+            category_code: e.category_code.clone(),
+            complete: true,
+        }
     }
 }
 
@@ -82,8 +87,7 @@ pub fn compute(q: &CartQuery<'_>, state: EntityView<'_>, session_ttl: Micros) ->
         _ => &[],
     };
     let has_session = q.user_session.is_some();
-    let cart_seen =
-        so_far.iter().any(|e| e.kind == EventType::Cart && e.product_id == q.product_id && e.time == t);
+    let cart_seen = so_far.iter().any(|e| e.kind == EventType::Cart && e.product_id == q.product_id && e.time == t);
     // The cart itself, when the state does not hold it yet.
     let own = i64::from(has_session && !cart_seen);
     let count = |kind: EventType| so_far.iter().filter(|e| e.kind == kind).count() as i64;

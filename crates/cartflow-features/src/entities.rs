@@ -8,6 +8,7 @@ use std::hash::Hasher;
 use cartflow_core::time::Micros;
 use cartflow_core::{Event, EventType};
 use foldhash::fast::RandomState;
+use serde::{Deserialize, Serialize};
 
 use crate::compute::{CartFeatures, CartQuery, EntityView, compute};
 use crate::state::*;
@@ -50,7 +51,7 @@ pub fn fingerprint(e: &Event) -> u64 {
 }
 
 /// Every entity's state, keyed as the online store keys it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entities {
     pub session_ttl: Micros,
     pub sessions: Map<String, SessionState>,
@@ -77,7 +78,11 @@ impl Entities {
         let user = self.users.entry(e.user_id).or_default();
         let applied = match &e.user_session {
             Some(s) => {
-                let session = self.sessions.entry(s.clone()).or_default();
+                // Look up before inserting: most events belong to a known session.
+                if !self.sessions.contains_key(s) {
+                    self.sessions.insert(s.clone(), SessionState::default());
+                }
+                let session = self.sessions.get_mut(s).expect("just ensured");
                 let applied = if delete {
                     remove_session_event(session, user, fp)
                 } else {
@@ -142,13 +147,7 @@ impl Entities {
     }
 }
 
-fn add_session_event(
-    session: &mut SessionState,
-    user: &mut UserState,
-    e: &Event,
-    fp: u64,
-    ttl: Micros,
-) -> Applied {
+fn add_session_event(session: &mut SessionState, user: &mut UserState, e: &Event, fp: u64, ttl: Micros) -> Applied {
     if session.expired_at(e.event_time, ttl) {
         // The old visit is over; its events stay counted for user and product.
         session.events.clear();
@@ -157,7 +156,8 @@ fn add_session_event(
         return Applied::Duplicate;
     }
     let before = session.first_time();
-    let at = session.events.partition_point(|x| x.time <= e.event_time);
+    // Ties in fingerprint order: the state is the same whatever order the events came in.
+    let at = session.events.partition_point(|x| (x.time, x.fingerprint) <= (e.event_time, fp));
     let event = SessionEvent { time: e.event_time, kind: e.event_type, product_id: e.product_id, fingerprint: fp };
     session.events.insert(at, event);
     move_session_start(user, before, session.first_time());

@@ -20,6 +20,9 @@ pub fn data_file(table: &str, hour: &str, seq: u64) -> String {
     format!("{table}/{hour}/part-{seq:012}.parquet")
 }
 
+/// The lake sink's name as a writer of manifests.
+pub const SINK_WRITER: &str = "lake-sink";
+
 pub fn manifest_dir(writer: &str) -> String {
     format!("{MANIFESTS}/{writer}")
 }

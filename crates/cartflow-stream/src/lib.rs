@@ -4,11 +4,13 @@
 //! - [`produce`]: CSV files or the generator → `tracking.raw_user_behavior`;
 //! - [`validator`]: raw and CDC topics → `validated` / `invalid`, exactly once;
 //! - [`lake_sink`]: validated and invalid → Parquet in the lake, exactly once;
+//! - [`feature_streamer`]: validated → the online feature store;
 //! - [`alerts`]: the invalid rate over a window → log, metric, webhook.
 
 pub mod alerts;
 pub mod control;
 mod exactly_once;
+pub mod feature_streamer;
 mod inject;
 pub mod lake_sink;
 pub mod metrics;

@@ -57,6 +57,11 @@ impl Warehouse {
     /// Brings silver and gold up to date with bronze.
     pub fn build(&mut self, opts: &BuildOptions, progress: &mut dyn FnMut(BuildProgress)) -> Result<BuildReport> {
         let started = Instant::now();
+        // Read before listing: bronze then holds at least what these offsets
+        // name, and an event both in silver and replayed later is an exact
+        // duplicate the features count once.
+        let lake = cartflow_lake::Lake::open(&self.location, cartflow_lake::layout::SINK_WRITER)?;
+        let lake_offsets = lake.latest_manifest()?.map(|m| m.next_offsets()).unwrap_or_default();
         let bronze = self.block_on(list_bronze(self.store.as_ref()))?;
         let inputs = input_fingerprints(&bronze, FORMAT);
         let built: BTreeMap<Hour, String> = self.state.hours.iter().map(|(h, s)| (*h, s.inputs.clone())).collect();
@@ -72,6 +77,7 @@ impl Warehouse {
         let old = self.state.clone();
         let mut state = old.clone();
         state.format = FORMAT;
+        state.lake_offsets = if report.hours_outside_range == 0 { lake_offsets } else { BTreeMap::new() };
         for (i, chunk) in chunks.iter().enumerate() {
             let begun = Instant::now();
             let hours = self.block_on(build_day(self, chunk, &bronze, &inputs, &state))?;
@@ -266,7 +272,7 @@ async fn delete_unnamed(store: &dyn ObjectStore, keep: &BTreeSet<&str>) -> objec
     Ok(deleted)
 }
 
-fn chrono_now() -> String {
+pub(crate) fn chrono_now() -> String {
     let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
     let mut s = String::new();
     cartflow_core::time::format_rfc3339(micros, &mut s);

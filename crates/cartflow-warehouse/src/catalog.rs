@@ -22,7 +22,7 @@ pub fn base_url(prefix: &str) -> String {
 
 pub fn create_schemas(ctx: &SessionContext) -> Result<()> {
     let catalog = ctx.catalog("datafusion").expect("the default catalog");
-    for schema in ["bronze", "silver", "gold"] {
+    for schema in ["bronze", "silver", "gold", "features"] {
         catalog.register_schema(schema, Arc::new(MemorySchemaProvider::new()))?;
     }
     Ok(())

@@ -49,7 +49,7 @@ impl Warehouse {
             }
             let mut report = ExportReport { schema: schema.to_owned(), ..ExportReport::default() };
             for (table, key, indexed) in GOLD_KEYS {
-                let rows = self.copy_table(&tx, schema, table).await?;
+                let rows = self.copy_table(&tx, &format!("gold.{table}"), schema, table).await?;
                 let mut ddl = vec![
                     format!("DROP TABLE IF EXISTS {schema}.{table} CASCADE"),
                     format!("ALTER TABLE {schema}._load_{table} RENAME TO {table}"),
@@ -76,9 +76,41 @@ impl Warehouse {
         Ok(report)
     }
 
-    /// COPYs `gold.<table>` into a new `<schema>._load_<table>`; returns the rows.
-    async fn copy_table(&self, tx: &Transaction<'_>, schema: &str, table: &str) -> Result<u64> {
-        let df = self.ctx.table(format!("gold.{table}")).await?;
+    /// Loads `features.cart_features` into `feature_store.cart_features`, in
+    /// one transaction, replacing the previous load. Returns the rows.
+    pub fn export_training_set(&self, url: &str) -> Result<u64> {
+        use crate::training::TRAINING_TABLE;
+        let (schema, table) = ("feature_store", TRAINING_TABLE);
+        if self.read_training_state()?.files.is_empty() {
+            return Err(WarehouseError::Invalid(
+                "the training set is empty: run `cartflow features build` first".into(),
+            ));
+        }
+        self.block_on(async {
+            let (mut client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(pg)?;
+            let connection = tokio::spawn(connection);
+            let tx = client.transaction().await.map_err(pg)?;
+            tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await.map_err(pg)?;
+            let rows = self.copy_table(&tx, &format!("features.{table}"), schema, table).await?;
+            tx.batch_execute(&format!(
+                "DROP TABLE IF EXISTS {schema}.{table} CASCADE;
+                 ALTER TABLE {schema}._load_{table} RENAME TO {table};
+                 ALTER TABLE {schema}.{table} ADD PRIMARY KEY (user_session, product_id);
+                 CREATE INDEX ON {schema}.{table} (event_time);
+                 ANALYZE {schema}.{table}"
+            ))
+            .await
+            .map_err(pg)?;
+            tx.commit().await.map_err(pg)?;
+            drop(client);
+            let _ = connection.await;
+            Ok(rows)
+        })
+    }
+
+    /// COPYs `source` (a table of ours) into a new `<schema>._load_<table>`; returns the rows.
+    async fn copy_table(&self, tx: &Transaction<'_>, source: &str, schema: &str, table: &str) -> Result<u64> {
+        let df = self.ctx.table(source).await?;
         let columns = pg_columns(df.schema().as_arrow())?;
         tx.batch_execute(&format!(
             "DROP TABLE IF EXISTS {schema}._load_{table}; CREATE TABLE {schema}._load_{table} ({columns})"

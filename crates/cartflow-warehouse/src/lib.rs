@@ -4,7 +4,9 @@
 //! - silver: `silver.events`, typed, deduplicated, with category levels,
 //!   price tier and order within the session, one Parquet file per event hour;
 //! - gold: `fact_events` (by hour), the dimensions and `fact_cart_outcomes`
-//!   (whole tables), and two views.
+//!   (whole tables), and two views;
+//! - features: `features.cart_features`, the point-in-time training set
+//!   ([`training`]), made by the features' own code.
 //!
 //! Silver and gold are Parquet in the lake (`silver/`, `gold/`), named by
 //! `_warehouse/state.json` ([`state`]); `build` keeps them current
@@ -18,6 +20,7 @@ pub mod export;
 pub mod hours;
 pub mod state;
 pub mod tables;
+pub mod training;
 
 use std::sync::Arc;
 
@@ -31,6 +34,7 @@ pub use build::{BuildOptions, BuildProgress, BuildReport};
 pub use export::ExportReport;
 pub use hours::Hour;
 use state::{STATE_FILE, State};
+pub use training::{TrainingOptions, TrainingReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
@@ -38,6 +42,8 @@ pub enum WarehouseError {
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error(transparent)]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
+    #[error(transparent)]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
     #[error(transparent)]
     Lake(#[from] cartflow_lake::LakeError),
     #[error("object store: {0}")]
@@ -106,7 +112,10 @@ impl Warehouse {
             catalog::register_hive_table(&ctx, &base, "bronze", "invalid", layout::INVALID, invalid).await?;
             catalog::register_state(&ctx, &base, &state).await
         })?;
-        Ok(Warehouse { ctx, store, base, state, location: location.to_owned(), rt })
+        let warehouse = Warehouse { ctx, store, base, state, location: location.to_owned(), rt };
+        let training = warehouse.read_training_state()?;
+        warehouse.register_training_set(&training)?;
+        Ok(warehouse)
     }
 
     pub fn location(&self) -> &str {

@@ -27,6 +27,11 @@ pub struct State {
     pub hours: BTreeMap<Hour, HourState>,
     /// Whole gold tables (dimensions, cart outcomes), rebuilt from silver.
     pub tables: BTreeMap<String, TableFile>,
+    /// The lake sink's input position (`topic/partition` → next offset) when
+    /// silver took in all of bronze; empty when a build left hours out.
+    /// `features materialize` starts the online store there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lake_offsets: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

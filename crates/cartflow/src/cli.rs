@@ -54,6 +54,9 @@ pub enum Command {
     /// Build silver and gold from the lake, or export gold to PostgreSQL
     #[command(subcommand)]
     Warehouse(WarehouseCommand),
+    /// Features: list them, stream them online, build the training set, serve them.
+    #[command(subcommand)]
+    Features(FeaturesCommand),
     /// Run SQL over the lake and the warehouse (bronze.*, silver.events, gold.*) and print the result
     Sql(SqlArgs),
     /// List topics with partitions, end offsets and each consumer group's lag
@@ -173,6 +176,79 @@ pub struct WarehouseExportArgs {
     pub lake: Option<String>,
 }
 
+#[derive(Subcommand)]
+pub enum FeaturesCommand {
+    /// Prints every feature: name, type, set (v1, v2), view and meaning.
+    List {
+        /// As JSON, one object per feature.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keeps the online store current from `tracking.user_behavior.validated`.
+    Stream(FeaturesStreamArgs),
+    /// Writes the point-in-time training set `features.cart_features` from silver.
+    Build(FeaturesBuildArgs),
+    /// Loads the entity state at the end of silver into the online store, so a
+    /// fresh store starts warm (Feast's `materialize`).
+    Materialize(FeaturesMaterializeArgs),
+    /// Serves the feature API (`POST /features`, Feast's `POST /get-online-features`).
+    /// With the embedded store it also runs the streamer, which holds the state.
+    Serve(FeaturesServeArgs),
+}
+
+#[derive(Args)]
+pub struct OnlineArgs {
+    /// The online store: `embedded` or `redis://host:port/db` (default: features.online).
+    #[arg(long)]
+    pub online: Option<String>,
+}
+
+#[derive(Args)]
+pub struct FeaturesStreamArgs {
+    /// Stop once caught up with the validated topic.
+    #[arg(long)]
+    pub drain: bool,
+    #[command(flatten)]
+    pub online: OnlineArgs,
+    #[command(flatten)]
+    pub running: Running,
+}
+
+#[derive(Args)]
+pub struct FeaturesBuildArgs {
+    /// Only events before this time: carts, and the purchases that label them.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// The lake (default: lake.location, else <data-dir>/lake).
+    #[arg(long)]
+    pub lake: Option<String>,
+    /// Also load the rows into `feature_store.cart_features` of this PostgreSQL
+    /// database (default: features.postgres; empty: the lake only).
+    #[arg(long)]
+    pub postgres: Option<String>,
+}
+
+#[derive(Args)]
+pub struct FeaturesMaterializeArgs {
+    /// Only what the lake holds beyond the online store's position: apply the
+    /// landed events after it (also those the log no longer keeps).
+    #[arg(long)]
+    pub incremental: bool,
+    #[arg(long)]
+    pub lake: Option<String>,
+    #[command(flatten)]
+    pub online: OnlineArgs,
+}
+
+#[derive(Args)]
+pub struct FeaturesServeArgs {
+    /// Address to listen on (default: features.addr, 127.0.0.1:6566 as Feast's).
+    #[arg(long)]
+    pub addr: Option<String>,
+    #[command(flatten)]
+    pub online: OnlineArgs,
+}
+
 #[derive(Args)]
 pub struct SqlArgs {
     /// The statement, e.g. "SELECT event_type, count(*) FROM silver.events GROUP BY 1"
@@ -224,6 +300,17 @@ pub enum BenchCommand {
         /// Land the validated events in a lake too (on the local disk)
         #[arg(long)]
         lake: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The feature streamer: validated events from the embedded log into the
+    /// online store, in memory and (with --redis) in Redis
+    Features {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Also into Redis at this URL (keys under a prefix of their own, removed after).
+        #[arg(long)]
+        redis: Option<String>,
         #[arg(long)]
         json: bool,
     },

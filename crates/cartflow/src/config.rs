@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use cartflow_lake::Lake;
 use cartflow_log::{EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy};
 use cartflow_stream::alerts::AlertConfig;
+use cartflow_stream::feature_streamer::StreamerConfig;
 use cartflow_stream::lake_sink::LakeSinkConfig;
 use cartflow_stream::validator::ValidatorConfig;
 use figment::Figment;
@@ -28,6 +29,42 @@ pub struct Config {
     pub lake: LakeConfig,
     pub lake_sink: LakeSinkConfig,
     pub warehouse: WarehouseConfig,
+    pub features: FeaturesConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeaturesConfig {
+    /// The online store: `embedded` (in memory, snapshots under `<data_dir>/features`) or `redis://host:port/db`.
+    pub online: String,
+    /// Prefix of every Redis key, so stores can share a server.
+    pub redis_prefix: String,
+    /// A session's visit ends after this long without events.
+    pub session_ttl_secs: u64,
+    /// Where `features serve` listens (Feast's feature server uses port 6566).
+    pub addr: String,
+    /// PostgreSQL URL `features build` also loads `feature_store.cart_features` into; empty: the lake only.
+    pub postgres: String,
+    pub streamer: StreamerConfig,
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        FeaturesConfig {
+            online: "embedded".into(),
+            redis_prefix: "cartflow".into(),
+            session_ttl_secs: 86_400,
+            addr: "127.0.0.1:6566".into(),
+            postgres: String::new(),
+            streamer: StreamerConfig::default(),
+        }
+    }
+}
+
+impl FeaturesConfig {
+    pub fn session_ttl(&self) -> cartflow_core::time::Micros {
+        self.session_ttl_secs.max(1) as i64 * 1_000_000
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -83,6 +120,7 @@ impl Default for Config {
             lake: LakeConfig::default(),
             lake_sink: LakeSinkConfig::default(),
             warehouse: WarehouseConfig::default(),
+            features: FeaturesConfig::default(),
         }
     }
 }
@@ -129,7 +167,26 @@ impl Config {
     /// Opens the lake for the lake sink's commits.
     pub fn open_lake(&self) -> Result<Lake> {
         let location = self.lake_location();
-        Lake::open(&location, "lake-sink").with_context(|| format!("opening the lake at {location}"))
+        Lake::open(&location, cartflow_lake::layout::SINK_WRITER)
+            .with_context(|| format!("opening the lake at {location}"))
+    }
+
+    /// Opens the online store: `online` overrides `features.online`.
+    pub fn open_online(&self, online: Option<&str>) -> Result<std::sync::Arc<dyn cartflow_online::OnlineStore>> {
+        let f = &self.features;
+        let url = online.unwrap_or(&f.online);
+        if url == "embedded" {
+            let path = self.data_dir.join("features").join("online.snapshot");
+            let store = cartflow_online::MemoryStore::open(path.clone(), f.session_ttl())
+                .with_context(|| format!("loading the online store's snapshot {}", path.display()))?;
+            return Ok(std::sync::Arc::new(store));
+        }
+        if url.starts_with("redis://") || url.starts_with("rediss://") {
+            let store = cartflow_online::RedisStore::open(url, &f.redis_prefix, f.session_ttl())
+                .with_context(|| format!("opening the Redis online store at {url}"))?;
+            return Ok(std::sync::Arc::new(store));
+        }
+        bail!("features.online = {url:?}: expected `embedded` or `redis://host:port/db`")
     }
 
     pub fn log_dir(&self) -> PathBuf {

@@ -54,6 +54,11 @@ impl Health {
     pub fn set(&self, stage: &str, value: Value) {
         self.0.lock().expect("health lock").insert(stage.to_owned(), value);
     }
+
+    /// Every stage's latest report.
+    pub fn snapshot(&self) -> Value {
+        Value::Object(self.0.lock().expect("health lock").clone())
+    }
 }
 
 #[derive(Clone)]

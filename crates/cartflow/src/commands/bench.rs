@@ -19,6 +19,7 @@ pub fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
     match cmd {
         BenchCommand::Validate { events, json } => validate(events, json),
         BenchCommand::Pipeline { events, json, lake } => pipeline(ctx, events, json, lake),
+        BenchCommand::Features { events, redis, json } => features(ctx, events, redis, json),
     }
 }
 
@@ -92,6 +93,58 @@ fn pipeline(ctx: &Ctx, events: u64, as_json: bool, with_lake: bool) -> Result<()
             thousands(produce as u64),
             bench_ctx.cfg.embedded_log.fsync
         );
+    }
+    Ok(())
+}
+
+/// Validated events written straight into a temporary log, then the real
+/// streamer (read, parse, apply, store) until caught up, per store.
+fn features(ctx: &Ctx, events: u64, redis: Option<String>, as_json: bool) -> Result<()> {
+    use cartflow_online::{MemoryStore, OnlineStore, RedisStore};
+    use cartflow_stream::StageControl;
+    use cartflow_stream::feature_streamer::{StreamerConfig, run_feature_streamer};
+    use cartflow_stream::topics::VALIDATED;
+
+    let dir = tempfile::Builder::new().prefix("cartflow-bench-").tempdir()?;
+    let cfg = Config { data_dir: dir.path().join("data"), ..ctx.cfg.clone() };
+    let log = cfg.open_log()?;
+    log.ensure_topic(VALIDATED, cfg.embedded_log.partitions)?;
+    let mut producer = log.producer()?;
+    for e in Generator::new(GeneratorConfig { events, ..GeneratorConfig::default() }) {
+        let key = e.user_session.clone().unwrap_or_default();
+        producer.send(cartflow_log::ProducerRecord::new(VALIDATED, Some(key.as_bytes()), &e.to_json()))?;
+    }
+    producer.flush()?;
+
+    let ttl = cfg.features.session_ttl();
+    let mut stores: Vec<(&str, Box<dyn OnlineStore>)> = vec![("embedded", Box::new(MemoryStore::new(ttl)))];
+    let prefix = format!("cartflow-bench-{}", std::process::id());
+    if let Some(url) = &redis {
+        stores.push(("redis", Box::new(RedisStore::open(url, &prefix, ttl)?)));
+    }
+    let mut results = serde_json::Map::new();
+    for (i, (name, store)) in stores.iter().enumerate() {
+        let streamer = StreamerConfig { group: format!("bench-{i}"), ..cfg.features.streamer.clone() };
+        let started = Instant::now();
+        let stats =
+            run_feature_streamer(log.as_ref(), store.as_ref(), &streamer, &StageControl::new(true), &mut |_| {})?;
+        let secs = started.elapsed().as_secs_f64();
+        let rate = per_sec(stats.read, secs);
+        if !as_json {
+            println!(
+                "feature streamer, {name} store: {} events in {secs:.2} s: {} events/s (log read, JSON parse, state, store)",
+                thousands(stats.read),
+                thousands(rate as u64)
+            );
+        }
+        results.insert(format!("{name}_events_per_sec"), json!(rate));
+        if *name == "redis" {
+            // Leave the server as we found it.
+            store.replace(cartflow_features::Entities::new(ttl), &[])?;
+        }
+    }
+    if as_json {
+        println!("{}", serde_json::Value::Object(results));
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand; this one holds what they share.
 
 mod bench;
+mod features;
 mod generate;
 mod lake_sink;
 mod produce;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Validate(a) => validate::run(&ctx, a),
         Command::LakeSink(a) => lake_sink::run(&ctx, a),
         Command::Warehouse(w) => warehouse::run(&ctx, w),
+        Command::Features(f) => features::run(&ctx, f),
         Command::Sql(a) => sql::run(&ctx, a),
         Command::Topics(a) => topics::run(&ctx, a),
         Command::Tail(a) => tail::run(&ctx, a),

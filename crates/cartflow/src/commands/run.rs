@@ -140,9 +140,18 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
             if gold.is_empty() { "unchanged".to_owned() } else { gold.join(", ") },
             w.seconds
         );
+        let options = cartflow_warehouse::TrainingOptions { until: None, session_ttl: ctx.cfg.features.session_ttl() };
+        let t = warehouse.build_training_set(&options)?;
+        println!(
+            "  features  {} training rows (first carts), {:.1}% bought, in {:.2} s",
+            thousands(t.rows),
+            100.0 * t.positives as f64 / t.rows.max(1) as f64,
+            t.seconds
+        );
     }
     println!("  next: `cartflow topics`, `cartflow tail tracking.user_behavior.validated -n 3`,");
-    println!("        `cartflow sql \"SELECT * FROM gold.vw_category_performance ORDER BY purchases DESC LIMIT 5\"`");
-    println!("  (features, training and serving are not in this build yet)");
+    println!("        `cartflow sql \"SELECT * FROM gold.vw_category_performance ORDER BY purchases DESC LIMIT 5\"`,");
+    println!("        `cartflow features serve` (features of a cart over HTTP, as Feast serves them)");
+    println!("  (training and serving predictions are not in this build yet)");
     Ok(())
 }

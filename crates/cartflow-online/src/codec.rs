@@ -1,0 +1,25 @@
+//! Stored state as bytes: postcard (compact, serde) behind a format byte, so
+//! a later layout can be told apart from this one instead of misread.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{OnlineError, Result};
+
+const FORMAT: u8 = 1;
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = vec![FORMAT];
+    // Serializing plain data into a Vec cannot fail.
+    postcard::to_io(value, &mut out).expect("state serializes");
+    out
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    let corrupt = |message: String| OnlineError::Corrupt { what: what.to_owned(), message };
+    match bytes.split_first() {
+        Some((&FORMAT, body)) => postcard::from_bytes(body).map_err(|e| corrupt(e.to_string())),
+        Some((other, _)) => Err(corrupt(format!("format {other}, this build reads {FORMAT}"))),
+        None => Err(corrupt("empty".into())),
+    }
+}

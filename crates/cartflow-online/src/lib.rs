@@ -1,0 +1,103 @@
+//! The online feature store: the entity state ([`cartflow_features::Entities`])
+//! kept current by `cartflow features stream` and read by the feature and
+//! prediction APIs. Two backends behind [`OnlineStore`]:
+//!
+//! - [`MemoryStore`]: in process, snapshotted to a file with the input
+//!   offsets it reflects, so a restart resumes from snapshot + log offset;
+//! - [`RedisStore`]: one hash per entity, pipelined writes in a MULTI with the
+//!   offsets, EXPIRE for a session's time to live; stateless API replicas read it.
+//!
+//! Both apply events through the shared state machine and answer through the
+//! shared `compute`, so they give the same features as the training set.
+
+mod codec;
+mod memory;
+mod redis_store;
+
+use cartflow_core::Event;
+use cartflow_core::time::Micros;
+use cartflow_features::{CartFeatures, CartQuery, Entities, EntityView};
+use cartflow_log::CommittedOffset;
+use futures::future::BoxFuture;
+
+pub use memory::MemoryStore;
+pub use redis_store::RedisStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OnlineError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{what}: {message}")]
+    Corrupt { what: String, message: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+pub type Result<T, E = OnlineError> = std::result::Result<T, E>;
+
+/// One event for the state: counted, or (a CDC delete) taken back.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub event: Event,
+    pub delete: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    pub counted: u64,
+    pub duplicates: u64,
+    /// Deletes of events the state never held.
+    pub unknown_deletes: u64,
+}
+
+/// A cart's features and what the store knew when it answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub features: CartFeatures,
+    /// The newest event time of each entity found (`None`: not in the store).
+    pub session_time: Option<Micros>,
+    pub user_found: bool,
+    pub product_time: Option<Micros>,
+}
+
+impl Answer {
+    pub fn of(q: &CartQuery<'_>, view: EntityView<'_>, session_ttl: Micros) -> Self {
+        Answer {
+            features: cartflow_features::compute(q, view, session_ttl),
+            session_time: view.session.and_then(|s| s.last_time()),
+            user_found: view.user.is_some(),
+            product_time: view.product.and_then(|p| p.attrs.as_ref().map(|a| a.time)),
+        }
+    }
+}
+
+/// How many entities the store holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EntityCounts {
+    pub sessions: u64,
+    pub users: u64,
+    pub products: u64,
+}
+
+pub trait OnlineStore: Send + Sync {
+    /// Applies a batch and records `offsets` (the input position after it)
+    /// atomically with the state it produced.
+    fn apply(&self, changes: &[Change], offsets: &[CommittedOffset]) -> Result<ApplyStats>;
+    /// The input position the stored state reflects.
+    fn offsets(&self) -> Result<Vec<CommittedOffset>>;
+    /// Drops sessions whose visit ended; returns how many.
+    fn expire(&self) -> Result<usize>;
+    /// Makes what was applied durable (a snapshot; Redis is written through).
+    fn checkpoint(&self) -> Result<()>;
+    /// Replaces the whole state and its input position (`features materialize`).
+    fn replace(&self, entities: Entities, offsets: &[CommittedOffset]) -> Result<EntityCounts>;
+    fn counts(&self) -> Result<EntityCounts>;
+    /// The newest event time applied: the stream's "now", the default time of a query.
+    fn watermark(&self) -> BoxFuture<'_, Result<Option<Micros>>>;
+    /// A cart's features from the stored state.
+    fn features<'a>(&'a self, q: &'a CartQuery<'a>) -> BoxFuture<'a, Result<Answer>>;
+    /// For messages: `memory (snapshot …)` or `redis://…`.
+    fn describe(&self) -> String;
+}

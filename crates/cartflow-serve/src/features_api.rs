@@ -1,0 +1,316 @@
+//! The feature API:
+//!
+//! - `POST /features`: one cart event (`user_id`, `product_id`,
+//!   `user_session`, optional `event_time`, `price`, `brand`,
+//!   `category_code`) → its features by name;
+//! - `POST /get-online-features`: Feast's feature-server request and
+//!   response (`features` or `feature_service`, columnar `entities`,
+//!   `full_feature_names`) → `metadata.feature_names` and `results` with
+//!   `values`, `statuses` and `event_timestamps` per feature.
+//!
+//! Both answer through the online store's `features`, which runs the shared
+//! `compute`. A query without `event_time` is answered as of the newest
+//! event the store holds (the stream's now).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::response::Response;
+use cartflow_core::time::{self, Micros};
+use cartflow_features::spec::{self, FeatureDef, FeatureSet, Value};
+use cartflow_features::{CartAttrs, CartQuery};
+use cartflow_online::{Answer, OnlineStore};
+use serde::Deserialize;
+use serde_json::{Map, Value as Json_, json};
+
+use crate::ApiError;
+
+pub const REQUESTS: &str = "cartflow_feature_requests_total";
+pub const REQUEST_SECONDS: &str = "cartflow_feature_request_seconds";
+
+/// One cart event to answer for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureRequest {
+    pub user_id: i64,
+    pub product_id: i64,
+    #[serde(default)]
+    pub user_session: Option<String>,
+    /// RFC 3339 or the dataset's `2019-10-01 00:00:00 UTC`.
+    #[serde(default)]
+    pub event_time: Option<String>,
+    #[serde(default)]
+    pub price: Option<f64>,
+    #[serde(default)]
+    pub brand: Option<String>,
+    #[serde(default)]
+    pub category_code: Option<String>,
+    /// Feature names; default: the whole of `feature_service`.
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    /// `cart_v1` or `cart_v2` (the default).
+    #[serde(default)]
+    pub feature_service: Option<String>,
+}
+
+impl FeatureRequest {
+    pub fn attrs(&self) -> CartAttrs {
+        CartAttrs {
+            price: self.price,
+            brand: self.brand.clone(),
+            category_code: self.category_code.clone(),
+            complete: false,
+        }
+    }
+}
+
+/// Parses `event_time`, or takes the store's newest event time (else now).
+pub async fn query_time(store: &dyn OnlineStore, given: Option<&str>, field: &str) -> Result<Micros, ApiError> {
+    if let Some(s) = given {
+        return time::parse_timestamp(s).ok_or_else(|| {
+            ApiError::bad_request(format!("{field}: {s:?} is not a time (RFC 3339 or `2019-10-01 00:00:00 UTC`)"))
+        });
+    }
+    Ok(match store.watermark().await.map_err(ApiError::store)? {
+        Some(w) => w,
+        None => time::now_micros(),
+    })
+}
+
+fn json_value(v: Value<'_>) -> Json_ {
+    match v {
+        Value::Null => Json_::Null,
+        Value::Int(i) => json!(i),
+        Value::Float(x) => json!(x),
+        Value::Str(s) => json!(s),
+    }
+}
+
+fn rfc3339(t: Micros) -> String {
+    let mut s = String::new();
+    time::format_rfc3339(t, &mut s);
+    s
+}
+
+fn service(name: Option<&str>) -> Result<FeatureSet, ApiError> {
+    match name {
+        None => Ok(FeatureSet::V2),
+        Some(n) => FeatureSet::from_service(n)
+            .ok_or_else(|| ApiError::not_found(format!("feature_service {n:?}: expected cart_v1 or cart_v2"))),
+    }
+}
+
+/// `POST /features`.
+pub async fn features(
+    State(store): State<Arc<dyn OnlineStore>>,
+    body: Result<Json<FeatureRequest>, JsonRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = answer_features(store.as_ref(), body).await;
+    crate::observe("/features", result, started, REQUESTS, REQUEST_SECONDS)
+}
+
+async fn answer_features(
+    store: &dyn OnlineStore,
+    body: Result<Json<FeatureRequest>, JsonRejection>,
+) -> Result<Json<Json_>, ApiError> {
+    let Json(req) = body.map_err(ApiError::from_json)?;
+    let set = service(req.feature_service.as_deref())?;
+    let defs: Vec<&FeatureDef> = match &req.features {
+        None => set.features().collect(),
+        Some(names) => names
+            .iter()
+            .map(|n| spec::feature(n).ok_or_else(|| ApiError::not_found(format!("features: no feature {n:?}"))))
+            .collect::<Result<_, _>>()?,
+    };
+    let t = query_time(store, req.event_time.as_deref(), "event_time").await?;
+    let attrs = req.attrs();
+    let q = CartQuery {
+        time: t,
+        user_id: req.user_id,
+        product_id: req.product_id,
+        user_session: req.user_session.as_deref(),
+        attrs: Some(&attrs),
+    };
+    let answer = store.features(&q).await.map_err(ApiError::store)?;
+    let values: Map<String, Json_> =
+        defs.iter().map(|d| (d.name.to_owned(), json_value((d.get)(&answer.features)))).collect();
+    Ok(Json(json!({
+        "user_id": req.user_id,
+        "product_id": req.product_id,
+        "user_session": req.user_session,
+        "event_time": rfc3339(t),
+        "feature_service": set.service_name(),
+        "features": values,
+    })))
+}
+
+/// Feast's `POST /get-online-features` request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeastRequest {
+    #[serde(default)]
+    pub features: Option<Vec<String>>,
+    #[serde(default)]
+    pub feature_service: Option<String>,
+    /// Columns: `user_id` and `product_id` (required), `user_session`,
+    /// and request data `event_time`, `price`, `brand`, `category_code`.
+    pub entities: Map<String, Json_>,
+    #[serde(default)]
+    pub full_feature_names: bool,
+}
+
+const ENTITY_COLUMNS: [&str; 3] = ["user_id", "product_id", "user_session"];
+const REQUEST_COLUMNS: [&str; 4] = ["event_time", "price", "brand", "category_code"];
+
+/// `POST /get-online-features`.
+pub async fn get_online_features(
+    State(store): State<Arc<dyn OnlineStore>>,
+    body: Result<Json<FeastRequest>, JsonRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = answer_feast(store.as_ref(), body).await;
+    crate::observe("/get-online-features", result, started, REQUESTS, REQUEST_SECONDS)
+}
+
+/// The requested features: Feast's `view:feature` references, or a service.
+fn feast_features(req: &FeastRequest) -> Result<Vec<&'static FeatureDef>, ApiError> {
+    match (&req.features, &req.feature_service) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request("give either features or feature_service, not both")),
+        (None, None) => Err(ApiError::bad_request("give features (\"view:feature\", …) or feature_service")),
+        (None, Some(s)) => Ok(service(Some(s))?.features().collect()),
+        (Some(refs), None) => refs
+            .iter()
+            .map(|r| {
+                let (view, name) = r.split_once(':').ok_or_else(|| {
+                    ApiError::bad_request(format!("features: {r:?} is not a \"feature_view:feature\" reference"))
+                })?;
+                spec::feature(name)
+                    .filter(|d| d.view == view)
+                    .ok_or_else(|| ApiError::not_found(format!("features: no feature {name:?} in view {view:?}")))
+            })
+            .collect(),
+    }
+}
+
+/// One column of `entities`, as many values as rows.
+fn column<'a>(req: &'a FeastRequest, name: &str, rows: usize) -> Result<Option<&'a Vec<Json_>>, ApiError> {
+    match req.entities.get(name) {
+        None => Ok(None),
+        Some(Json_::Array(values)) if values.len() == rows => Ok(Some(values)),
+        Some(Json_::Array(values)) => {
+            Err(ApiError::bad_request(format!("entities.{name}: {} values where user_id has {rows}", values.len())))
+        }
+        Some(_) => Err(ApiError::bad_request(format!("entities.{name}: expected a list"))),
+    }
+}
+
+fn int_at(col: &[Json_], i: usize, name: &str) -> Result<i64, ApiError> {
+    col[i].as_i64().ok_or_else(|| ApiError::bad_request(format!("entities.{name}[{i}]: expected an integer")))
+}
+
+fn str_at<'a>(col: Option<&'a Vec<Json_>>, i: usize, name: &str) -> Result<Option<&'a str>, ApiError> {
+    match col.map(|c| &c[i]) {
+        None | Some(Json_::Null) => Ok(None),
+        Some(Json_::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::bad_request(format!("entities.{name}[{i}]: expected a string or null"))),
+    }
+}
+
+async fn answer_feast(
+    store: &dyn OnlineStore,
+    body: Result<Json<FeastRequest>, JsonRejection>,
+) -> Result<Json<Json_>, ApiError> {
+    let Json(req) = body.map_err(ApiError::from_json)?;
+    let defs = feast_features(&req)?;
+    if let Some(unknown) =
+        req.entities.keys().find(|k| !ENTITY_COLUMNS.contains(&k.as_str()) && !REQUEST_COLUMNS.contains(&k.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "entities.{unknown}: not an entity or request column (user_id, product_id, user_session, event_time, price, brand, category_code)"
+        )));
+    }
+    let rows = match req.entities.get("user_id") {
+        Some(Json_::Array(v)) => v.len(),
+        _ => return Err(ApiError::bad_request("entities.user_id: required, a list of integers")),
+    };
+    let users = column(&req, "user_id", rows)?.expect("checked above");
+    let products = column(&req, "product_id", rows)?
+        .ok_or_else(|| ApiError::bad_request("entities.product_id: required, a list of integers"))?;
+    let sessions = column(&req, "user_session", rows)?;
+    let times = column(&req, "event_time", rows)?;
+    let prices = column(&req, "price", rows)?;
+    let brands = column(&req, "brand", rows)?;
+    let categories = column(&req, "category_code", rows)?;
+
+    let mut answers: Vec<(Micros, Answer)> = Vec::with_capacity(rows);
+    for i in 0..rows {
+        let field = format!("entities.event_time[{i}]");
+        let t = query_time(store, str_at(times, i, "event_time")?, &field).await?;
+        let price = match prices.map(|c| &c[i]) {
+            None | Some(Json_::Null) => None,
+            Some(v) => Some(
+                v.as_f64()
+                    .ok_or_else(|| ApiError::bad_request(format!("entities.price[{i}]: expected a number or null")))?,
+            ),
+        };
+        let attrs = CartAttrs {
+            price,
+            brand: str_at(brands, i, "brand")?.map(str::to_owned),
+            category_code: str_at(categories, i, "category_code")?.map(str::to_owned),
+            complete: false,
+        };
+        let q = CartQuery {
+            time: t,
+            user_id: int_at(users, i, "user_id")?,
+            product_id: int_at(products, i, "product_id")?,
+            user_session: str_at(sessions, i, "user_session")?,
+            attrs: Some(&attrs),
+        };
+        answers.push((t, store.features(&q).await.map_err(ApiError::store)?));
+    }
+
+    // Entity columns first, as Feast returns them.
+    let epoch = rfc3339(0);
+    let mut names = Vec::new();
+    let mut results = Vec::new();
+    for name in ENTITY_COLUMNS {
+        if let Some(values) = req.entities.get(name) {
+            names.push(json!(name));
+            results.push(json!({
+                "values": values,
+                "statuses": vec!["PRESENT"; rows],
+                "event_timestamps": vec![&epoch; rows],
+            }));
+        }
+    }
+    for d in defs {
+        names.push(json!(if req.full_feature_names { format!("{}__{}", d.view, d.name) } else { d.name.to_owned() }));
+        let (mut values, mut statuses, mut stamps) = (Vec::new(), Vec::new(), Vec::new());
+        for (t, a) in &answers {
+            let v = (d.get)(&a.features);
+            let (found, at) = entity_of(d.view, a, *t);
+            statuses.push(match (v, found) {
+                (Value::Null, false) => "NOT_FOUND",
+                (Value::Null, true) => "NULL_VALUE",
+                _ => "PRESENT",
+            });
+            values.push(json_value(v));
+            stamps.push(rfc3339(at.unwrap_or(0)));
+        }
+        results.push(json!({ "values": values, "statuses": statuses, "event_timestamps": stamps }));
+    }
+    Ok(Json(json!({ "metadata": { "feature_names": names }, "results": results })))
+}
+
+/// Whether the entity behind a view was in the store, and its newest event time.
+fn entity_of(view: &str, a: &Answer, t: Micros) -> (bool, Option<Micros>) {
+    match view {
+        spec::SESSION_ACTIVITY => (a.session_time.is_some(), a.session_time.map(|s| s.min(t))),
+        spec::USER_HISTORY => (a.user_found, a.user_found.then_some(t)),
+        _ => (a.product_time.is_some(), a.product_time.map(|p| p.min(t))),
+    }
+}

@@ -1,0 +1,283 @@
+//! `cartflow features list|stream|build|materialize|serve`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use cartflow_features::FEATURES;
+use cartflow_log::CommittedOffset;
+use cartflow_online::{Change, OnlineStore};
+use cartflow_stream::StageControl;
+use cartflow_stream::feature_streamer::{StreamerStats, run_feature_streamer};
+use cartflow_stream::topics::VALIDATED;
+use cartflow_warehouse::{TrainingOptions, Warehouse};
+
+use super::{Ctx, per_sec};
+use crate::cli::{FeaturesBuildArgs, FeaturesCommand, FeaturesMaterializeArgs, FeaturesServeArgs, FeaturesStreamArgs};
+use crate::telemetry::{self, progress, thousands};
+
+pub fn run(ctx: &Ctx, command: FeaturesCommand) -> Result<()> {
+    match command {
+        FeaturesCommand::List { json } => list(json),
+        FeaturesCommand::Stream(a) => stream(ctx, a),
+        FeaturesCommand::Build(a) => build(ctx, a),
+        FeaturesCommand::Materialize(a) => materialize(ctx, a),
+        FeaturesCommand::Serve(a) => serve(ctx, a),
+    }
+}
+
+fn list(json: bool) -> Result<()> {
+    if json {
+        let all: Vec<_> = FEATURES
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "name": f.name, "type": f.dtype, "set": f.set, "view": f.view, "description": f.description,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    println!("{:<27} {:<8} {:<4} {:<17} meaning", "feature", "type", "set", "view");
+    for f in &FEATURES {
+        let ty = serde_json::to_value(f.dtype)?.as_str().unwrap_or_default().to_lowercase();
+        let set = serde_json::to_value(f.set)?.as_str().unwrap_or_default().to_owned();
+        println!("{:<27} {:<8} {:<4} {:<17} {}", f.name, ty, set, f.view, f.description);
+    }
+    println!(
+        "\nv1: the reference design's six, point-in-time; v2: all {}. Feature services cart_v1 and cart_v2.",
+        FEATURES.len()
+    );
+    Ok(())
+}
+
+fn stream_with(
+    ctx: &Ctx,
+    store: &dyn OnlineStore,
+    control: &StageControl,
+    bar_label: &'static str,
+) -> Result<StreamerStats> {
+    let log = ctx.cfg.open_log()?;
+    let bar = progress(ctx.quiet, None, bar_label);
+    let stats = run_feature_streamer(log.as_ref(), store, &ctx.cfg.features.streamer, control, &mut |s| {
+        bar.set_position(s.read);
+        bar.set_message(format!("{} duplicates, lag {}", thousands(s.duplicates), thousands(s.lag)));
+        ctx.health.set("features", serde_json::to_value(s).unwrap_or_default());
+    })?;
+    bar.finish_and_clear();
+    Ok(stats)
+}
+
+fn stream(ctx: &Ctx, a: FeaturesStreamArgs) -> Result<()> {
+    ctx.serve_metrics(&a.running)?;
+    let store = ctx.cfg.open_online(a.online.online.as_deref())?;
+    let started = Instant::now();
+    let stats = stream_with(ctx, store.as_ref(), &ctx.control.with_drain(a.drain), "features")?;
+    print_stream_summary(&stats, store.as_ref(), started.elapsed().as_secs_f64(), "")
+}
+
+pub fn print_stream_summary(s: &StreamerStats, store: &dyn OnlineStore, secs: f64, indent: &str) -> Result<()> {
+    println!(
+        "streamed {} events into the online store {} in {secs:.2} s ({} events/s)",
+        thousands(s.read),
+        store.describe(),
+        thousands(per_sec(s.read, secs) as u64)
+    );
+    let counts = store.counts()?;
+    println!(
+        "{indent}  counted {}, {} exact duplicates once, {} deletes; holds {} sessions, {} users, {} products",
+        thousands(s.counted),
+        thousands(s.duplicates),
+        thousands(s.deletes),
+        thousands(counts.sessions),
+        thousands(counts.users),
+        thousands(counts.products)
+    );
+    Ok(())
+}
+
+fn open_warehouse(ctx: &Ctx, lake: Option<String>) -> Result<Warehouse> {
+    let location = lake.unwrap_or_else(|| ctx.cfg.lake_location());
+    Warehouse::open_with_memory(&location, ctx.cfg.warehouse.memory_mb)
+        .with_context(|| format!("opening the warehouse over the lake at {location}"))
+}
+
+fn build(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
+    let until = a
+        .until
+        .map(|u| {
+            let u = if u.len() == 10 { format!("{u} 00:00:00 UTC") } else { u };
+            cartflow_core::time::parse_timestamp(&u)
+                .with_context(|| format!("--until {u:?} is not a time (try 2019-10-05 or \"2019-10-05 13:00:00 UTC\")"))
+        })
+        .transpose()?;
+    let mut warehouse = open_warehouse(ctx, a.lake)?;
+    let bar = progress(ctx.quiet, None, "training set");
+    let report =
+        warehouse.build_training_set(&TrainingOptions { until, session_ttl: ctx.cfg.features.session_ttl() })?;
+    bar.finish_and_clear();
+    println!(
+        "features.cart_features: {} first carts from {} silver events, {} bought ({:.1}%), {} v1+v2 features each",
+        thousands(report.rows),
+        thousands(report.events),
+        thousands(report.positives),
+        100.0 * report.positives as f64 / report.rows.max(1) as f64,
+        FEATURES.len()
+    );
+    println!(
+        "written to {} Parquet files under {}/features in {:.2} s (replay {:.2} s); query with `cartflow sql`",
+        report.files,
+        warehouse.location(),
+        report.seconds,
+        report.replay_seconds
+    );
+    let url = a.postgres.unwrap_or_else(|| ctx.cfg.features.postgres.clone());
+    if !url.is_empty() {
+        let started = Instant::now();
+        let rows =
+            warehouse.export_training_set(&url).with_context(|| format!("loading the training set into {url}"))?;
+        println!(
+            "loaded {} rows into feature_store.cart_features at {url} in {:.2} s",
+            thousands(rows),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn materialize(ctx: &Ctx, a: FeaturesMaterializeArgs) -> Result<()> {
+    let store = ctx.cfg.open_online(a.online.online.as_deref())?;
+    let warehouse = open_warehouse(ctx, a.lake)?;
+    let started = Instant::now();
+    if a.incremental {
+        return materialize_incremental(&warehouse, store.as_ref(), started);
+    }
+    let offsets: Vec<CommittedOffset> = warehouse
+        .state()
+        .lake_offsets
+        .iter()
+        .filter_map(|(key, offset)| {
+            let (topic, partition) = key.rsplit_once('/')?;
+            let partition = partition.parse().ok()?;
+            (topic == VALIDATED).then(|| CommittedOffset {
+                topic: topic.to_owned(),
+                partition,
+                offset: *offset,
+                metadata: "materialize".into(),
+            })
+        })
+        .collect();
+    if offsets.is_empty() {
+        bail!(
+            "silver does not say which landed events it holds (no build yet, or --since/--until left hours out): \
+             run `cartflow warehouse build` over the whole lake first"
+        );
+    }
+    let (entities, events) = warehouse.replay_entities(ctx.cfg.features.session_ttl())?;
+    let counts = store.replace(entities, &offsets)?;
+    store.checkpoint()?;
+    println!(
+        "materialized {} silver events into {}: {} live sessions, {} users, {} products, in {:.2} s",
+        thousands(events),
+        store.describe(),
+        thousands(counts.sessions),
+        thousands(counts.users),
+        thousands(counts.products),
+        started.elapsed().as_secs_f64()
+    );
+    let at: Vec<String> = offsets.iter().map(|o| format!("{}", o.offset)).collect();
+    println!("the streamer resumes {VALIDATED} at offsets [{}]", at.join(", "));
+    Ok(())
+}
+
+/// Applies the landed events beyond the store's position, in event-time order.
+fn materialize_incremental(warehouse: &Warehouse, store: &dyn OnlineStore, started: Instant) -> Result<()> {
+    let from: BTreeMap<u32, u64> =
+        store.offsets()?.into_iter().filter(|o| o.topic == VALIDATED).map(|o| (o.partition, o.offset)).collect();
+    let landed = warehouse.landed_after(&from)?;
+    let mut next = from.clone();
+    for l in &landed {
+        let at = next.entry(l.partition).or_default();
+        *at = (*at).max(l.offset + 1);
+    }
+    let offsets: Vec<CommittedOffset> = next
+        .iter()
+        .map(|(p, o)| CommittedOffset {
+            topic: VALIDATED.into(),
+            partition: *p,
+            offset: *o,
+            metadata: "materialize".into(),
+        })
+        .collect();
+    let changes: Vec<Change> = landed.into_iter().map(|l| Change { event: l.event, delete: l.delete }).collect();
+    let stats = store.apply(&changes, &offsets)?;
+    store.checkpoint()?;
+    println!(
+        "materialized {} landed events beyond the store's position into {} ({} counted, {} duplicates) in {:.2} s",
+        thousands(changes.len() as u64),
+        store.describe(),
+        thousands(stats.counted),
+        thousands(stats.duplicates),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn serve(ctx: &Ctx, a: FeaturesServeArgs) -> Result<()> {
+    let online = a.online.online.clone().unwrap_or_else(|| ctx.cfg.features.online.clone());
+    let store = ctx.cfg.open_online(Some(&online))?;
+    let addr = a.addr.unwrap_or_else(|| ctx.cfg.features.addr.clone());
+    let control = ctx.control.with_drain(false);
+    // The embedded store lives in this process: the streamer must run here.
+    let streamer = (online == "embedded").then(|| {
+        let store = store.clone();
+        let control = control.clone();
+        let ctx = Ctx { cfg: ctx.cfg.clone(), quiet: true, control: control.clone(), health: ctx.health.clone() };
+        std::thread::spawn(move || {
+            let result = stream_with(&ctx, store.as_ref(), &control, "features");
+            if let Err(e) = &result {
+                tracing::error!("feature streamer stopped: {e:#}");
+                control.stop();
+            }
+            result
+        })
+    });
+    telemetry::metrics_handle();
+    cartflow_serve::describe_metrics();
+    let health = ctx.health.clone();
+    let describe = store.describe();
+    let api = cartflow_serve::router(
+        store.clone(),
+        cartflow_serve::Telemetry {
+            metrics: Arc::new(|| telemetry::metrics_handle().render()),
+            health: Arc::new(
+                move || serde_json::json!({ "status": "ok", "online_store": describe, "stages": health.snapshot() }),
+            ),
+        },
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("binding {addr} for the feature API"))?;
+        let local = listener.local_addr()?;
+        println!("feature API on http://{local} (POST /features, POST /get-online-features, /metrics, /health)");
+        println!("reading {}{}", store.describe(), if streamer.is_some() { ", kept current here" } else { "" });
+        let stopped = control.clone();
+        axum::serve(listener, api)
+            .with_graceful_shutdown(async move {
+                while !stopped.stopped() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await
+            .context("serving the feature API")
+    })?;
+    if let Some(handle) = streamer {
+        let stats = handle.join().map_err(|_| anyhow::anyhow!("the feature streamer panicked"))??;
+        println!("streamed {} events while serving; state snapshotted", thousands(stats.read));
+    }
+    Ok(())
+}
