@@ -37,7 +37,8 @@ LUA
 
 api() {  # $1 = label, rest = serve args
   local label=$1; shift
-  cf features serve --addr 127.0.0.1:6570 "$@" >/dev/null 2>&1 &
+  # The binary itself in the background (not a function's subshell), so SIGINT reaches it.
+  "$bin" --quiet --data-dir "$work/data" features serve --addr 127.0.0.1:6570 "$@" >/dev/null 2>&1 &
   local pid=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:6570/health >/dev/null && break; sleep 0.1; done
   curl -sf -X POST -H 'content-type: application/json' -d "$body" http://127.0.0.1:6570/features >/dev/null

@@ -52,6 +52,17 @@ pub struct ApplyStats {
     pub unknown_deletes: u64,
 }
 
+impl ApplyStats {
+    pub fn add(&mut self, applied: cartflow_features::Applied) {
+        use cartflow_features::Applied;
+        match applied {
+            Applied::Counted => self.counted += 1,
+            Applied::Duplicate => self.duplicates += 1,
+            Applied::Unknown => self.unknown_deletes += 1,
+        }
+    }
+}
+
 /// A cart's features and what the store knew when it answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {

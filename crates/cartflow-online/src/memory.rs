@@ -82,11 +82,7 @@ impl OnlineStore for MemoryStore {
         let mut inner = self.write();
         let mut stats = ApplyStats::default();
         for c in changes {
-            match inner.entities.apply(&c.event, c.delete) {
-                cartflow_features::Applied::Counted => stats.counted += 1,
-                cartflow_features::Applied::Duplicate => stats.duplicates += 1,
-                cartflow_features::Applied::Unknown => stats.unknown_deletes += 1,
-            }
+            stats.add(inner.entities.apply(&c.event, c.delete));
         }
         merge_offsets(&mut inner.offsets, offsets);
         Ok(stats)

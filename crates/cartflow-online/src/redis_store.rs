@@ -195,11 +195,7 @@ impl OnlineStore for RedisStore {
         self.read_through(&mut cache, changes)?;
         let mut stats = ApplyStats::default();
         for c in changes {
-            match cache.apply(&c.event, c.delete) {
-                cartflow_features::Applied::Counted => stats.counted += 1,
-                cartflow_features::Applied::Duplicate => stats.duplicates += 1,
-                cartflow_features::Applied::Unknown => stats.unknown_deletes += 1,
-            }
+            stats.add(cache.apply(&c.event, c.delete));
         }
         let mut pipe = redis::pipe();
         pipe.atomic();

@@ -25,6 +25,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -82,7 +83,10 @@ impl Warehouse {
             let bytes = self
                 .block_on(async { self.store.get(&Path::from(path)).await?.bytes().await })
                 .map_err(|e| self.store_error(e))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.with_batch_size(65_536).build()?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+            // Only the nine dataset fields: silver's derived columns are not features' inputs.
+            let mask = ProjectionMask::columns(builder.parquet_schema(), cartflow_core::FIELDS);
+            let reader = builder.with_projection(mask).with_batch_size(65_536).build()?;
             for batch in reader {
                 for e in events_of(&batch?)? {
                     if until.is_some_and(|u| e.event_time >= u) {
