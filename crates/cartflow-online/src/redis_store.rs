@@ -33,6 +33,9 @@ pub struct RedisStore {
     reader: tokio::sync::OnceCell<MultiplexedConnection>,
 }
 
+/// An entity's stored state, when there is one.
+type Stored = Option<Vec<u8>>;
+
 const STATE: &str = "state";
 const TIME: &str = "t";
 /// Keys per pipeline when writing everything (materialize).
@@ -322,14 +325,15 @@ impl OnlineStore for RedisStore {
             let mut conn = self.reader().await?;
             let user_key = self.user_key(q.user_id);
             let product_key = self.product_key(q.product_id);
-            let (s, u, p): (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>) = match q.user_session {
-                Some(session) => redis::pipe()
-                    .hget(self.session_key(session), STATE)
-                    .hget(&user_key, STATE)
-                    .hget(&product_key, STATE)
-                    .query_async(&mut conn)
-                    .await
-                    .map(|(s, u, p)| (s, u, p)),
+            let (s, u, p): (Stored, Stored, Stored) = match q.user_session {
+                Some(session) => {
+                    redis::pipe()
+                        .hget(self.session_key(session), STATE)
+                        .hget(&user_key, STATE)
+                        .hget(&product_key, STATE)
+                        .query_async(&mut conn)
+                        .await
+                }
                 None => redis::pipe()
                     .hget(&user_key, STATE)
                     .hget(&product_key, STATE)
