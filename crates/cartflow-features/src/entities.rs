@@ -109,13 +109,8 @@ impl Entities {
             user.counts.add(e.event_time, slot, delta);
             product.counts.add(e.event_time, slot, delta);
         }
-        if !delete && product.attrs.as_ref().is_none_or(|a| e.event_time >= a.time) {
-            product.attrs = Some(ProductAttrs {
-                time: e.event_time,
-                price: e.price,
-                brand: e.brand.clone(),
-                category_code: e.category_code.clone(),
-            });
+        if !delete {
+            update_attrs(&mut product.attrs, e);
         }
         self.watermark = self.watermark.max(e.event_time);
         Applied::Counted
@@ -144,6 +139,26 @@ impl Entities {
 
     pub fn features(&self, q: &CartQuery<'_>) -> CartFeatures {
         compute(q, self.view(q.user_id, q.product_id, q.user_session), self.session_ttl)
+    }
+}
+
+/// Keeps the product's attributes of its latest event; they rarely change,
+/// so the strings are copied only when they do.
+fn update_attrs(attrs: &mut Option<ProductAttrs>, e: &Event) {
+    match attrs {
+        Some(a) if e.event_time < a.time => {}
+        Some(a) if a.brand == e.brand && a.category_code == e.category_code => {
+            a.time = e.event_time;
+            a.price = e.price;
+        }
+        _ => {
+            *attrs = Some(ProductAttrs {
+                time: e.event_time,
+                price: e.price,
+                brand: e.brand.clone(),
+                category_code: e.category_code.clone(),
+            })
+        }
     }
 }
 

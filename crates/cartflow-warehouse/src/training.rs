@@ -78,26 +78,47 @@ pub struct TrainingReport {
 impl Warehouse {
     /// Hands every silver event before `until` to `each`, in event-time order.
     pub fn replay_silver(&self, until: Option<Micros>, each: &mut dyn FnMut(Event)) -> Result<u64> {
-        let mut n = 0;
-        for path in self.state.silver_files() {
-            let bytes = self
-                .block_on(async { self.store.get(&Path::from(path)).await?.bytes().await })
-                .map_err(|e| self.store_error(e))?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
-            // Only the nine dataset fields: silver's derived columns are not features' inputs.
-            let mask = ProjectionMask::columns(builder.parquet_schema(), cartflow_core::FIELDS);
-            let reader = builder.with_projection(mask).with_batch_size(65_536).build()?;
-            for batch in reader {
-                for e in events_of(&batch?)? {
+        // Decoding runs a file ahead on the other core; the replay itself is
+        // sequential by nature (event-time order through one state).
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Event>>>(4);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                for path in self.state.silver_files() {
+                    if let Err(e) = self.decode_silver(path, &tx) {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            });
+            let mut n = 0;
+            for events in rx {
+                for e in events? {
                     if until.is_some_and(|u| e.event_time >= u) {
+                        // Dropping the receiver stops the decoder at its next send.
                         return Ok(n);
                     }
                     n += 1;
                     each(e);
                 }
             }
+            Ok(n)
+        })
+    }
+
+    /// Sends one silver file's events, a batch at a time; stops when nobody listens.
+    fn decode_silver(&self, path: &str, tx: &std::sync::mpsc::SyncSender<Result<Vec<Event>>>) -> Result<()> {
+        let bytes = self
+            .block_on(async { self.store.get(&Path::from(path)).await?.bytes().await })
+            .map_err(|e| self.store_error(e))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)?;
+        // Only the nine dataset fields: silver's derived columns are not features' inputs.
+        let mask = ProjectionMask::columns(builder.parquet_schema(), cartflow_core::FIELDS);
+        for batch in builder.with_projection(mask).with_batch_size(65_536).build()? {
+            if tx.send(Ok(events_of(&batch?)?)).is_err() {
+                break;
+            }
         }
-        Ok(n)
+        Ok(())
     }
 
     /// The entity state at the end of silver: what `features materialize` loads.
