@@ -88,7 +88,8 @@ impl Warehouse {
             mb => RuntimeEnvBuilder::new().with_memory_limit(mb << 20, 1.0),
         }
         .build_arc()?;
-        let mut config = SessionConfig::new();
+        // DATAFUSION_* environment variables tune the engine as DataFusion's own tools allow.
+        let mut config = SessionConfig::from_env()?;
         // Plain strings, not string views: a sort's memory accounting charges
         // each view batch for the whole buffers it points into, so sorting a
         // day of sessions "needed" many gigabytes it never used, and failed.
