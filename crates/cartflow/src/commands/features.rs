@@ -13,7 +13,7 @@ use cartflow_stream::feature_streamer::{StreamerStats, run_feature_streamer};
 use cartflow_stream::topics::VALIDATED;
 use cartflow_warehouse::{TrainingOptions, Warehouse};
 
-use super::{Ctx, per_sec};
+use super::{Ctx, per_sec, time_arg};
 use crate::cli::{FeaturesBuildArgs, FeaturesCommand, FeaturesMaterializeArgs, FeaturesServeArgs, FeaturesStreamArgs};
 use crate::telemetry::{self, progress, thousands};
 
@@ -105,14 +105,7 @@ fn open_warehouse(ctx: &Ctx, lake: Option<String>) -> Result<Warehouse> {
 }
 
 fn build(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
-    let until = a
-        .until
-        .map(|u| {
-            let u = if u.len() == 10 { format!("{u} 00:00:00 UTC") } else { u };
-            cartflow_core::time::parse_timestamp(&u)
-                .with_context(|| format!("--until {u:?} is not a time (try 2019-10-05 or \"2019-10-05 13:00:00 UTC\")"))
-        })
-        .transpose()?;
+    let until = time_arg("--until", a.until, cartflow_core::time::parse_timestamp)?;
     let mut warehouse = open_warehouse(ctx, a.lake)?;
     let bar = progress(ctx.quiet, None, "training set");
     let report =

@@ -82,6 +82,17 @@ pub fn generator_config(a: &GeneratorArgs, events: u64) -> Result<GeneratorConfi
     Ok(GeneratorConfig { seed: a.seed, events, profile, start, events_per_day })
 }
 
+/// A `--since`/`--until` value: a date alone means its midnight (UTC).
+pub fn time_arg<T>(flag: &str, value: Option<String>, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>> {
+    value
+        .map(|v| {
+            let v = if v.len() == 10 { format!("{v} 00:00:00 UTC") } else { v };
+            parse(&v)
+                .with_context(|| format!("{flag} {v:?} is not a time (try 2019-10-05 or \"2019-10-05 13:00:00 UTC\")"))
+        })
+        .transpose()
+}
+
 pub fn per_sec(n: u64, secs: f64) -> f64 {
     if secs > 0.0 { n as f64 / secs } else { 0.0 }
 }

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result, bail};
 use cartflow_warehouse::{BuildOptions, Hour, Warehouse};
 
-use super::Ctx;
+use super::{Ctx, time_arg};
 use crate::cli::{WarehouseBuildArgs, WarehouseCommand, WarehouseExportArgs};
 use crate::telemetry::{progress, thousands};
 
@@ -20,18 +20,11 @@ fn open(ctx: &Ctx, lake: Option<String>) -> Result<Warehouse> {
         .with_context(|| format!("opening the warehouse over the lake at {location}"))
 }
 
-fn hour_arg(flag: &str, value: Option<String>) -> Result<Option<Hour>> {
-    value
-        .map(|v| {
-            let v = if v.len() == 10 { format!("{v} 00:00:00 UTC") } else { v };
-            Hour::parse(&v)
-                .with_context(|| format!("{flag} {v:?} is not a time (try 2019-10-05 or \"2019-10-05 13:00:00 UTC\")"))
-        })
-        .transpose()
-}
-
 fn build(ctx: &Ctx, a: WarehouseBuildArgs) -> Result<()> {
-    let opts = BuildOptions { since: hour_arg("--since", a.since)?, until: hour_arg("--until", a.until)? };
+    let opts = BuildOptions {
+        since: time_arg("--since", a.since, Hour::parse)?,
+        until: time_arg("--until", a.until, Hour::parse)?,
+    };
     let mut warehouse = open(ctx, a.lake)?;
     let bar = progress(ctx.quiet, None, "warehouse");
     let report = warehouse.build(&opts, &mut |p| {
