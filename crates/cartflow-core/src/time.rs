@@ -81,6 +81,13 @@ pub fn from_epoch_number(n: f64) -> Option<Micros> {
     (micros < 1e17).then_some(micros as i64)
 }
 
+/// [`format_rfc3339`] into a new string.
+pub fn rfc3339(t: Micros) -> String {
+    let mut s = String::with_capacity(27);
+    format_rfc3339(t, &mut s);
+    s
+}
+
 /// RFC 3339 in UTC with a `Z`, fractional digits only when there are any:
 /// `2019-10-01T00:00:00Z`, `2019-10-01T00:00:00.250Z`.
 pub fn format_rfc3339(t: Micros, out: &mut String) {

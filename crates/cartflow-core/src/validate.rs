@@ -156,8 +156,7 @@ fn timestamp(v: Option<&Scalar<'_>>, rules: &Rules) -> Result<Micros, Invalid> {
         other => return Err(wrong_type(F, "a string or an epoch number", other)),
     };
     if t < rules.min_event_time || t > rules.max_event_time {
-        let mut s = String::new();
-        time::format_rfc3339(t, &mut s);
+        let s = time::rfc3339(t);
         return Err(Invalid::new(
             InvalidReason::TimestampOutOfRange,
             F,

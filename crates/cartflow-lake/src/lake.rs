@@ -114,9 +114,7 @@ impl Lake {
     pub fn commit(&self, seq: u64, inputs: BTreeMap<String, [u64; 2]>, files: &[PendingFile]) -> Result<Manifest> {
         let manifest = Manifest {
             seq,
-            created_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
+            created_ms: cartflow_core::time::now_micros() / 1000,
             inputs,
             files: files
                 .iter()

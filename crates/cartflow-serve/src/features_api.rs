@@ -19,7 +19,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::response::Response;
-use cartflow_core::time::{self, Micros};
+use cartflow_core::time::{self, Micros, rfc3339};
 use cartflow_features::spec::{self, FeatureDef, FeatureSet, Value};
 use cartflow_features::{CartAttrs, CartQuery};
 use cartflow_online::{Answer, OnlineStore};
@@ -87,12 +87,6 @@ fn json_value(v: Value<'_>) -> Json_ {
         Value::Float(x) => json!(x),
         Value::Str(s) => json!(s),
     }
-}
-
-fn rfc3339(t: Micros) -> String {
-    let mut s = String::new();
-    time::format_rfc3339(t, &mut s);
-    s
 }
 
 fn service(name: Option<&str>) -> Result<FeatureSet, ApiError> {

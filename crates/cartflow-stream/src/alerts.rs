@@ -120,9 +120,7 @@ impl InvalidRateMonitor {
 }
 
 fn rfc3339_ms(ms: i64) -> String {
-    let mut s = String::new();
-    cartflow_core::time::format_rfc3339(ms * 1000, &mut s);
-    s
+    cartflow_core::time::rfc3339(ms * 1000)
 }
 
 /// Alertmanager's webhook body (`version: "4"`) for one notice.

@@ -126,10 +126,7 @@ impl Warehouse {
     /// Replaces the state: the moment a build's files become what readers see.
     fn put_state(&self, state: &mut State) -> Result<()> {
         state.built_at = chrono_now();
-        let body = serde_json::to_vec_pretty(state).expect("state serializes");
-        self.block_on(self.store.put(&Path::from(STATE_FILE), PutPayload::from(body)))
-            .map_err(|e| self.store_error(e))?;
-        Ok(())
+        self.put_json(STATE_FILE, state)
     }
 }
 
@@ -273,8 +270,5 @@ async fn delete_unnamed(store: &dyn ObjectStore, keep: &BTreeSet<&str>) -> objec
 }
 
 pub(crate) fn chrono_now() -> String {
-    let micros = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64);
-    let mut s = String::new();
-    cartflow_core::time::format_rfc3339(micros, &mut s);
-    s
+    cartflow_core::time::rfc3339(cartflow_core::time::now_micros())
 }

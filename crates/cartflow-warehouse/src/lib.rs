@@ -48,8 +48,8 @@ pub enum WarehouseError {
     Lake(#[from] cartflow_lake::LakeError),
     #[error("object store: {0}")]
     Store(String),
-    #[error("warehouse state {STATE_FILE}: {0}")]
-    State(String),
+    #[error("{path}: {message}")]
+    State { path: &'static str, message: String },
     #[error("{0}")]
     Invalid(String),
     #[error("postgres: {0}")]
@@ -70,8 +70,8 @@ pub struct Warehouse {
 }
 
 /// What DataFusion may hold in memory before sorts and aggregations spill
-/// to disk, unless told otherwise: keeps a build of a month's events under
-/// 4 GB of RAM.
+/// to disk, unless told otherwise: no limit (0), since DataFusion 55's
+/// accounting fails sorts that fit in memory (docs/warehouse.md).
 pub const DEFAULT_MEMORY_MB: usize = 0;
 
 impl Warehouse {
@@ -105,7 +105,7 @@ impl Warehouse {
         ctx.register_object_store(&url::Url::parse("lake://lake/").expect("valid URL"), root);
         let base = catalog::base_url(&prefix);
         catalog::create_schemas(&ctx)?;
-        let state = rt.block_on(read_state(store.as_ref()))?;
+        let state = rt.block_on(read_json(store.as_ref(), STATE_FILE))?;
         rt.block_on(async {
             use cartflow_lake::{layout, schema};
             let (events, invalid) = (schema::events_schema(), schema::invalid_schema());
@@ -145,13 +145,24 @@ impl Warehouse {
     }
 }
 
-async fn read_state(store: &dyn ObjectStore) -> Result<State> {
-    match store.get(&Path::from(STATE_FILE)).await {
+/// A state file (the warehouse's, the training set's); its default when absent.
+async fn read_json<T: serde::de::DeserializeOwned + Default>(store: &dyn ObjectStore, path: &'static str) -> Result<T> {
+    match store.get(&Path::from(path)).await {
         Ok(got) => {
             let bytes = got.bytes().await.map_err(|e| WarehouseError::Store(e.to_string()))?;
-            serde_json::from_slice(&bytes).map_err(|e| WarehouseError::State(e.to_string()))
+            serde_json::from_slice(&bytes).map_err(|e| WarehouseError::State { path, message: e.to_string() })
         }
-        Err(object_store::Error::NotFound { .. }) => Ok(State::default()),
+        Err(object_store::Error::NotFound { .. }) => Ok(T::default()),
         Err(e) => Err(WarehouseError::Store(e.to_string())),
+    }
+}
+
+impl Warehouse {
+    /// Replaces a state file: an atomic put on every object store.
+    fn put_json<T: serde::Serialize>(&self, path: &str, value: &T) -> Result<()> {
+        let body = serde_json::to_vec_pretty(value).expect("state serializes");
+        self.block_on(self.store.put(&Path::from(path), object_store::PutPayload::from(body)))
+            .map_err(|e| self.store_error(e))?;
+        Ok(())
     }
 }

@@ -178,15 +178,12 @@ impl Warehouse {
         let replay_seconds = started.elapsed().as_secs_f64();
 
         let old = self.read_training_state()?;
-        let stamp = crate::build::chrono_now().replace([':', '-'], "");
+        let built_at = crate::build::chrono_now();
+        let stamp = built_at.replace([':', '-'], "");
         let mut state = TrainingState {
-            built_at: crate::build::chrono_now(),
+            built_at,
             silver_built_at: self.state.built_at.clone(),
-            until: opts.until.map(|u| {
-                let mut s = String::new();
-                cartflow_core::time::format_rfc3339(u, &mut s);
-                s
-            }),
+            until: opts.until.map(cartflow_core::time::rfc3339),
             files: Vec::new(),
             rows: rows.len() as u64,
         };
@@ -197,9 +194,7 @@ impl Warehouse {
                 .map_err(|e| self.store_error(e))?;
             state.files.push(file.path);
         }
-        let body = serde_json::to_vec_pretty(&state).expect("state serializes");
-        self.block_on(self.store.put(&Path::from(TRAINING_STATE), PutPayload::from(body)))
-            .map_err(|e| self.store_error(e))?;
+        self.put_json(TRAINING_STATE, &state)?;
         let keep: BTreeSet<&str> = state.files.iter().map(String::as_str).collect();
         for gone in old.files.iter().filter(|f| !keep.contains(f.as_str())) {
             match self.block_on(self.store.delete(&Path::from(gone.as_str()))) {
@@ -219,13 +214,7 @@ impl Warehouse {
     }
 
     pub fn read_training_state(&self) -> Result<TrainingState> {
-        match self.block_on(async { self.store.get(&Path::from(TRAINING_STATE)).await?.bytes().await }) {
-            Ok(bytes) => {
-                serde_json::from_slice(&bytes).map_err(|e| WarehouseError::State(format!("{TRAINING_STATE}: {e}")))
-            }
-            Err(object_store::Error::NotFound { .. }) => Ok(TrainingState::default()),
-            Err(e) => Err(self.store_error(e)),
-        }
+        self.block_on(crate::read_json(self.store.as_ref(), TRAINING_STATE))
     }
 
     pub(crate) fn register_training_set(&self, state: &TrainingState) -> Result<()> {

@@ -413,8 +413,7 @@ fn the_feature_api_answers_cartflow_and_feast_requests_and_says_what_is_wrong() 
     local.apply(&changes, &[]).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let cart = &changes.iter().rev().find(|c| is_cart(&c.event)).unwrap().event;
-    let mut time = String::new();
-    cartflow_core::time::format_rfc3339(cart.event_time, &mut time);
+    let time = cartflow_core::time::rfc3339(cart.event_time);
 
     // cartflow's request: the same values as the store answers in process.
     let body = serde_json::json!({
