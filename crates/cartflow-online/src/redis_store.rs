@@ -91,17 +91,12 @@ impl RedisStore {
         result.map_err(|e| redis_error(&self.url, e))
     }
 
-    /// Reads the entities these changes touch that the working copy lacks.
-    fn read_through(&self, cache: &mut Entities, changes: &[Change]) -> Result<()> {
-        let sessions: BTreeSet<&str> = changes
-            .iter()
-            .filter_map(|c| c.event.user_session.as_deref())
-            .filter(|s| !cache.sessions.contains_key(*s))
-            .collect();
-        let users: BTreeSet<i64> =
-            changes.iter().map(|c| c.event.user_id).filter(|u| !cache.users.contains_key(u)).collect();
-        let products: BTreeSet<i64> =
-            changes.iter().map(|c| c.event.product_id).filter(|p| !cache.products.contains_key(p)).collect();
+    /// Reads the touched entities the working copy lacks.
+    fn read_through(&self, cache: &mut Entities, touched: &Touched<'_>) -> Result<()> {
+        let sessions: Vec<&str> =
+            touched.sessions.iter().copied().filter(|s| !cache.sessions.contains_key(*s)).collect();
+        let users: Vec<i64> = touched.users.iter().copied().filter(|u| !cache.users.contains_key(u)).collect();
+        let products: Vec<i64> = touched.products.iter().copied().filter(|p| !cache.products.contains_key(p)).collect();
         if sessions.is_empty() && users.is_empty() && products.is_empty() {
             return Ok(());
         }
@@ -184,6 +179,23 @@ impl RedisStore {
 
 use redis::Commands;
 
+/// The entities a batch of changes touches, each once.
+struct Touched<'a> {
+    sessions: BTreeSet<&'a str>,
+    users: BTreeSet<i64>,
+    products: BTreeSet<i64>,
+}
+
+impl<'a> Touched<'a> {
+    fn of(changes: &'a [Change]) -> Self {
+        Touched {
+            sessions: changes.iter().filter_map(|c| c.event.user_session.as_deref()).collect(),
+            users: changes.iter().map(|c| c.event.user_id).collect(),
+            products: changes.iter().map(|c| c.event.product_id).collect(),
+        }
+    }
+}
+
 fn ttl_secs(ttl: Micros) -> i64 {
     (ttl / 1_000_000).max(1)
 }
@@ -194,16 +206,16 @@ fn redis_error(url: &str, e: redis::RedisError) -> OnlineError {
 
 impl OnlineStore for RedisStore {
     fn apply(&self, changes: &[Change], offsets: &[CommittedOffset]) -> Result<ApplyStats> {
+        let touched = Touched::of(changes);
         let mut cache = self.cache.lock().expect("redis cache lock poisoned");
-        self.read_through(&mut cache, changes)?;
+        self.read_through(&mut cache, &touched)?;
         let mut stats = ApplyStats::default();
         for c in changes {
             stats.add(cache.apply(&c.event, c.delete));
         }
         let mut pipe = redis::pipe();
         pipe.atomic();
-        let sessions: BTreeSet<&str> = changes.iter().filter_map(|c| c.event.user_session.as_deref()).collect();
-        for s in sessions {
+        for s in touched.sessions {
             match cache.sessions.get(s) {
                 Some(state) => self.put_session(&mut pipe, s, state),
                 // Emptied by deletes.
@@ -212,14 +224,12 @@ impl OnlineStore for RedisStore {
                 }
             }
         }
-        let users: BTreeSet<i64> = changes.iter().map(|c| c.event.user_id).collect();
-        for u in users {
+        for u in touched.users {
             if let Some(state) = cache.users.get(&u) {
                 self.put_user(&mut pipe, u, state);
             }
         }
-        let products: BTreeSet<i64> = changes.iter().map(|c| c.event.product_id).collect();
-        for p in products {
+        for p in touched.products {
             if let Some(state) = cache.products.get(&p) {
                 self.put_product(&mut pipe, p, state);
             }
