@@ -67,17 +67,35 @@ impl FeatureRequest {
     }
 }
 
-/// Parses `event_time`, or takes the store's newest event time (else now).
-pub async fn query_time(store: &dyn OnlineStore, given: Option<&str>, field: &str) -> Result<Micros, ApiError> {
-    if let Some(s) = given {
-        return time::parse_timestamp(s).ok_or_else(|| {
-            ApiError::bad_request(format!("{field}: {s:?} is not a time (RFC 3339 or `2019-10-01 00:00:00 UTC`)"))
-        });
+/// The times of a request's queries: given ones parsed; missing ones the
+/// store's newest event time (else now), asked of the store once per request.
+pub struct QueryTimes<'a> {
+    store: &'a dyn OnlineStore,
+    default: Option<Micros>,
+}
+
+impl<'a> QueryTimes<'a> {
+    pub fn new(store: &'a dyn OnlineStore) -> Self {
+        QueryTimes { store, default: None }
     }
-    Ok(match store.watermark().await.map_err(ApiError::store)? {
-        Some(w) => w,
-        None => time::now_micros(),
-    })
+
+    /// `field` names the value in an error message.
+    pub async fn get(&mut self, given: Option<&str>, field: impl Fn() -> String) -> Result<Micros, ApiError> {
+        if let Some(s) = given {
+            return time::parse_timestamp(s).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "{}: {s:?} is not a time (RFC 3339 or `2019-10-01 00:00:00 UTC`)",
+                    field()
+                ))
+            });
+        }
+        if let Some(t) = self.default {
+            return Ok(t);
+        }
+        let t = self.store.watermark().await.map_err(ApiError::store)?.unwrap_or_else(time::now_micros);
+        self.default = Some(t);
+        Ok(t)
+    }
 }
 
 fn json_value(v: Value<'_>) -> Json_ {
@@ -120,7 +138,7 @@ async fn answer_features(
             .map(|n| spec::feature(n).ok_or_else(|| ApiError::not_found(format!("features: no feature {n:?}"))))
             .collect::<Result<_, _>>()?,
     };
-    let t = query_time(store, req.event_time.as_deref(), "event_time").await?;
+    let t = QueryTimes::new(store).get(req.event_time.as_deref(), || "event_time".into()).await?;
     let attrs = req.attrs();
     let q = CartQuery {
         time: t,
@@ -241,9 +259,9 @@ async fn answer_feast(
     let categories = column(&req, "category_code", rows)?;
 
     let mut answers: Vec<(Micros, Answer)> = Vec::with_capacity(rows);
+    let mut query_times = QueryTimes::new(store);
     for i in 0..rows {
-        let field = format!("entities.event_time[{i}]");
-        let t = query_time(store, str_at(times, i, "event_time")?, &field).await?;
+        let t = query_times.get(str_at(times, i, "event_time")?, || format!("entities.event_time[{i}]")).await?;
         let price = match prices.map(|c| &c[i]) {
             None | Some(Json_::Null) => None,
             Some(v) => Some(
