@@ -3,7 +3,7 @@
 //! The training set's columns, the feature API's answers and the model's
 //! inputs are all listed from here, in this order.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::compute::CartFeatures;
 
@@ -17,7 +17,7 @@ pub enum FeatureType {
 
 /// v1 is the reference design's six features, made point-in-time correct;
 /// v2 is v1 plus what the moment of the cart really knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FeatureSet {
     V1,
