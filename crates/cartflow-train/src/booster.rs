@@ -92,7 +92,7 @@ pub fn fit(
         .set_num_threads(Some(threads.max(1)))
         .set_initialize_base_score(true)
         .set_evaluation_metric(Some(Metric::LogLoss))
-        .set_early_stopping_rounds(Some(EARLY_STOPPING_ROUNDS));
+        .set_early_stopping_rounds(early_stopping);
     booster
         .fit(&data, &train.labels, &weights, Some(vec![(eval, &valid.labels, &eval_weights)]))
         .map_err(|e| TrainError::Booster(e.to_string()))?;

@@ -244,7 +244,8 @@ pub fn training_schema() -> Schema {
     Schema::new(fields)
 }
 
-fn training_batch(rows: &[TrainingRow]) -> RecordBatch {
+/// Rows of the training set as a batch of [`training_schema`].
+pub fn training_batch(rows: &[TrainingRow]) -> RecordBatch {
     let n = rows.len();
     let mut columns: Vec<ArrayRef> = vec![
         Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.event_time)).with_timezone("UTC")),

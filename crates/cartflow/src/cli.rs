@@ -57,6 +57,11 @@ pub enum Command {
     /// Features: list them, stream them online, build the training set, serve them.
     #[command(subcommand)]
     Features(FeaturesCommand),
+    /// Train, tune and register a purchase model from the training set
+    Train(TrainArgs),
+    /// The model registry: an MLflow-compatible tracking server with a web UI
+    #[command(subcommand)]
+    Registry(RegistryCommand),
     /// Run SQL over the lake and the warehouse (bronze.*, silver.events, gold.*) and print the result
     Sql(SqlArgs),
     /// List topics with partitions, end offsets and each consumer group's lag
@@ -303,6 +308,21 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Boosters at equal work: generated events → point-in-time training set →
+    /// forust with fixed parameters (time, validation AUC) and batch inference;
+    /// with --out, the encoded windows as CSV for benches/boosters.py
+    Boosters {
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        /// Trees, depth 6, learning rate 0.1, no early stopping
+        #[arg(long, default_value_t = 200)]
+        rounds: usize,
+        /// Directory for train.csv and valid.csv (encoded inputs, label last)
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// The feature streamer: validated events from the embedded log into the
     /// online store, in memory and (with --redis) in Redis
     Features {
@@ -339,4 +359,44 @@ fn share(s: &str) -> Result<f64, String> {
         Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
         _ => Err(format!("{s:?} is not a share between 0 and 1")),
     }
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Feature set: v1 (the reference design's six) or v2 (all) [default: train.features]
+    #[arg(long)]
+    pub features: Option<String>,
+    /// Tuning trials [default: train.trials, 20]
+    #[arg(long)]
+    pub trials: Option<usize>,
+    /// Trials at once [default: one per core]
+    #[arg(long)]
+    pub parallel: Option<usize>,
+    /// Seconds after which no new trial starts [default: no limit]
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Tracking server to log to: `embedded` or http://host:port (cartflow's or MLflow's)
+    #[arg(long)]
+    pub registry: Option<String>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Subcommand)]
+pub enum RegistryCommand {
+    /// Serve MLflow's REST API, the artifact API and the web UI
+    Serve(RegistryServeArgs),
+}
+
+#[derive(Args)]
+pub struct RegistryServeArgs {
+    /// Address to listen on [default: registry.addr, 127.0.0.1:5001]
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// Store URL: sqlite://PATH or postgres://… [default: registry.store]
+    #[arg(long)]
+    pub store: Option<String>,
+    /// Artifact location: a directory or s3://bucket/prefix [default: registry.artifacts]
+    #[arg(long)]
+    pub artifacts: Option<String>,
 }

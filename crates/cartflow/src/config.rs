@@ -30,6 +30,58 @@ pub struct Config {
     pub lake_sink: LakeSinkConfig,
     pub warehouse: WarehouseConfig,
     pub features: FeaturesConfig,
+    pub train: TrainConfig,
+    pub registry: RegistryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// `v1` (the reference design's six features) or `v2` (all).
+    pub features: String,
+    pub trials: usize,
+    /// Trials at once; 0 is one per core.
+    pub parallel: usize,
+    /// No new trials after this many seconds; 0 is no limit.
+    pub timeout_secs: u64,
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig { features: "v2".into(), trials: 20, parallel: 0, timeout_secs: 0, seed: 42 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Where `train` logs: `embedded` (this data directory's registry, served in-process)
+    /// or the URL of an MLflow-compatible tracking server (cartflow's or MLflow's).
+    pub url: String,
+    /// Where `registry serve` listens (MLflow's default port is 5000; 5001 leaves it free).
+    pub addr: String,
+    /// The registry's tables: empty is SQLite at `<data_dir>/registry/mlflow.db`, or `postgres://…`.
+    pub store: String,
+    /// Artifacts: empty is `<data_dir>/registry/artifacts`, or a directory or `s3://bucket/prefix`.
+    pub artifacts: String,
+    /// The experiment training runs are logged to.
+    pub experiment: String,
+    /// The registered model new versions go to.
+    pub model_name: String,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            url: "embedded".into(),
+            addr: "127.0.0.1:5001".into(),
+            store: String::new(),
+            artifacts: String::new(),
+            experiment: "cart-purchase".into(),
+            model_name: "purchase_prediction_model".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -121,6 +173,8 @@ impl Default for Config {
             lake_sink: LakeSinkConfig::default(),
             warehouse: WarehouseConfig::default(),
             features: FeaturesConfig::default(),
+            train: TrainConfig::default(),
+            registry: RegistryConfig::default(),
         }
     }
 }
@@ -187,6 +241,23 @@ impl Config {
             return Ok(std::sync::Arc::new(store));
         }
         bail!("features.online = {url:?}: expected `embedded` or `redis://host:port/db`")
+    }
+
+    /// The registry's store URL and artifact location, defaults under the data directory.
+    pub fn registry_locations(&self) -> Result<(String, String)> {
+        let dir = self.data_dir.join("registry");
+        let store = if self.registry.store.is_empty() {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            format!("sqlite://{}", dir.join("mlflow.db").display())
+        } else {
+            self.registry.store.clone()
+        };
+        let artifacts = if self.registry.artifacts.is_empty() {
+            dir.join("artifacts").display().to_string()
+        } else {
+            self.registry.artifacts.clone()
+        };
+        Ok((store, artifacts))
     }
 
     pub fn log_dir(&self) -> PathBuf {

@@ -20,7 +20,97 @@ pub fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Validate { events, json } => validate(events, json),
         BenchCommand::Pipeline { events, json, lake } => pipeline(ctx, events, json, lake),
         BenchCommand::Features { events, redis, json } => features(ctx, events, redis, json),
+        BenchCommand::Boosters { events, rounds, out, json } => boosters(events, rounds, out.as_deref(), json),
     }
+}
+
+/// Writes encoded rows as CSV: inputs by name, then `label`; missing is empty.
+fn write_csv(path: &std::path::Path, names: &[String], data: &cartflow_train::encode::Encoded) -> Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    writeln!(w, "{},label", names.join(","))?;
+    for r in 0..data.rows {
+        for c in 0..data.cols {
+            let v = data.column_major[c * data.rows + r];
+            if !v.is_nan() {
+                write!(w, "{v}")?;
+            }
+            w.write_all(b",")?;
+        }
+        writeln!(w, "{}", data.labels[r])?;
+    }
+    Ok(w.flush()?)
+}
+
+fn boosters(events: u64, rounds: usize, out: Option<&std::path::Path>, as_json: bool) -> Result<()> {
+    use cartflow_features::{DEFAULT_SESSION_TTL, FeatureSet, TrainingSetBuilder};
+    use cartflow_train::encode::{Encoded, fit_inputs};
+
+    let started = Instant::now();
+    let mut builder = TrainingSetBuilder::new(DEFAULT_SESSION_TTL);
+    Generator::new(GeneratorConfig { events, ..GeneratorConfig::default() }).for_each(|e| builder.push(e));
+    let (rows, _) = builder.finish();
+    let batches: Vec<_> = rows.chunks(65_536).map(cartflow_warehouse::training::training_batch).collect();
+    let frame = cartflow_train::Frame::from_batches(&batches)?;
+    let split = frame.time_split(cartflow_train::TRAIN_SHARE)?;
+    let inputs = fit_inputs(&frame, FeatureSet::V2, &split.train);
+    let train = Encoded::new(&frame, &inputs, &split.train)?;
+    let valid = Encoded::new(&frame, &inputs, &split.valid)?;
+    let prepare_secs = started.elapsed().as_secs_f64();
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir)?;
+        let names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
+        write_csv(&dir.join("train.csv"), &names, &train)?;
+        write_csv(&dir.join("valid.csv"), &names, &valid)?;
+    }
+
+    let params =
+        cartflow_train::Params { rounds, max_depth: 6, learning_rate: 0.1, ..cartflow_train::Params::default() };
+    let cores = cartflow_train::cores();
+    let started = Instant::now();
+    let fitted = cartflow_train::booster::fit_fixed(&params, &train, &valid, cores)?;
+    let train_secs = started.elapsed().as_secs_f64();
+    let p = fitted.ensemble.predict_batch(&valid.row_major(), valid.cols);
+    let auc = cartflow_train::metrics::roc_auc(&p, &valid.labels);
+    let log_loss = cartflow_train::metrics::log_loss(&p, &valid.labels);
+
+    // Inference on one core with 100 trees, batch: at least a million rows.
+    let mut hundred = fitted.ensemble.clone();
+    let keep = hundred.roots.len().min(100);
+    hundred.roots.truncate(keep);
+    let rows = valid.row_major();
+    let repeat = (1_000_000 / valid.rows.max(1)).max(1);
+    let started = Instant::now();
+    let mut scored = 0usize;
+    for _ in 0..repeat {
+        scored += std::hint::black_box(hundred.predict_batch(&rows, valid.cols)).len();
+    }
+    let infer_per_sec = scored as f64 / started.elapsed().as_secs_f64();
+
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "events": events, "train_rows": train.rows, "valid_rows": valid.rows, "rounds": rounds,
+                "prepare_secs": prepare_secs, "forust_train_secs": train_secs, "forust_valid_auc": auc,
+                "forust_valid_log_loss": log_loss, "inference_rows_per_sec_one_core": infer_per_sec, "inference_trees": keep,
+            })
+        );
+        return Ok(());
+    }
+    println!(
+        "training set: {} events → {} train rows, {} validation rows ({:.1}% / {:.1}% bought) in {prepare_secs:.1} s",
+        thousands(events),
+        thousands(train.rows as u64),
+        thousands(valid.rows as u64),
+        100.0 * train.base_rate(),
+        100.0 * valid.base_rate()
+    );
+    println!(
+        "forust, {rounds} trees, depth 6, lr 0.1, {cores} threads: {train_secs:.2} s, validation AUC {auc:.4}, log loss {log_loss:.4}"
+    );
+    println!("inference, {keep} trees, batch, one core: {} rows/s", thousands(infer_per_sec as u64));
+    Ok(())
 }
 
 /// Parse + validate + normalize on one core, over generated raw JSON in memory.

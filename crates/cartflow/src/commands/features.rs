@@ -98,7 +98,7 @@ pub fn print_stream_summary(s: &StreamerStats, store: &dyn OnlineStore, secs: f6
     Ok(())
 }
 
-fn open_warehouse(ctx: &Ctx, lake: Option<String>) -> Result<Warehouse> {
+pub(super) fn open_warehouse(ctx: &Ctx, lake: Option<String>) -> Result<Warehouse> {
     let location = lake.unwrap_or_else(|| ctx.cfg.lake_location());
     Warehouse::open_with_memory(&location, ctx.cfg.warehouse.memory_mb)
         .with_context(|| format!("opening the warehouse over the lake at {location}"))

@@ -5,10 +5,12 @@ mod features;
 mod generate;
 mod lake_sink;
 mod produce;
+mod registry;
 mod run;
 mod sql;
 mod tail;
 mod topics;
+mod train;
 mod validate;
 mod warehouse;
 
@@ -51,6 +53,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::LakeSink(a) => lake_sink::run(&ctx, a),
         Command::Warehouse(w) => warehouse::run(&ctx, w),
         Command::Features(f) => features::run(&ctx, f),
+        Command::Train(a) => train::run(&ctx, a),
+        Command::Registry(r) => registry::run(&ctx, r),
         Command::Sql(a) => sql::run(&ctx, a),
         Command::Topics(a) => topics::run(&ctx, a),
         Command::Tail(a) => tail::run(&ctx, a),

@@ -2,8 +2,9 @@
 //!
 //! Today it runs the stages that exist: events (generated, or `--input`
 //! files) → `tracking.raw_user_behavior` → validator → validated / invalid →
-//! lake, all concurrently, then the warehouse build, then prints a summary.
-//! Features, training and serving join it as they land.
+//! lake, all concurrently, then the warehouse build, the training set, and a
+//! short tuning run registered in the embedded registry; then prints a
+//! summary. Serving joins it when it lands.
 
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ use cartflow_stream::validator::{ValidatorConfig, ValidatorStats, run_validator}
 use serde_json::json;
 
 use super::{Ctx, generator_config, per_sec};
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, TrainArgs};
 use crate::telemetry::{progress, thousands};
 
 pub struct PipelineRun {
@@ -148,10 +149,41 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
             100.0 * t.positives as f64 / t.rows.max(1) as f64,
             t.seconds
         );
+        train(ctx)?;
     }
     println!("  next: `cartflow topics`, `cartflow tail tracking.user_behavior.validated -n 3`,");
     println!("        `cartflow sql \"SELECT * FROM gold.vw_category_performance ORDER BY purchases DESC LIMIT 5\"`,");
-    println!("        `cartflow features serve` (features of a cart over HTTP, as Feast serves them)");
-    println!("  (training and serving predictions are not in this build yet)");
+    println!("        `cartflow features serve` (features of a cart over HTTP, as Feast serves them),");
+    println!("        `cartflow registry serve` (runs, plots and model versions at http://127.0.0.1:5001/ui/)");
+    println!("  (serving predictions is not in this build yet)");
+    Ok(())
+}
+
+/// Trials of `run`'s short tuning budget, and the time after which no new one starts.
+const RUN_TRIALS: usize = 8;
+const RUN_TUNING_SECS: u64 = 60;
+
+/// A short tuning run into the embedded registry.
+fn train(ctx: &Ctx) -> Result<()> {
+    let quiet = Ctx { cfg: ctx.cfg.clone(), quiet: true, control: ctx.control.clone(), health: ctx.health.clone() };
+    let args = TrainArgs {
+        features: None,
+        trials: Some(ctx.cfg.train.trials.min(RUN_TRIALS)),
+        parallel: None,
+        timeout: Some(RUN_TUNING_SECS),
+        registry: Some("embedded".into()),
+        seed: None,
+    };
+    let t = super::train::train(&quiet, args)?;
+    let o = &t.outcome;
+    let logistic = o.baseline("logistic_regression").map_or(f64::NAN, |m| m.roc_auc);
+    println!(
+        "  train     validation ROC AUC {:.4} (logistic regression {logistic:.4}, base rate 0.5) on {} carts; {} trials in {:.1} s",
+        o.metrics.roc_auc,
+        thousands(o.split.valid_rows as u64),
+        o.trials.len(),
+        o.seconds
+    );
+    println!("  registry  {} v{} is {}", ctx.cfg.registry.model_name, t.version, t.alias);
     Ok(())
 }

@@ -1,0 +1,195 @@
+//! The REST client the trainer logs with. It speaks only MLflow's public
+//! API, so it works against cartflow's registry and against `mlflow server`.
+
+use serde_json::{Value, json};
+
+use crate::proto::{Metric, ModelVersion, Param, Run, RunInfo, Tag};
+use crate::{ErrorCode, RegistryError, Result};
+
+/// MLflow's tag naming a run's parent: the UI nests child runs under it.
+pub const PARENT_RUN_TAG: &str = "mlflow.parentRunId";
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+fn code(s: &str) -> ErrorCode {
+    match s {
+        "RESOURCE_DOES_NOT_EXIST" => ErrorCode::ResourceDoesNotExist,
+        "RESOURCE_ALREADY_EXISTS" => ErrorCode::ResourceAlreadyExists,
+        "INVALID_PARAMETER_VALUE" => ErrorCode::InvalidParameterValue,
+        _ => ErrorCode::InternalError,
+    }
+}
+
+impl Client {
+    /// A client of the tracking server at `base` (`http://127.0.0.1:5001`).
+    pub fn new(base: &str) -> Self {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(60)))
+            .build()
+            .new_agent();
+        Self { base: base.trim_end_matches('/').to_owned(), agent }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn answer(
+        &self,
+        what: &str,
+        response: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<Vec<u8>> {
+        let mut response = response.map_err(|e| RegistryError::internal(format!("{what} at {}: {e}", self.base)))?;
+        let status = response.status();
+        let body = response.body_mut().read_to_vec().map_err(|e| RegistryError::internal(format!("{what}: {e}")))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let err: Value = serde_json::from_slice(&body).unwrap_or_default();
+        Err(RegistryError {
+            code: if status == 404 {
+                ErrorCode::ResourceDoesNotExist
+            } else {
+                code(err["error_code"].as_str().unwrap_or(""))
+            },
+            message: format!(
+                "{what}: {} ({status})",
+                err["message"].as_str().unwrap_or(&String::from_utf8_lossy(&body))
+            ),
+        })
+    }
+
+    fn post(&self, endpoint: &str, body: Value) -> Result<Value> {
+        let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
+        let bytes = self.answer(
+            endpoint,
+            self.agent.post(&url).header("content-type", "application/json").send(body.to_string()),
+        )?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| RegistryError::internal(format!("{endpoint}: answer is not JSON: {e}")))
+    }
+
+    fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value> {
+        let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
+        let bytes = self.answer(endpoint, self.agent.get(&url).query_pairs(query.iter().copied()).call())?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| RegistryError::internal(format!("{endpoint}: answer is not JSON: {e}")))
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(v: &Value, what: &str) -> Result<T> {
+        serde_json::from_value(v.clone())
+            .map_err(|e| RegistryError::internal(format!("{what} in an unexpected shape: {e}")))
+    }
+
+    /// The id of experiment `name`, created if it does not exist.
+    pub fn experiment_id(&self, name: &str) -> Result<String> {
+        match self.get("experiments/get-by-name", &[("experiment_name", name)]) {
+            Ok(v) => Ok(v["experiment"]["experiment_id"].as_str().unwrap_or_default().to_owned()),
+            Err(e) if e.code == ErrorCode::ResourceDoesNotExist => {
+                let v = self.post("experiments/create", json!({ "name": name }))?;
+                Ok(v["experiment_id"].as_str().unwrap_or_default().to_owned())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Starts a run, a child of `parent` when given.
+    pub fn create_run(&self, experiment_id: &str, name: &str, parent: Option<&str>) -> Result<RunInfo> {
+        let mut tags = vec![json!({ "key": "mlflow.source.name", "value": "cartflow train" })];
+        if let Some(parent) = parent {
+            tags.push(json!({ "key": PARENT_RUN_TAG, "value": parent }));
+        }
+        let v = self.post(
+            "runs/create",
+            json!({ "experiment_id": experiment_id, "run_name": name, "start_time": crate::proto::now_ms(), "tags": tags }),
+        )?;
+        Self::parse(&v["run"]["info"], "run")
+    }
+
+    pub fn run(&self, run_id: &str) -> Result<Run> {
+        Self::parse(&self.get("runs/get", &[("run_id", run_id)])?["run"], "run")
+    }
+
+    /// Logs in batches of MLflow's limits (1000 metrics, 100 params, 100 tags per call).
+    pub fn log_batch(&self, run_id: &str, metrics: &[Metric], params: &[Param], tags: &[Tag]) -> Result<()> {
+        for chunk in metrics.chunks(1000) {
+            self.post("runs/log-batch", json!({ "run_id": run_id, "metrics": chunk }))?;
+        }
+        for chunk in params.chunks(100) {
+            self.post("runs/log-batch", json!({ "run_id": run_id, "params": chunk }))?;
+        }
+        for chunk in tags.chunks(100) {
+            self.post("runs/log-batch", json!({ "run_id": run_id, "tags": chunk }))?;
+        }
+        Ok(())
+    }
+
+    pub fn finish_run(&self, run_id: &str, status: &str) -> Result<()> {
+        self.post("runs/update", json!({ "run_id": run_id, "status": status, "end_time": crate::proto::now_ms() }))?;
+        Ok(())
+    }
+
+    /// The artifact API URL of `artifact_uri`/`path`, for `mlflow-artifacts:` URIs.
+    fn artifact_url(&self, artifact_uri: &str, path: &str) -> Result<String> {
+        let rest = artifact_uri.strip_prefix("mlflow-artifacts:").ok_or_else(|| {
+            RegistryError::invalid(format!(
+                "artifact URI {artifact_uri:?}: only mlflow-artifacts: URIs (the server stores artifacts) are supported"
+            ))
+        })?;
+        // mlflow-artifacts://host:port/x and mlflow-artifacts:/x both name x on this server.
+        let rest = rest.strip_prefix("//").map_or(rest, |r| r.find('/').map_or("", |i| &r[i..]));
+        let joined = [rest.trim_matches('/'), path.trim_matches('/')]
+            .iter()
+            .filter(|s| !s.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/");
+        Ok(format!("{}/api/2.0/mlflow-artifacts/artifacts/{joined}", self.base))
+    }
+
+    pub fn upload(&self, artifact_uri: &str, path: &str, bytes: &[u8]) -> Result<()> {
+        let url = self.artifact_url(artifact_uri, path)?;
+        self.answer(&format!("upload {path}"), self.agent.put(&url).send(bytes))?;
+        Ok(())
+    }
+
+    pub fn download(&self, artifact_uri: &str, path: &str) -> Result<Vec<u8>> {
+        let url = self.artifact_url(artifact_uri, path)?;
+        self.answer(&format!("download {artifact_uri}/{path}"), self.agent.get(&url).call())
+    }
+
+    /// Creates registered model `name` unless it exists.
+    pub fn ensure_registered_model(&self, name: &str, description: &str) -> Result<()> {
+        match self.post("registered-models/create", json!({ "name": name, "description": description })) {
+            Ok(_) => Ok(()),
+            Err(e) if e.code == ErrorCode::ResourceAlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn create_model_version(&self, name: &str, source: &str, run_id: &str) -> Result<ModelVersion> {
+        let v = self.post("model-versions/create", json!({ "name": name, "source": source, "run_id": run_id }))?;
+        Self::parse(&v["model_version"], "model version")
+    }
+
+    pub fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<()> {
+        self.post("registered-models/alias", json!({ "name": name, "alias": alias, "version": version }))?;
+        Ok(())
+    }
+
+    /// The version `alias` points at, if the model and the alias exist.
+    pub fn version_by_alias(&self, name: &str, alias: &str) -> Result<Option<ModelVersion>> {
+        match self.get("registered-models/alias", &[("name", name), ("alias", alias)]) {
+            Ok(v) => Ok(Some(Self::parse(&v["model_version"], "model version")?)),
+            Err(e) if e.code == ErrorCode::ResourceDoesNotExist => Ok(None),
+            // MLflow's own server calls a missing alias an invalid parameter.
+            Err(e) if e.code == ErrorCode::InvalidParameterValue && e.message.contains("not found") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! A model registry that speaks MLflow: experiments, runs, params, metrics,
+//! tags, artifacts, registered models, versions and aliases, over MLflow's
+//! REST API so that MLflow's own client works against it, and a client
+//! (the trainer's) that works against it and against a real MLflow server.
+//!
+//! - [`store`]: the tables, on SQLite (default) or PostgreSQL through one SQL code path;
+//! - [`filter`]: MLflow's search filter and order-by language;
+//! - [`api`]: `/api/2.0/mlflow/…` and `/api/2.0/mlflow-artifacts/…`;
+//! - [`ui`]: the web pages;
+//! - [`client`]: the REST client.
+
+pub mod api;
+pub mod client;
+pub mod filter;
+pub mod proto;
+pub mod store;
+pub mod ui;
+
+pub use client::Client;
+pub use store::Store;
+
+/// MLflow's error codes that this server answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    ResourceDoesNotExist,
+    ResourceAlreadyExists,
+    InvalidParameterValue,
+    InternalError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ResourceDoesNotExist => "RESOURCE_DOES_NOT_EXIST",
+            Self::ResourceAlreadyExists => "RESOURCE_ALREADY_EXISTS",
+            Self::InvalidParameterValue => "INVALID_PARAMETER_VALUE",
+            Self::InternalError => "INTERNAL_ERROR",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct RegistryError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl RegistryError {
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self { code: ErrorCode::ResourceDoesNotExist, message: message.into() }
+    }
+
+    pub fn exists(message: impl Into<String>) -> Self {
+        Self { code: ErrorCode::ResourceAlreadyExists, message: message.into() }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self { code: ErrorCode::InvalidParameterValue, message: message.into() }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self { code: ErrorCode::InternalError, message: message.into() }
+    }
+}
+
+impl From<sqlx::Error> for RegistryError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::internal(format!("registry store: {e}"))
+    }
+}
+
+impl From<object_store::Error> for RegistryError {
+    fn from(e: object_store::Error) -> Self {
+        match e {
+            object_store::Error::NotFound { path, .. } => Self::not_found(format!("no artifact at {path}")),
+            e => Self::internal(format!("artifact store: {e}")),
+        }
+    }
+}
+
+pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+pub use api::Registry;
+
+/// Opens the registry: its tables at `store_url` (`sqlite://PATH`,
+/// `postgres://…`) and its artifacts at `artifacts` (a directory or `s3://bucket/prefix`).
+pub async fn open(store_url: &str, artifacts: &str) -> Result<Registry> {
+    let store = Store::open(store_url).await?;
+    let (objects, prefix) =
+        cartflow_lake::store::open_store_root(artifacts).map_err(|e| RegistryError::internal(e.to_string()))?;
+    Ok(Registry { store, artifacts: objects, artifact_prefix: prefix })
+}
+
+/// The API and the UI on one router.
+pub fn app(registry: Registry) -> axum::Router {
+    api::router(registry.clone()).merge(ui::router(registry))
+}

@@ -1,0 +1,272 @@
+//! The registry's web pages, rendered on the server from the store: plain
+//! HTML tables with links, no script needed, so they load anywhere and a
+//! headless browser test reads them as a person would.
+//!
+//! `/ui/` experiments · `/ui/experiments/{id}` runs (sortable by any
+//! column) · `/ui/runs/{id}` a run with its plots · `/ui/models` registered
+//! models, versions and aliases.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use crate::RegistryError;
+use crate::api::Registry;
+use crate::filter::{self, Field, Key, Searchable};
+use crate::proto::Run;
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+/// Percent-encodes a query or path value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn time(ms: i64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + (m <= 2) as i64;
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+fn page(title: &str, body: &str) -> Html<String> {
+    Html(format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>{t} · cartflow registry</title><style>\
+         body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}\
+         td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}th{{background:#f3f3f3}}\
+         nav a{{margin-right:1em}}img{{max-width:640px;border:1px solid #ddd;margin:4px}}.num{{text-align:right}}\
+         </style></head><body><nav><a href=/ui/>Experiments</a><a href=/ui/models>Models</a></nav><h1>{t}</h1>{body}</body></html>",
+        t = esc(title)
+    ))
+}
+
+struct UiError(RegistryError);
+
+impl From<RegistryError> for UiError {
+    fn from(e: RegistryError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for UiError {
+    fn into_response(self) -> Response {
+        let status = match self.0.code {
+            crate::ErrorCode::ResourceDoesNotExist => axum::http::StatusCode::NOT_FOUND,
+            crate::ErrorCode::InternalError => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            _ => axum::http::StatusCode::BAD_REQUEST,
+        };
+        (status, page("Error", &format!("<p>{}</p>", esc(&self.0.message)))).into_response()
+    }
+}
+
+type PageResult = std::result::Result<Html<String>, UiError>;
+
+async fn experiments(State(r): State<Registry>) -> PageResult {
+    let mut rows = String::new();
+    for e in r.store.experiments(&["active"]).await? {
+        let runs = r.store.runs(std::slice::from_ref(&e.experiment_id), &["active"]).await?.len();
+        let _ = write!(
+            rows,
+            "<tr><td><a href=/ui/experiments/{id}>{name}</a></td><td>{id}</td><td class=num>{runs}</td><td>{created}</td></tr>",
+            id = e.experiment_id,
+            name = esc(&e.name),
+            created = time(e.creation_time)
+        );
+    }
+    Ok(page(
+        "Experiments",
+        &format!("<table id=experiments><tr><th>Name</th><th>ID</th><th>Runs</th><th>Created</th></tr>{rows}</table>"),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Sort {
+    sort: Option<String>,
+    desc: Option<u8>,
+}
+
+fn cell(run: &Run, key: &Key) -> String {
+    match run.field(key) {
+        Some(Field::Number(n)) => {
+            format!("<td class=num>{}</td>", if n.fract() == 0.0 { format!("{n}") } else { format!("{n:.4}") })
+        }
+        Some(Field::Text(t)) => format!("<td>{}</td>", esc(t)),
+        None => "<td></td>".into(),
+    }
+}
+
+async fn runs(State(r): State<Registry>, Path(id): Path<String>, Query(sort): Query<Sort>) -> PageResult {
+    let experiment = r.store.experiment(&id).await?;
+    let mut runs = r.store.runs(std::slice::from_ref(&id), &["active"]).await?;
+    let by = sort.sort.unwrap_or_else(|| "attributes.start_time".into());
+    let desc = sort.desc.unwrap_or(1) == 1;
+    filter::order(&mut runs, &[format!("{by} {}", if desc { "DESC" } else { "ASC" })])?;
+    let metrics: BTreeSet<&str> = runs.iter().flat_map(|r| r.data.metrics.iter().map(|m| m.key.as_str())).collect();
+    let params: BTreeSet<&str> = runs.iter().flat_map(|r| r.data.params.iter().map(|p| p.key.as_str())).collect();
+    let columns: Vec<(String, Key)> = [("run_name", "Run"), ("status", "Status"), ("start_time", "Started")]
+        .iter()
+        .map(|(k, label)| (format!("attributes.{k}|{label}"), Key::Attribute((*k).into())))
+        .chain(metrics.iter().map(|m| (format!("metrics.{m}|{m}"), Key::Metric((*m).into()))))
+        .chain(params.iter().map(|p| (format!("params.{p}|{p}"), Key::Param((*p).into()))))
+        .collect();
+    let mut head = String::new();
+    for (spec, _) in &columns {
+        let (key, label) = spec.split_once('|').expect("spec has a label");
+        let flip = if key == by && desc { 0 } else { 1 };
+        let arrow = if key == by { if desc { " ▼" } else { " ▲" } } else { "" };
+        let _ = write!(head, "<th><a href='?sort={}&desc={flip}'>{}{arrow}</a></th>", enc(key), esc(label));
+    }
+    let mut rows = String::new();
+    for run in &runs {
+        let _ = write!(rows, "<tr data-run='{}'>", run.info.run_id);
+        for (_, key) in &columns {
+            match key {
+                Key::Attribute(a) if a == "run_name" => {
+                    let child = run.tag(crate::client::PARENT_RUN_TAG).map_or("", |_| "↳ ");
+                    let _ = write!(
+                        rows,
+                        "<td>{child}<a href=/ui/runs/{}>{}</a></td>",
+                        run.info.run_id,
+                        esc(&run.info.run_name)
+                    );
+                }
+                Key::Attribute(a) if a == "start_time" => {
+                    let _ = write!(rows, "<td>{}</td>", time(run.info.start_time));
+                }
+                _ => rows.push_str(&cell(run, key)),
+            }
+        }
+        rows.push_str("</tr>");
+    }
+    Ok(page(
+        &format!("Experiment {}", experiment.name),
+        &format!("<p>{} runs. Click a column to sort.</p><table id=runs><tr>{head}</tr>{rows}</table>", runs.len()),
+    ))
+}
+
+fn kv_table(id: &str, rows: impl Iterator<Item = (String, String)>) -> String {
+    let body: String = rows.map(|(k, v)| format!("<tr><td>{}</td><td>{}</td></tr>", esc(&k), esc(&v))).collect();
+    format!("<table id={id}><tr><th>Key</th><th>Value</th></tr>{body}</table>")
+}
+
+async fn run(State(r): State<Registry>, Path(id): Path<String>) -> PageResult {
+    let run = r.store.run(&id).await?;
+    let root = run
+        .info
+        .artifact_uri
+        .strip_prefix("mlflow-artifacts:")
+        .unwrap_or(&run.info.artifact_uri)
+        .trim_start_matches('/')
+        .to_owned();
+    let files = r.list_artifacts(&root).await.unwrap_or_default();
+    let mut artifacts = String::new();
+    let mut plots = String::new();
+    for (name, is_dir, size) in &files {
+        let url = format!("/api/2.0/mlflow-artifacts/artifacts/{root}/{}", enc(name));
+        let _ = write!(
+            artifacts,
+            "<li><a href='{url}'>{}</a>{}</li>",
+            esc(name),
+            if *is_dir { "/".into() } else { format!(" ({size} bytes)") }
+        );
+        if name.ends_with(".svg") || name.ends_with(".png") {
+            let _ = write!(
+                plots,
+                "<figure><img src='{url}' alt='{n}'><figcaption>{n}</figcaption></figure>",
+                n = esc(name)
+            );
+        }
+    }
+    let info = [
+        ("Run ID", run.info.run_id.clone()),
+        ("Status", run.info.status.clone()),
+        ("Started", time(run.info.start_time)),
+        ("Ended", run.info.end_time.map(time).unwrap_or_default()),
+        ("Artifacts", run.info.artifact_uri.clone()),
+    ];
+    let parent = run
+        .tag(crate::client::PARENT_RUN_TAG)
+        .map(|p| format!("<p>Child of <a href=/ui/runs/{p}>{p}</a></p>", p = esc(p)))
+        .unwrap_or_default();
+    Ok(page(
+        &format!("Run {}", run.info.run_name),
+        &format!(
+            "{parent}<p><a href=/ui/experiments/{exp}>Back to the experiment</a></p>{info}<h2>Metrics</h2>{metrics}<h2>Parameters</h2>{params}\
+             <h2>Plots</h2><div id=plots>{plots}</div><h2>Artifacts</h2><ul id=artifacts>{artifacts}</ul><h2>Tags</h2>{tags}",
+            exp = run.info.experiment_id,
+            info = kv_table("info", info.iter().map(|(k, v)| (k.to_string(), v.clone()))),
+            metrics = kv_table("metrics", run.data.metrics.iter().map(|m| (m.key.clone(), m.value.to_string()))),
+            params = kv_table("params", run.data.params.iter().map(|p| (p.key.clone(), p.value.clone()))),
+            tags = kv_table("tags", run.data.tags.iter().map(|t| (t.key.clone(), t.value.clone()))),
+        ),
+    ))
+}
+
+async fn models(State(r): State<Registry>) -> PageResult {
+    let mut body = String::new();
+    let all = r.store.registered_models().await?;
+    if all.is_empty() {
+        body.push_str("<p>No registered models yet: `cartflow train` registers one.</p>");
+    }
+    for model in all {
+        let mut rows = String::new();
+        for v in r.store.model_versions(Some(&model.name)).await? {
+            let _ = write!(
+                rows,
+                "<tr><td>{ver}</td><td>{aliases}</td><td>{created}</td><td><a href=/ui/runs/{run}>{run}</a></td><td>{src}</td><td>{desc}</td></tr>",
+                ver = v.version,
+                aliases =
+                    v.aliases.iter().map(|a| format!("<b class=alias>@{}</b>", esc(a))).collect::<Vec<_>>().join(" "),
+                created = time(v.creation_timestamp),
+                run = esc(&v.run_id),
+                src = esc(&v.source),
+                desc = esc(&v.description)
+            );
+        }
+        let _ = write!(
+            body,
+            "<h2 id='{id}'>{name}</h2><p>{desc}</p><table class=versions><tr><th>Version</th><th>Aliases</th><th>Created</th><th>Run</th><th>Source</th><th>Description</th></tr>{rows}</table>",
+            id = enc(&model.name),
+            name = esc(&model.name),
+            desc = esc(&model.description)
+        );
+    }
+    Ok(page("Registered models", &body))
+}
+
+/// The pages, over the same registry state as the API.
+pub fn router(registry: Registry) -> Router {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/", get(experiments))
+        .route("/ui/experiments/{id}", get(runs))
+        .route("/ui/runs/{id}", get(run))
+        .route("/ui/models", get(models))
+        .with_state(registry)
+}

@@ -1,0 +1,299 @@
+//! `cartflow train`: reads `features.cart_features`, tunes and trains,
+//! logs every trial and the result to an MLflow-compatible registry (the
+//! embedded one, served in-process, or any tracking server by URL), registers
+//! the model and moves `champion` only when the new model beats it on the
+//! same validation window.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use cartflow_features::FeatureSet;
+use cartflow_model::Model;
+use cartflow_registry::Client;
+use cartflow_registry::proto::{Metric, Param, Tag, now_ms};
+use cartflow_train::{Frame, Outcome, TrainConfig, TrialReport, TrialState, TuneConfig};
+
+use super::Ctx;
+use crate::cli::TrainArgs;
+
+/// The alias serving loads, and the one a model gets when it does not beat it.
+pub const CHAMPION: &str = "champion";
+pub const CHALLENGER: &str = "challenger";
+
+/// The trainer's record of what it did, for `run`'s summary.
+pub struct Trained {
+    pub outcome: Outcome,
+    pub version: String,
+    pub alias: &'static str,
+    pub registry: String,
+}
+
+pub fn run(ctx: &Ctx, a: TrainArgs) -> Result<()> {
+    let trained = train(ctx, a)?;
+    print_summary(&trained);
+    Ok(())
+}
+
+fn params(p: &cartflow_train::Params) -> Vec<Param> {
+    let v = serde_json::to_value(p).expect("params serialize");
+    v.as_object()
+        .expect("params are an object")
+        .iter()
+        .map(|(k, v)| Param { key: k.clone(), value: v.to_string() })
+        .collect()
+}
+
+fn metric(key: &str, value: f64, step: i64) -> Metric {
+    Metric { key: key.to_owned(), value, timestamp: now_ms(), step }
+}
+
+/// Prints the live table and logs each finished trial as a child run.
+struct TrialLog<'a> {
+    client: &'a Client,
+    experiment: &'a str,
+    parent: &'a str,
+    quiet: bool,
+    failure: Mutex<Option<String>>,
+}
+
+impl TrialLog<'_> {
+    fn header(&self) {
+        if !self.quiet {
+            println!(
+                "{:>5} {:>4} {:>6} {:>5} {:>6} {:>6} {:>5} {:>5} {:>6} {:>5} {:>8} {:>7}  state",
+                "trial", "rung", "trees", "depth", "lr", "mcw", "sub", "col", "l2", "posw", "logloss", "auc"
+            );
+        }
+    }
+
+    fn log_child(&self, r: &TrialReport) -> cartflow_registry::Result<()> {
+        let run = self.client.create_run(self.experiment, &format!("trial-{:02}", r.trial), Some(self.parent))?;
+        let metrics = [
+            metric("valid_log_loss", r.valid_log_loss, r.rung as i64),
+            metric("valid_roc_auc", r.valid_auc, r.rung as i64),
+            metric("trees", r.trees as f64, r.rung as i64),
+        ];
+        let state = serde_json::to_value(r.state).expect("state serializes").as_str().unwrap_or_default().to_owned();
+        let tags = [
+            Tag { key: "cartflow.trial_state".into(), value: state },
+            Tag { key: "cartflow.rung".into(), value: r.rung.to_string() },
+        ];
+        self.client.log_batch(&run.run_id, &metrics, &params(&r.params), &tags)?;
+        self.client.finish_run(&run.run_id, if r.state == TrialState::Pruned { "KILLED" } else { "FINISHED" })
+    }
+}
+
+impl cartflow_train::Observer for TrialLog<'_> {
+    fn report(&self, r: &TrialReport) {
+        if !self.quiet {
+            let p = &r.params;
+            let state = match r.state {
+                TrialState::Promoted => "promoted",
+                TrialState::Pruned => "pruned",
+                TrialState::Complete => "complete",
+            };
+            println!(
+                "{:>5} {:>4} {:>6} {:>5} {:>6.3} {:>6.2} {:>5.2} {:>5.2} {:>6.3} {:>5.2} {:>8.5} {:>7.4}  {state} ({:.1}s)",
+                r.trial,
+                r.rung,
+                r.trees,
+                p.max_depth,
+                p.learning_rate,
+                p.min_child_weight,
+                p.subsample,
+                p.colsample,
+                p.l2,
+                p.pos_weight,
+                r.valid_log_loss,
+                r.valid_auc,
+                r.seconds
+            );
+        }
+        if r.state != TrialState::Promoted {
+            if let Err(e) = self.log_child(r) {
+                self.failure.lock().expect("not poisoned").get_or_insert(format!("logging trial {}: {e}", r.trial));
+            }
+        }
+    }
+}
+
+/// Trains, logs, registers and decides the alias.
+pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<Trained> {
+    let cfg = &ctx.cfg.train;
+    let set_name = a.features.unwrap_or_else(|| cfg.features.clone());
+    let feature_set =
+        FeatureSet::parse(&set_name).with_context(|| format!("--features {set_name:?}: expected v1 or v2"))?;
+    let trials = a.trials.unwrap_or(cfg.trials);
+    if trials == 0 {
+        bail!("--trials must be at least 1");
+    }
+    let cores = cartflow_train::cores();
+    let parallel = a.parallel.unwrap_or(if cfg.parallel == 0 { cores } else { cfg.parallel }).max(1);
+    let timeout = a.timeout.or((cfg.timeout_secs > 0).then_some(cfg.timeout_secs)).map(Duration::from_secs);
+    let config = TrainConfig {
+        feature_set,
+        tune: TuneConfig { trials, parallel, timeout, seed: a.seed.unwrap_or(cfg.seed), cores },
+    };
+
+    let warehouse = super::features::open_warehouse(ctx, None)?;
+    let batches = warehouse
+        .sql("SELECT * FROM features.cart_features")
+        .context("reading the training set (build it with `cartflow features build`)")?;
+    let frame = Frame::from_batches(&batches)?;
+    if frame.rows() == 0 {
+        bail!("the training set is empty: run `cartflow features build` after the warehouse has data");
+    }
+
+    let url = a.registry.unwrap_or_else(|| ctx.cfg.registry.url.clone());
+    let base = if url == "embedded" { super::registry::spawn_embedded(ctx)? } else { url.clone() };
+    let client = Client::new(&base);
+    let registry = if url == "embedded" {
+        format!("the embedded registry ({})", ctx.cfg.data_dir.join("registry").display())
+    } else {
+        base.clone()
+    };
+    let experiment = client
+        .experiment_id(&ctx.cfg.registry.experiment)
+        .with_context(|| format!("reaching the registry at {base}"))?;
+    let parent = client.create_run(&experiment, &format!("train-{set_name}"), None)?;
+
+    if !ctx.quiet {
+        println!(
+            "training on {} carts ({} features {set_name}), {trials} trials, {parallel} at once; logging to {registry}",
+            frame.rows(),
+            feature_set.features().count()
+        );
+    }
+    let log = TrialLog {
+        client: &client,
+        experiment: &experiment,
+        parent: &parent.run_id,
+        quiet: ctx.quiet,
+        failure: Mutex::new(None),
+    };
+    log.header();
+    let outcome = match cartflow_train::train(&frame, &config, &log) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = client.finish_run(&parent.run_id, "FAILED");
+            return Err(e.into());
+        }
+    };
+    if let Some(failure) = log.failure.into_inner().expect("not poisoned") {
+        bail!("{failure}");
+    }
+
+    // The run: params, metrics beside the baselines, artifacts.
+    let mut run_params = params(&outcome.params);
+    run_params.extend([
+        Param { key: "feature_set".into(), value: set_name.clone() },
+        Param { key: "trials".into(), value: trials.to_string() },
+        Param { key: "parallel".into(), value: parallel.to_string() },
+        Param { key: "train_rows".into(), value: outcome.split.train_rows.to_string() },
+        Param { key: "valid_rows".into(), value: outcome.split.valid_rows.to_string() },
+        Param { key: "booster".into(), value: "forust".into() },
+    ]);
+    let mut metrics: Vec<Metric> =
+        outcome.metrics.scalars().into_iter().map(|(k, v)| metric(&format!("valid_{k}"), v, 0)).collect();
+    for (name, m) in &outcome.baselines {
+        metrics.extend(
+            m.scalars()
+                .into_iter()
+                .filter(|(k, _)| ["roc_auc", "pr_auc", "log_loss", "brier"].contains(k))
+                .map(|(k, v)| metric(&format!("{name}_{k}"), v, 0)),
+        );
+    }
+    metrics.push(metric("trees", outcome.model.ensemble.trees() as f64, 0));
+    metrics.push(metric("train_seconds", outcome.seconds, 0));
+    client.log_batch(&parent.run_id, &metrics, &run_params, &[])?;
+    for (name, bytes) in outcome.artifacts()? {
+        let path =
+            if name == "model.json" || name == "feature_spec.json" { format!("model/{name}") } else { name.to_owned() };
+        client.upload(&parent.artifact_uri, &path, &bytes)?;
+    }
+
+    // Champion or challenger, judged on this training set's validation window.
+    let name = &ctx.cfg.registry.model_name;
+    client.ensure_registered_model(name, "Will the shopper buy the item they just carted? (cartflow)")?;
+    let new_auc = outcome.metrics.roc_auc;
+    let (alias, why) = match client.version_by_alias(name, CHAMPION)? {
+        None => (CHAMPION, "there was no champion".to_owned()),
+        Some(champion) => {
+            let bytes = client
+                .download(&champion.source, "model.json")
+                .with_context(|| format!("downloading champion version {}", champion.version))?;
+            let model = Model::from_json(&bytes).with_context(|| format!("champion version {}", champion.version))?;
+            let (p, y) = cartflow_train::score(&model, &frame)?;
+            let old_auc = cartflow_train::metrics::roc_auc(&p, &y);
+            if new_auc > old_auc {
+                (
+                    CHAMPION,
+                    format!(
+                        "validation ROC AUC {new_auc:.4} beats champion v{}'s {old_auc:.4} on the same window",
+                        champion.version
+                    ),
+                )
+            } else {
+                (
+                    CHALLENGER,
+                    format!(
+                        "validation ROC AUC {new_auc:.4} does not beat champion v{}'s {old_auc:.4} on the same window",
+                        champion.version
+                    ),
+                )
+            }
+        }
+    };
+    let version = client.create_model_version(name, &format!("{}/model", parent.artifact_uri), &parent.run_id)?;
+    client.set_alias(name, alias, &version.version)?;
+    client.log_batch(
+        &parent.run_id,
+        &[],
+        &[],
+        &[
+            Tag { key: "cartflow.alias".into(), value: alias.into() },
+            Tag { key: "cartflow.alias_reason".into(), value: why.clone() },
+        ],
+    )?;
+    client.finish_run(&parent.run_id, "FINISHED")?;
+    if !ctx.quiet {
+        println!("{name} v{} is {alias}: {why}", version.version);
+    }
+    Ok(Trained { outcome, version: version.version, alias, registry: format!("{registry}, run {}", parent.run_id) })
+}
+
+fn print_summary(t: &Trained) {
+    let o = &t.outcome;
+    let m = &o.metrics;
+    let row = |name: &str, m: &cartflow_train::Metrics| {
+        println!("  {name:<21} {:>7.4} {:>7.4} {:>8.4} {:>7.4}", m.roc_auc, m.pr_auc, m.log_loss, m.brier);
+    };
+    println!(
+        "split by time: {} carts train ({:.1}% bought), {} validate ({:.1}% bought)",
+        o.split.train_rows,
+        100.0 * o.split.train_base_rate,
+        o.split.valid_rows,
+        100.0 * o.split.valid_base_rate
+    );
+    println!("  {:<21} {:>7} {:>7} {:>8} {:>7}", "validation", "ROC AUC", "PR AUC", "log loss", "Brier");
+    row("model", m);
+    for (name, b) in &o.baselines {
+        row(name, b);
+    }
+    println!(
+        "at threshold {:.3}: accuracy {:.3}, precision {:.3}, recall {:.3}, F1 {:.3}",
+        m.decision.threshold, m.decision.accuracy, m.decision.precision, m.decision.recall, m.decision.f1
+    );
+    let pruned = o.trials.iter().filter(|t| t.state == TrialState::Pruned).count();
+    println!(
+        "{} trials ({pruned} pruned{}), best: {} trees, depth {}, learning rate {:.3}; {:.1}s",
+        o.trials.len(),
+        if o.timed_out { ", stopped by the timeout" } else { "" },
+        o.model.ensemble.trees(),
+        o.params.max_depth,
+        o.params.learning_rate,
+        o.seconds
+    );
+    println!("model version {} ({}) in {}", t.version, t.alias, t.registry);
+}

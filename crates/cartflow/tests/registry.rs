@@ -1,0 +1,154 @@
+//! The trainer and the registry end to end: `cartflow train` registering
+//! champion then challenger, `cartflow registry serve` and its web UI in
+//! headless Chromium, and the trainer logging to a real `mlflow server`.
+//! (MLflow's Python client against the registry: cartflow-registry's tests.)
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cartflow_registry::Client;
+use common::*;
+
+/// A server process, killed at the end of the test.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts `cmd` and waits until `path` answers 200.
+    fn start(mut cmd: Command, port: u16, path: &str, within: Duration) -> Server {
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("server starts");
+        let mut server = Server { child, url: format!("http://127.0.0.1:{port}") };
+        let started = Instant::now();
+        loop {
+            if let Ok(r) = ureq::get(format!("{}{path}", server.url)).call() {
+                if r.status() == 200 {
+                    return server;
+                }
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("{cmd:?} exited with {status} before serving");
+            }
+            assert!(started.elapsed() < within, "{cmd:?} did not serve {path} within {within:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// Generated events landed and turned into a training set.
+fn training_set(dir: &Path, events: u64) {
+    let csv = dir.join("events.csv");
+    ok(cartflow(dir)
+        .args(["generate", "-n", &events.to_string(), "--per-day", "20000", "--seed", "11", "--out"])
+        .arg(&csv));
+    ok(cartflow(dir).args(["produce", "--input"]).arg(&csv));
+    ok(cartflow(dir).args(["validate", "--drain"]));
+    ok(cartflow(dir).args(["lake-sink", "--drain"]));
+    ok(cartflow(dir).args(["warehouse", "build"]));
+    ok(cartflow(dir).args(["features", "build"]));
+}
+
+/// The page as Chromium renders it.
+fn chromium_dom(url: &str) -> String {
+    let out = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--dump-dom", url])
+        .output()
+        .expect("chromium runs");
+    assert!(out.status.success(), "chromium {url}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn train_registers_a_champion_then_a_challenger_and_the_ui_shows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    training_set(dir.path(), 150_000);
+    let store = format!("sqlite://{}", dir.path().join("data/registry/mlflow.db").display());
+
+    let first = stdout(&ok(cartflow(dir.path()).args(["train", "--trials", "4", "--features", "v1"])));
+    assert!(first.contains("model version 1 (champion)") && first.contains("logistic_regression"), "{first}");
+    // The same data and seed cannot beat itself: the second model is a challenger.
+    let second = stdout(&ok(cartflow(dir.path()).args(["train", "--trials", "4", "--features", "v1"])));
+    assert!(second.contains("model version 2 (challenger)"), "{second}");
+
+    let server = {
+        let port = free_port();
+        let mut cmd = cartflow(dir.path());
+        cmd.args(["registry", "serve", "--addr", &format!("127.0.0.1:{port}"), "--store", &store]);
+        Server::start(cmd, port, "/health", Duration::from_secs(30))
+    };
+    let client = Client::new(&server.url);
+    let champion = client.version_by_alias("purchase_prediction_model", "champion").unwrap().expect("a champion");
+    let challenger = client.version_by_alias("purchase_prediction_model", "challenger").unwrap().expect("a challenger");
+    assert_eq!((champion.version.as_str(), challenger.version.as_str()), ("1", "2"));
+
+    // The champion's run: metrics beside the baselines, trials as children, artifacts.
+    let run = client.run(&champion.run_id).unwrap();
+    let auc = run.metric("valid_roc_auc").unwrap();
+    assert!(auc > run.metric("base_rate_roc_auc").unwrap(), "{auc}");
+    assert!(run.metric("logistic_regression_roc_auc").is_some());
+    assert_eq!(run.tag("cartflow.alias"), Some("champion"));
+    assert!(run.tag("cartflow.alias_reason").unwrap().contains("no champion"));
+    let model = client.download(&champion.source, "model.json").unwrap();
+    cartflow_model::Model::from_json(&model).expect("the registered model loads without the trainer");
+    let reason = client.run(&challenger.run_id).unwrap();
+    assert!(
+        reason.tag("cartflow.alias_reason").unwrap().contains("does not beat champion v1"),
+        "{:?}",
+        reason.tag("cartflow.alias_reason")
+    );
+
+    // The UI, as a browser shows it.
+    let experiments = chromium_dom(&format!("{}/ui/", server.url));
+    assert!(experiments.contains("cart-purchase"), "{experiments}");
+    let experiment = client.experiment_id("cart-purchase").unwrap();
+    let runs = chromium_dom(&format!("{}/ui/experiments/{experiment}?sort=metrics.valid_roc_auc&desc=1", server.url));
+    assert!(runs.contains("train-v1") && runs.contains("trial-00") && runs.contains("valid_roc_auc ▼"), "{runs}");
+    let run_page = chromium_dom(&format!("{}/ui/runs/{}", server.url, champion.run_id));
+    for expected in ["roc.svg", "pr.svg", "importance.svg", "calibration.svg", "valid_roc_auc", "max_depth", "model"] {
+        assert!(run_page.contains(expected), "run page lacks {expected}: {run_page}");
+    }
+    let models = chromium_dom(&format!("{}/ui/models", server.url));
+    assert!(models.contains("@champion") && models.contains("@challenger"), "{models}");
+    let plot = ureq::get(format!(
+        "{}/api/2.0/mlflow-artifacts/artifacts/{}/{}/artifacts/roc.svg",
+        server.url, experiment, champion.run_id
+    ))
+    .call()
+    .unwrap();
+    assert_eq!(plot.headers().get("content-type").unwrap(), "image/svg+xml");
+}
+
+#[test]
+fn the_trainer_logs_to_a_real_mlflow_server() {
+    let dir = tempfile::tempdir().unwrap();
+    training_set(dir.path(), 100_000);
+    let port = free_port();
+    let mut cmd = Command::new("mlflow");
+    cmd.current_dir(dir.path())
+        .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1", "--backend-store-uri"])
+        .arg(format!("sqlite:///{}", dir.path().join("mlflow.db").display()))
+        .arg("--artifacts-destination")
+        .arg(dir.path().join("mlartifacts"));
+    let mlflow = Server::start(cmd, port, "/health", Duration::from_secs(120));
+
+    let out = stdout(&ok(cartflow(dir.path()).args(["train", "--trials", "3", "--registry", &mlflow.url])));
+    assert!(out.contains("model version 1 (champion)"), "{out}");
+    let client = Client::new(&mlflow.url);
+    let champion =
+        client.version_by_alias("purchase_prediction_model", "champion").unwrap().expect("a champion in MLflow");
+    let model = client.download(&champion.source, "model.json").unwrap();
+    cartflow_model::Model::from_json(&model).expect("the model round-trips through MLflow's artifact store");
+    let run = client.run(&champion.run_id).unwrap();
+    assert!(run.metric("valid_roc_auc").is_some() && run.param("max_depth").is_some());
+}
