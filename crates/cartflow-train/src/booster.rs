@@ -72,6 +72,23 @@ pub fn fit(
     seed: u64,
     threads: usize,
 ) -> Result<Fitted, TrainError> {
+    fit_with(params, budget, train, valid, seed, threads, Some(EARLY_STOPPING_ROUNDS))
+}
+
+/// Trains exactly `params.rounds` trees, for comparing boosters at equal work.
+pub fn fit_fixed(params: &Params, train: &Encoded, valid: &Encoded, threads: usize) -> Result<Fitted, TrainError> {
+    fit_with(params, params.rounds, train, valid, 0, threads, None)
+}
+
+fn fit_with(
+    params: &Params,
+    budget: usize,
+    train: &Encoded,
+    valid: &Encoded,
+    seed: u64,
+    threads: usize,
+    early_stopping: Option<usize>,
+) -> Result<Fitted, TrainError> {
     let data = Matrix::new(&train.column_major, train.rows, train.cols);
     let eval = Matrix::new(&valid.column_major, valid.rows, valid.cols);
     let weights: Vec<f64> = train.labels.iter().map(|&y| if y > 0.5 { params.pos_weight } else { 1.0 }).collect();

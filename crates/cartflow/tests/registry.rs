@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use cartflow_registry::Client;
@@ -18,17 +18,48 @@ struct Server {
     url: String,
 }
 
+/// Every process below `root`, from /proc (parent ids are field 4 of `stat`).
+fn descendants(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // The command name may hold spaces: fields start after its closing parenthesis.
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    found.split_off(1)
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
+        // `mlflow server` runs uvicorn in a session of its own: kill the whole tree.
+        for pid in descendants(self.child.id()) {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
 impl Server {
-    /// Starts `cmd` and waits until `path` answers 200.
-    fn start(mut cmd: Command, port: u16, path: &str, within: Duration) -> Server {
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().expect("server starts");
+    /// Starts `cmd` and waits until `path` answers 200. Its output goes to
+    /// `log`: a pipe shared with the test would keep the test run open for
+    /// as long as any of its children lives.
+    fn start(mut cmd: Command, port: u16, path: &str, within: Duration, log: &Path) -> Server {
+        let out = std::fs::File::create(log).expect("a log file");
+        let child = cmd.stdout(out.try_clone().unwrap()).stderr(out).spawn().expect("server starts");
         let mut server = Server { child, url: format!("http://127.0.0.1:{port}") };
         let started = Instant::now();
         loop {
@@ -38,7 +69,10 @@ impl Server {
                 }
             }
             if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("{cmd:?} exited with {status} before serving");
+                panic!(
+                    "{cmd:?} exited with {status} before serving: {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
             }
             assert!(started.elapsed() < within, "{cmd:?} did not serve {path} within {within:?}");
             std::thread::sleep(Duration::from_millis(200));
@@ -85,7 +119,7 @@ fn train_registers_a_champion_then_a_challenger_and_the_ui_shows_them() {
         let port = free_port();
         let mut cmd = cartflow(dir.path());
         cmd.args(["registry", "serve", "--addr", &format!("127.0.0.1:{port}"), "--store", &store]);
-        Server::start(cmd, port, "/health", Duration::from_secs(30))
+        Server::start(cmd, port, "/health", Duration::from_secs(30), &dir.path().join("registry.log"))
     };
     let client = Client::new(&server.url);
     let champion = client.version_by_alias("purchase_prediction_model", "champion").unwrap().expect("a champion");
@@ -139,8 +173,10 @@ fn the_trainer_logs_to_a_real_mlflow_server() {
         .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1", "--backend-store-uri"])
         .arg(format!("sqlite:///{}", dir.path().join("mlflow.db").display()))
         .arg("--artifacts-destination")
-        .arg(dir.path().join("mlartifacts"));
-    let mlflow = Server::start(cmd, port, "/health", Duration::from_secs(120));
+        .arg(dir.path().join("mlartifacts"))
+        // Its job workers start sessions of their own, out of reach of the group kill.
+        .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false");
+    let mlflow = Server::start(cmd, port, "/health", Duration::from_secs(120), &dir.path().join("mlflow.log"));
 
     let out = stdout(&ok(cartflow(dir.path()).args(["train", "--trials", "3", "--registry", &mlflow.url])));
     assert!(out.contains("model version 1 (champion)"), "{out}");
