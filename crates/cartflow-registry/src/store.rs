@@ -290,12 +290,12 @@ impl Store {
         name: Option<&str>,
     ) -> Result<RunInfo> {
         let info = self.run_info(run_id).await?;
-        if let Some(status) = status {
-            if !["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"].contains(&status) {
-                return Err(RegistryError::invalid(format!(
-                    "run status {status:?} is not one of RUNNING, SCHEDULED, FINISHED, FAILED, KILLED"
-                )));
-            }
+        if let Some(status) = status
+            && !["RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"].contains(&status)
+        {
+            return Err(RegistryError::invalid(format!(
+                "run status {status:?} is not one of RUNNING, SCHEDULED, FINISHED, FAILED, KILLED"
+            )));
         }
         sqlx::query("UPDATE runs SET status = $1, end_time = $2, name = $3 WHERE run_uuid = $4")
             .bind(status.unwrap_or(&info.status))

@@ -53,8 +53,10 @@ impl Logistic {
             for i in 0..=d {
                 grad[i] += L2 * model.weights[i] * train.rows as f64;
                 hess[i][i] += L2 * train.rows as f64;
-                for j in 0..i {
-                    hess[j][i] = hess[i][j];
+                // Mirror the lower triangle the loop above filled.
+                let (upper, lower) = hess.split_at_mut(i);
+                for (j, row) in upper.iter_mut().enumerate() {
+                    row[i] = lower[0][j];
                 }
             }
             let Some(step) = solve(hess, grad) else { break };
@@ -101,12 +103,14 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
         }
         a.swap(col, pivot);
         b.swap(col, pivot);
-        for row in col + 1..n {
-            let f = a[row][col] / a[col][col];
-            for k in col..n {
-                a[row][k] -= f * a[col][k];
+        let (top, below) = a.split_at_mut(col + 1);
+        let pivot_row = &top[col];
+        for (offset, row) in below.iter_mut().enumerate() {
+            let f = row[col] / pivot_row[col];
+            for (x, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                *x -= f * p;
             }
-            b[row] -= f * b[col];
+            b[col + 1 + offset] -= f * b[col];
         }
     }
     let mut x = vec![0.0; n];

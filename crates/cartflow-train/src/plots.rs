@@ -10,6 +10,9 @@ use crate::metrics::CalibrationBin;
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
 const SIZE: (u32, u32) = (640, 480);
+
+/// A named curve in a color.
+type Curve<'a> = (&'a str, RGBColor, &'a [(f64, f64)]);
 const MODEL: RGBColor = RGBColor(31, 119, 180);
 const BASELINE: RGBColor = RGBColor(255, 127, 14);
 
@@ -25,13 +28,7 @@ fn svg(draw: impl FnOnce(&Area<'_>) -> Result<(), String>) -> Result<String, Str
 }
 
 /// A unit-square chart of named curves, with a dashed reference line.
-fn curves(
-    title: &str,
-    x: &str,
-    y: &str,
-    lines: &[(&str, RGBColor, &[(f64, f64)])],
-    reference: [(f64, f64); 2],
-) -> Result<String, String> {
+fn curves(title: &str, x: &str, y: &str, lines: &[Curve<'_>], reference: [(f64, f64); 2]) -> Result<String, String> {
     svg(|root| {
         let e = |e: DrawingAreaErrorKind<_>| e.to_string();
         let mut chart = ChartBuilder::on(root)

@@ -63,10 +63,10 @@ impl Server {
         let mut server = Server { child, url: format!("http://127.0.0.1:{port}") };
         let started = Instant::now();
         loop {
-            if let Ok(r) = ureq::get(format!("{}{path}", server.url)).call() {
-                if r.status() == 200 {
-                    return server;
-                }
+            if let Ok(r) = ureq::get(format!("{}{path}", server.url)).call()
+                && r.status() == 200
+            {
+                return server;
             }
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!(

@@ -110,10 +110,10 @@ impl cartflow_train::Observer for TrialLog<'_> {
                 r.seconds
             );
         }
-        if r.state != TrialState::Promoted {
-            if let Err(e) = self.log_child(r) {
-                self.failure.lock().expect("not poisoned").get_or_insert(format!("logging trial {}: {e}", r.trial));
-            }
+        if r.state != TrialState::Promoted
+            && let Err(e) = self.log_child(r)
+        {
+            self.failure.lock().expect("not poisoned").get_or_insert(format!("logging trial {}: {e}", r.trial));
         }
     }
 }
