@@ -164,10 +164,11 @@ fn bench_json_reports_rates() {
 }
 
 #[test]
-fn run_takes_generated_events_to_gold() {
+fn run_takes_generated_events_to_gold_and_a_registered_model() {
     let dir = tempfile::tempdir().unwrap();
     let out = stdout(&ok(cartflow(dir.path()).args(["run", "--events", "30000", "--inject-invalid", "0.02"])));
     assert!(out.contains("lake") && out.contains("warehouse"), "{out}");
+    assert!(out.contains("validation ROC AUC") && out.contains("purchase_prediction_model v1 is champion"), "{out}");
     let silver: u64 = out
         .split("warehouse ")
         .nth(1)

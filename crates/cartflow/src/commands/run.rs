@@ -149,7 +149,10 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
             100.0 * t.positives as f64 / t.rows.max(1) as f64,
             t.seconds
         );
-        train(ctx)?;
+        if let Err(e) = train(ctx) {
+            // The pipeline's data stays usable; say why there is no model.
+            println!("  train     no model: {e:#}");
+        }
     }
     println!("  next: `cartflow topics`, `cartflow tail tracking.user_behavior.validated -n 3`,");
     println!("        `cartflow sql \"SELECT * FROM gold.vw_category_performance ORDER BY purchases DESC LIMIT 5\"`,");
