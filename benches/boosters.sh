@@ -16,10 +16,11 @@ trap 'rm -rf "$out"' EXIT
 echo "== $(nproc) cores, $(date -u +%F)"
 "$bin" bench boosters --events "$events" --rounds "$rounds" --out "$out"
 python3 benches/boosters.py "$out" "$rounds"
-# LightGBM from Rust (lightgbm3 vendors LightGBM's C++: needs cmake and libclang).
+# LightGBM from Rust (lightgbm3 vendors LightGBM's C++: needs CMake 3.28+ — Debian 12 has
+# 3.25, `pip install cmake` has a newer one — and libclang-dev for bindgen).
 if command -v cmake >/dev/null; then
   CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}/bench-lightgbm3 \
     cargo run -q --release --manifest-path benches/lightgbm3/Cargo.toml -- "$out" "$rounds"
 else
-  echo "lightgbm3: skipped (apt-get install cmake libclang-dev to build it)"
+  echo "lightgbm3: skipped (pip install cmake; apt-get install libclang-dev)"
 fi
