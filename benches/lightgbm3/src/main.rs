@@ -40,7 +40,12 @@ fn main() {
     let secs = started.elapsed().as_secs_f64();
     let p = booster.predict(&valid_x, cols as i32, true).expect("predictions");
     let y: Vec<f64> = valid_y.iter().map(|&v| v as f64).collect();
-    println!("{:<10} {secs:8.2} s  validation AUC {:.4}  log loss {:.4}", "lightgbm3", roc_auc(&p, &y), log_loss(&p, &y));
+    println!(
+        "{:<10} {secs:8.2} s  validation AUC {:.4}  log loss {:.4}",
+        "lightgbm3",
+        roc_auc(&p, &y),
+        log_loss(&p, &y)
+    );
 
     // forust through cartflow-train, the trainer `cartflow train` uses.
     let encoded = |x: &[f64], y: &[f32]| {
