@@ -58,6 +58,8 @@ pub struct Fitted {
     /// Trees kept (the best round under early stopping).
     pub trees: usize,
     pub valid_log_loss: f64,
+    /// The ensemble's probabilities for the validation rows, in order.
+    pub valid_predictions: Vec<f64>,
     /// Each input's share of the total split gain.
     pub importance: Vec<f64>,
 }
@@ -118,7 +120,13 @@ fn fit_with(
     let predictions = ensemble.predict_batch(&valid.row_major(), valid.cols);
     let gains = booster.calculate_feature_importance(ImportanceMethod::TotalGain, true);
     let importance = (0..train.cols).map(|c| gains.get(&c).copied().unwrap_or(0.0) as f64).collect();
-    Ok(Fitted { trees: ensemble.trees(), valid_log_loss: log_loss(&predictions, &valid.labels), ensemble, importance })
+    Ok(Fitted {
+        trees: ensemble.trees(),
+        valid_log_loss: log_loss(&predictions, &valid.labels),
+        valid_predictions: predictions,
+        ensemble,
+        importance,
+    })
 }
 
 /// forust's trees up to its best round, node for node: a split sends a value

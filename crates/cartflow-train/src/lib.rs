@@ -100,8 +100,8 @@ pub fn train(frame: &Frame, config: &TrainConfig, observer: &dyn Observer) -> Re
         ))
     })?;
     let y = &valid_set.labels;
-    let p = fitted.ensemble.predict_batch(&valid_set.row_major(), valid_set.cols);
-    let threshold = metrics::best_f1_threshold(&p, y);
+    let p = &fitted.valid_predictions;
+    let threshold = metrics::best_f1_threshold(p, y);
 
     let logistic = baseline::Logistic::fit(&train_set);
     let lp = logistic.predict(&valid_set);
@@ -119,10 +119,10 @@ pub fn train(frame: &Frame, config: &TrainConfig, observer: &dyn Observer) -> Re
             train_base_rate: train_set.base_rate(),
             valid_base_rate: valid_set.base_rate(),
         },
-        metrics: metrics::evaluate(&p, y, threshold),
+        metrics: metrics::evaluate(p, y, threshold),
         curves: Curves {
-            roc: metrics::roc_curve(&p, y),
-            pr: metrics::pr_curve(&p, y),
+            roc: metrics::roc_curve(p, y),
+            pr: metrics::pr_curve(p, y),
             baseline_roc: metrics::roc_curve(&lp, y),
             baseline_pr: metrics::pr_curve(&lp, y),
         },

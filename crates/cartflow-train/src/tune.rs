@@ -217,7 +217,6 @@ impl Search<'_> {
             } else {
                 TrialState::Promoted
             };
-            let predictions = fitted.ensemble.predict_batch(&self.valid.row_major(), self.valid.cols);
             let report = TrialReport {
                 trial,
                 rung,
@@ -225,7 +224,7 @@ impl Search<'_> {
                 trees: fitted.trees,
                 params,
                 valid_log_loss: fitted.valid_log_loss,
-                valid_auc: roc_auc(&predictions, &self.valid.labels),
+                valid_auc: roc_auc(&fitted.valid_predictions, &self.valid.labels),
                 state,
                 seconds: started.elapsed().as_secs_f64(),
             };
