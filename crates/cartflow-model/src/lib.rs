@@ -3,19 +3,22 @@
 //!
 //! - [`encode`]: how each feature of the catalogue becomes one number
 //!   (numbers as they are, categories by their smoothed purchase rate);
-//! - [`trees`]: a flat tree ensemble and its inference, batch and single row;
+//! - [`trees`]: a flat tree ensemble, as stored, and its single-row inference;
+//! - [`scorer`]: the same trees laid out for fast batch inference;
 //! - [`Model`]: the two together with the feature set and the decision
 //!   threshold, as `model.json`.
 //!
 //! No I/O: callers read and write the bytes.
 
 pub mod encode;
+pub mod scorer;
 pub mod trees;
 
 use cartflow_features::{CartFeatures, FeatureSet};
 use serde::{Deserialize, Serialize};
 
 pub use encode::{Encoding, InputFeature};
+pub use scorer::Scorer;
 pub use trees::{Ensemble, Node};
 
 /// Bumped when the file's meaning changes; older files are refused, not guessed at.
@@ -87,5 +90,7 @@ impl Model {
     }
 }
 
+#[cfg(test)]
+mod random_trees;
 #[cfg(test)]
 mod tests;

@@ -101,3 +101,33 @@ fn the_model_file_round_trips_and_bad_files_are_named() {
     let err = Model::from_json(&out_of_range.to_json()).unwrap_err().to_string();
     assert!(err.contains("splits on input 5 of 2"), "{err}");
 }
+
+#[test]
+fn the_batch_scorer_matches_the_reference_walk_on_random_trees() {
+    use crate::random_trees;
+    for (seed, depth) in [(1, 1), (2, 4), (3, 6), (4, 10)] {
+        let ensemble = random_trees::ensemble(seed, 60, depth, 7);
+        ensemble.check(7).unwrap();
+        // 1003 rows: whole blocks, whole lanes and a ragged tail.
+        let rows = random_trees::rows(seed, 1003, 7);
+        let batch = ensemble.predict_batch(&rows, 7);
+        for (row, p) in rows.chunks_exact(7).zip(&batch) {
+            assert_eq!(ensemble.predict_row(row), *p, "depth {depth}");
+        }
+    }
+}
+
+#[test]
+fn a_node_with_two_parents_is_refused() {
+    let mut shared = model();
+    // Tree 1's right child becomes node 1 too: both sides lead to one leaf.
+    shared.ensemble.nodes[0].right = 1;
+    let err = Model::from_json(&shared.to_json()).unwrap_err().to_string();
+    assert!(err.contains("node 0 sends both sides to node 1"), "{err}");
+
+    let mut shared = model();
+    // Tree 1 sends missing prices down tree 2's own missing branch (node 6).
+    shared.ensemble.nodes[0].missing = 6;
+    let err = Model::from_json(&shared.to_json()).unwrap_err().to_string();
+    assert!(err.contains("node 6 has two parents (node 3 is the second)"), "{err}");
+}

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::scorer::Scorer;
+
 /// `feature` of a leaf.
 pub const LEAF: u32 = u32::MAX;
 
@@ -43,10 +45,6 @@ pub struct Ensemble {
     pub nodes: Vec<Node>,
 }
 
-/// Rows scored together in [`Ensemble::predict_batch`]: a block's inputs stay
-/// in cache while every tree walks over them.
-const BLOCK_ROWS: usize = 128;
-
 pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -70,11 +68,19 @@ impl Ensemble {
     }
 
     /// Checks that scoring terminates and stays in bounds: children come
-    /// after their parent, splits name one of `inputs` features.
+    /// after their parent, no node has two parents (each tree is a tree, so
+    /// laying it out for the [`Scorer`] cannot blow up), splits name one of
+    /// `inputs` features.
     pub fn check(&self, inputs: usize) -> Result<(), String> {
         let len = self.nodes.len();
         if let Some(root) = self.roots.iter().find(|&&r| r as usize >= len) {
             return Err(format!("tree root {root} is past the {len} nodes"));
+        }
+        let mut has_parent = vec![false; len];
+        for &root in &self.roots {
+            if std::mem::replace(&mut has_parent[root as usize], true) {
+                return Err(format!("node {root} is the root of two trees"));
+            }
         }
         for (i, n) in self.nodes.iter().enumerate() {
             if n.is_leaf() {
@@ -86,6 +92,15 @@ impl Ensemble {
             for child in [n.left, n.right, n.missing] {
                 if child as usize <= i || child as usize >= len {
                     return Err(format!("node {i} has child {child}: children follow their parent"));
+                }
+            }
+            if n.left == n.right {
+                return Err(format!("node {i} sends both sides to node {}", n.left));
+            }
+            let own_missing = n.missing != n.left && n.missing != n.right;
+            for child in [n.left, n.right].into_iter().chain(own_missing.then_some(n.missing)) {
+                if std::mem::replace(&mut has_parent[child as usize], true) {
+                    return Err(format!("node {child} has two parents (node {i} is the second)"));
                 }
             }
         }
@@ -119,17 +134,8 @@ impl Ensemble {
     }
 
     /// Probabilities of `rows` laid row after row, `inputs` values each.
+    /// Compiles a [`Scorer`] first; keep one when scoring many batches.
     pub fn predict_batch(&self, rows: &[f64], inputs: usize) -> Vec<f64> {
-        assert!(inputs > 0 && rows.len().is_multiple_of(inputs), "rows hold whole rows of {inputs} inputs");
-        let mut out = vec![self.base_score; rows.len() / inputs];
-        for (block, sums) in rows.chunks(BLOCK_ROWS * inputs).zip(out.chunks_mut(BLOCK_ROWS)) {
-            for &root in &self.roots {
-                for (row, sum) in block.chunks_exact(inputs).zip(sums.iter_mut()) {
-                    *sum += self.leaf_value(root, row);
-                }
-            }
-        }
-        out.iter_mut().for_each(|p| *p = sigmoid(*p));
-        out
+        Scorer::new(self).predict_batch(rows, inputs)
     }
 }
