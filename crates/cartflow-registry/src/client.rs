@@ -13,6 +13,8 @@ pub const PARENT_RUN_TAG: &str = "mlflow.parentRunId";
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// `Authorization` header value, when the server wants a token.
+    auth: Option<String>,
 }
 
 fn code(s: &str) -> ErrorCode {
@@ -32,7 +34,21 @@ impl Client {
             .timeout_global(Some(std::time::Duration::from_secs(60)))
             .build()
             .new_agent();
-        Self { base: base.trim_end_matches('/').to_owned(), agent }
+        Self { base: base.trim_end_matches('/').to_owned(), agent, auth: None }
+    }
+
+    /// Sends `token` as a bearer token, as MLflow's client does with
+    /// `MLFLOW_TRACKING_TOKEN`.
+    pub fn with_token(mut self, token: Option<&str>) -> Self {
+        self.auth = token.map(|t| format!("Bearer {t}"));
+        self
+    }
+
+    fn authorized<B>(&self, request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+        match &self.auth {
+            Some(auth) => request.header("authorization", auth),
+            None => request,
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -68,7 +84,7 @@ impl Client {
         let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
         let bytes = self.answer(
             endpoint,
-            self.agent.post(&url).header("content-type", "application/json").send(body.to_string()),
+            self.authorized(self.agent.post(&url)).header("content-type", "application/json").send(body.to_string()),
         )?;
         serde_json::from_slice(&bytes)
             .map_err(|e| RegistryError::internal(format!("{endpoint}: answer is not JSON: {e}")))
@@ -76,7 +92,8 @@ impl Client {
 
     fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value> {
         let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
-        let bytes = self.answer(endpoint, self.agent.get(&url).query_pairs(query.iter().copied()).call())?;
+        let bytes =
+            self.answer(endpoint, self.authorized(self.agent.get(&url)).query_pairs(query.iter().copied()).call())?;
         serde_json::from_slice(&bytes)
             .map_err(|e| RegistryError::internal(format!("{endpoint}: answer is not JSON: {e}")))
     }
@@ -135,7 +152,7 @@ impl Client {
     }
 
     /// The artifact API URL of `artifact_uri`/`path`, for `mlflow-artifacts:` URIs.
-    fn artifact_url(&self, artifact_uri: &str, path: &str) -> Result<String> {
+    pub fn artifact_url(&self, artifact_uri: &str, path: &str) -> Result<String> {
         let rest = artifact_uri.strip_prefix("mlflow-artifacts:").ok_or_else(|| {
             RegistryError::invalid(format!(
                 "artifact URI {artifact_uri:?}: only mlflow-artifacts: URIs (the server stores artifacts) are supported"
@@ -154,13 +171,13 @@ impl Client {
 
     pub fn upload(&self, artifact_uri: &str, path: &str, bytes: &[u8]) -> Result<()> {
         let url = self.artifact_url(artifact_uri, path)?;
-        self.answer(&format!("upload {path}"), self.agent.put(&url).send(bytes))?;
+        self.answer(&format!("upload {path}"), self.authorized(self.agent.put(&url)).send(bytes))?;
         Ok(())
     }
 
     pub fn download(&self, artifact_uri: &str, path: &str) -> Result<Vec<u8>> {
         let url = self.artifact_url(artifact_uri, path)?;
-        self.answer(&format!("download {artifact_uri}/{path}"), self.agent.get(&url).call())
+        self.answer(&format!("download {artifact_uri}/{path}"), self.authorized(self.agent.get(&url)).call())
     }
 
     /// Creates registered model `name` unless it exists.
@@ -180,6 +197,13 @@ impl Client {
     pub fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<()> {
         self.post("registered-models/alias", json!({ "name": name, "alias": alias, "version": version }))?;
         Ok(())
+    }
+
+    pub fn model_version(&self, name: &str, version: &str) -> Result<ModelVersion> {
+        Self::parse(
+            &self.get("model-versions/get", &[("name", name), ("version", version)])?["model_version"],
+            "model version",
+        )
     }
 
     /// The version `alias` points at, if the model and the alias exist.

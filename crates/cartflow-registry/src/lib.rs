@@ -92,7 +92,12 @@ pub async fn open(store_url: &str, artifacts: &str) -> Result<Registry> {
     Ok(Registry { store, artifacts: objects, artifact_prefix: prefix })
 }
 
-/// The API and the UI on one router.
-pub fn app(registry: Registry) -> axum::Router {
+/// The API and the UI, to mount beside other routes.
+pub fn routes(registry: Registry) -> axum::Router {
     api::router(registry.clone()).merge(ui::router(registry))
+}
+
+/// The API and the UI as the registry's own server: `/` leads to the UI.
+pub fn app(registry: Registry) -> axum::Router {
+    routes(registry).route("/", axum::routing::get(|| async { axum::response::Redirect::to("/ui/") }))
 }

@@ -262,7 +262,6 @@ async fn models(State(r): State<Registry>) -> PageResult {
 /// The pages, over the same registry state as the API.
 pub fn router(registry: Registry) -> Router {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(experiments))
         .route("/ui/experiments/{id}", get(runs))

@@ -71,6 +71,8 @@ pub enum Command {
     /// Measure throughput
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Serve predictions (POST /predict) with the registry's champion, the feature API and the dashboard
+    Serve(ServeArgs),
     /// Run the pipeline end to end on the embedded backends and print a summary
     Run(RunArgs),
 }
@@ -323,6 +325,27 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// POST /predict under load (one cart and 100 carts per request) on this
+    /// data directory's champion (`cartflow run --once` first), features from
+    /// the embedded store and with --redis from Redis; --python adds the
+    /// reference design's serving path on the same features
+    Serve {
+        /// Seconds of load per figure
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Concurrent keep-alive connections
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long)]
+        redis: Option<String>,
+        /// Also FastAPI + redis-py + XGBoost (pip: fastapi uvicorn redis xgboost)
+        #[arg(long)]
+        python: bool,
+        #[arg(long, default_value = "benches/serve_peer.py")]
+        peer_script: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// The feature streamer: validated events from the embedded log into the
     /// online store, in memory and (with --redis) in Redis
     Features {
@@ -334,6 +357,24 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: serve.addr, 127.0.0.1:8000]
+    #[arg(long)]
+    pub addr: Option<String>,
+    #[command(flatten)]
+    pub online: OnlineArgs,
+    /// Registry to follow: `embedded` (served here too) or http://host:port [default: registry.url]
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// PEM certificate chain: with --tls-key, serve HTTPS [default: serve.tls_cert]
+    #[arg(long)]
+    pub tls_cert: Option<String>,
+    /// PEM private key [default: serve.tls_key]
+    #[arg(long)]
+    pub tls_key: Option<String>,
 }
 
 #[derive(Args)]
@@ -349,6 +390,12 @@ pub struct RunArgs {
     pub inject_invalid: f64,
     #[command(flatten)]
     pub generator: GeneratorArgs,
+    /// Address to serve on [default: serve.addr, 127.0.0.1:8000]
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// Print the summary and exit instead of serving until Ctrl-C
+    #[arg(long)]
+    pub once: bool,
     #[command(flatten)]
     pub running: Running,
 }

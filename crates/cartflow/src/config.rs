@@ -32,6 +32,49 @@ pub struct Config {
     pub features: FeaturesConfig,
     pub train: TrainConfig,
     pub registry: RegistryConfig,
+    pub serve: ServeConfig,
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Where `serve` and `run` listen: predictions, features, dashboard, registry, metrics.
+    pub addr: String,
+    /// The registry alias whose version is served (and followed when it moves).
+    pub alias: String,
+    /// How often the registry is asked whether the alias moved.
+    pub poll_secs: u64,
+    /// PEM certificate chain and private key: both given, the server speaks HTTPS only.
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// Largest request body accepted.
+    pub max_body_kb: usize,
+    /// Requests taking longer are answered 503.
+    pub timeout_ms: u64,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            addr: "127.0.0.1:8000".into(),
+            alias: "champion".into(),
+            poll_secs: 5,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            max_body_kb: 1024,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// API tokens beside the admin token kept in `<data_dir>/auth/token`:
+    /// `[{ name = "shop", token = "…", scopes = ["predict"] }]`; scopes are
+    /// predict, features:read, registry:read, registry:write, admin.
+    pub tokens: Vec<cartflow_serve::auth::TokenConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -175,6 +218,8 @@ impl Default for Config {
             features: FeaturesConfig::default(),
             train: TrainConfig::default(),
             registry: RegistryConfig::default(),
+            serve: ServeConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }

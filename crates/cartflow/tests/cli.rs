@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::*;
 use serde_json::Value;
 
@@ -164,11 +166,33 @@ fn bench_json_reports_rates() {
 }
 
 #[test]
-fn run_takes_generated_events_to_gold_and_a_registered_model() {
+fn run_takes_generated_events_to_a_served_model_and_stops_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
-    let out = stdout(&ok(cartflow(dir.path()).args(["run", "--events", "30000", "--inject-invalid", "0.02"])));
+    let port = free_port();
+    let child = cartflow(dir.path())
+        .args(["run", "--events", "30000", "--inject-invalid", "0.02", "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed if the test fails before it stops the run itself.
+    let mut child = Server { child, url: format!("http://127.0.0.1:{port}") };
+    // Read the summary up to the line that says it is serving.
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.child.stdout.take().unwrap()));
+    let mut out = String::new();
+    for line in &mut lines {
+        let line = line.unwrap();
+        out.push_str(&line);
+        out.push('\n');
+        if line.contains("serving until Ctrl-C") {
+            break;
+        }
+    }
     assert!(out.contains("lake") && out.contains("warehouse"), "{out}");
     assert!(out.contains("validation ROC AUC") && out.contains("purchase_prediction_model v1 is champion"), "{out}");
+    assert!(
+        out.contains(&format!("http://127.0.0.1:{port}")) && out.contains("model purchase_prediction_model v1"),
+        "{out}"
+    );
     let silver: u64 = out
         .split("warehouse ")
         .nth(1)
@@ -180,4 +204,36 @@ fn run_takes_generated_events_to_gold_and_a_registered_model() {
         read_topic(dir.path(), VALIDATED).into_iter().map(|r| r.value).collect();
     let valid = distinct.len() as u64;
     assert!(silver == valid && valid > 28_000, "{silver} silver rows for {valid} distinct validated events: {out}");
+
+    // One address serves predictions, the registry and the dashboard, with the printed token.
+    // Keep reading, so what it prints while stopping finds its pipe open.
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
+    let token = out.split("token     ").nth(1).and_then(|t| t.split_whitespace().next()).unwrap().to_owned();
+    let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+    let auth = format!("Bearer {token}");
+    let mut r = agent
+        .post(format!("http://127.0.0.1:{port}/predict"))
+        .header("authorization", &auth)
+        .header("content-type", "application/json")
+        .send(r#"[{"user_id": 1, "product_id": 2, "user_session": "s", "price": 35.5}]"#)
+        .unwrap();
+    let body = r.body_mut().read_to_string().unwrap();
+    assert!(r.status() == 200 && body.contains(r#""version":"1""#), "{body}");
+    for path in ["/dashboard", "/ui/models", "/metrics"] {
+        let mut r = agent.get(format!("http://127.0.0.1:{port}{path}")).header("authorization", &auth).call().unwrap();
+        assert_eq!(r.status(), 200, "{path}: {}", r.body_mut().read_to_string().unwrap_or_default());
+    }
+
+    // Ctrl-C stops it cleanly.
+    Command::new("kill").args(["-INT", &child.child.id().to_string()]).status().unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "run did not stop on Ctrl-C");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let rest = rest.join().unwrap();
+    assert!(status.success() && rest.contains("while serving"), "{status}: {rest}");
 }

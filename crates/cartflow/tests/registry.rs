@@ -6,79 +6,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use cartflow_registry::Client;
 use common::*;
-
-/// A server process, killed at the end of the test.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-/// Every process below `root`, from /proc (parent ids are field 4 of `stat`).
-fn descendants(root: u32) -> Vec<u32> {
-    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            // The command name may hold spaces: fields start after its closing parenthesis.
-            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()?;
-            Some((pid, ppid))
-        })
-        .collect();
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
-        i += 1;
-    }
-    found.split_off(1)
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // `mlflow server` runs uvicorn in a session of its own: kill the whole tree.
-        for pid in descendants(self.child.id()) {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    /// Starts `cmd` and waits until `path` answers 200. Its output goes to
-    /// `log`: a pipe shared with the test would keep the test run open for
-    /// as long as any of its children lives.
-    fn start(mut cmd: Command, port: u16, path: &str, within: Duration, log: &Path) -> Server {
-        let out = std::fs::File::create(log).expect("a log file");
-        let child = cmd.stdout(out.try_clone().unwrap()).stderr(out).spawn().expect("server starts");
-        let mut server = Server { child, url: format!("http://127.0.0.1:{port}") };
-        let started = Instant::now();
-        loop {
-            if let Ok(r) = ureq::get(format!("{}{path}", server.url)).call()
-                && r.status() == 200
-            {
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!(
-                    "{cmd:?} exited with {status} before serving: {}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                );
-            }
-            assert!(started.elapsed() < within, "{cmd:?} did not serve {path} within {within:?}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
 
 /// Generated events landed and turned into a training set.
 fn training_set(dir: &Path, events: u64) {
@@ -91,16 +23,6 @@ fn training_set(dir: &Path, events: u64) {
     ok(cartflow(dir).args(["lake-sink", "--drain"]));
     ok(cartflow(dir).args(["warehouse", "build"]));
     ok(cartflow(dir).args(["features", "build"]));
-}
-
-/// The page as Chromium renders it.
-fn chromium_dom(url: &str) -> String {
-    let out = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--dump-dom", url])
-        .output()
-        .expect("chromium runs");
-    assert!(out.status.success(), "chromium {url}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

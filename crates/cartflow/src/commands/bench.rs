@@ -21,6 +21,10 @@ pub fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
         BenchCommand::Pipeline { events, json, lake } => pipeline(ctx, events, json, lake),
         BenchCommand::Features { events, redis, json } => features(ctx, events, redis, json),
         BenchCommand::Boosters { events, rounds, out, json } => boosters(events, rounds, out.as_deref(), json),
+        BenchCommand::Serve { seconds, connections, redis, python, peer_script, json } => super::bench_serve::run(
+            ctx,
+            super::bench_serve::ServeBench { seconds, connections, redis, python, peer_script, json },
+        ),
     }
 }
 

@@ -78,6 +78,25 @@ fn stream(ctx: &Ctx, a: FeaturesStreamArgs) -> Result<()> {
     print_stream_summary(&stats, store.as_ref(), started.elapsed().as_secs_f64(), "")
 }
 
+/// Streams validated events into `store` on a thread of its own until
+/// `control` stops; a failure stops `control` too, so the server beside it ends.
+pub(super) fn spawn_streamer(
+    ctx: &Ctx,
+    store: Arc<dyn OnlineStore>,
+    control: &StageControl,
+) -> std::thread::JoinHandle<Result<StreamerStats>> {
+    let control = control.clone();
+    let ctx = Ctx { cfg: ctx.cfg.clone(), quiet: true, control: control.clone(), health: ctx.health.clone() };
+    std::thread::spawn(move || {
+        let result = stream_with(&ctx, store.as_ref(), &control, "features");
+        if let Err(e) = &result {
+            tracing::error!("feature streamer stopped: {e:#}");
+            control.stop();
+        }
+        result
+    })
+}
+
 pub fn print_stream_summary(s: &StreamerStats, store: &dyn OnlineStore, secs: f64, indent: &str) -> Result<()> {
     println!(
         "streamed {} events into the online store {} in {secs:.2} s ({} events/s)",
@@ -224,19 +243,7 @@ fn serve(ctx: &Ctx, a: FeaturesServeArgs) -> Result<()> {
     let addr = a.addr.unwrap_or_else(|| ctx.cfg.features.addr.clone());
     let control = ctx.control.with_drain(false);
     // The embedded store lives in this process: the streamer must run here.
-    let streamer = (online == "embedded").then(|| {
-        let store = store.clone();
-        let control = control.clone();
-        let ctx = Ctx { cfg: ctx.cfg.clone(), quiet: true, control: control.clone(), health: ctx.health.clone() };
-        std::thread::spawn(move || {
-            let result = stream_with(&ctx, store.as_ref(), &control, "features");
-            if let Err(e) = &result {
-                tracing::error!("feature streamer stopped: {e:#}");
-                control.stop();
-            }
-            result
-        })
-    });
+    let streamer = (online == "embedded").then(|| spawn_streamer(ctx, store.clone(), &control));
     telemetry::metrics_handle();
     cartflow_serve::describe_metrics();
     let health = ctx.health.clone();

@@ -1,12 +1,15 @@
 //! One module per subcommand; this one holds what they share.
 
 mod bench;
+mod bench_serve;
 mod features;
 mod generate;
+mod insights;
 mod lake_sink;
 mod produce;
 mod registry;
 mod run;
+mod serve;
 mod sql;
 mod tail;
 mod topics;
@@ -59,6 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Topics(a) => topics::run(&ctx, a),
         Command::Tail(a) => tail::run(&ctx, a),
         Command::Bench(b) => bench::run(&ctx, b),
+        Command::Serve(a) => serve::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
     }
 }

@@ -1,6 +1,7 @@
 //! `cartflow registry serve`: the MLflow-compatible tracking server and its
 //! web UI; also started in-process by `train` when the registry is embedded.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -17,7 +18,11 @@ pub fn run(ctx: &Ctx, command: RegistryCommand) -> Result<()> {
 }
 
 /// The registry named by the configuration (and overrides), opened.
-async fn open(ctx: &Ctx, store: Option<String>, artifacts: Option<String>) -> Result<cartflow_registry::Registry> {
+pub(super) async fn open(
+    ctx: &Ctx,
+    store: Option<String>,
+    artifacts: Option<String>,
+) -> Result<cartflow_registry::Registry> {
     let (default_store, default_artifacts) = ctx.cfg.registry_locations()?;
     let store = store.unwrap_or(default_store);
     let artifacts = artifacts.unwrap_or(default_artifacts);
@@ -59,8 +64,15 @@ fn serve(ctx: &Ctx, a: RegistryServeArgs) -> Result<()> {
 }
 
 /// Serves this data directory's registry on a free loopback port from a
-/// background thread, for as long as the process lives; returns its URL.
+/// background thread, for as long as the process lives, behind the data
+/// directory's admin token; returns its URL. Started once per process.
 pub fn spawn_embedded(ctx: &Ctx) -> Result<String> {
+    static URL: OnceLock<String> = OnceLock::new();
+    if let Some(url) = URL.get() {
+        return Ok(url.clone());
+    }
+    let (admin, _) = super::serve::admin_token(&ctx.cfg.data_dir)?;
+    let tokens = Arc::new(super::serve::tokens(ctx, &admin)?);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let (registry, listener) = rt.block_on(async {
         let registry = open(ctx, None, None).await?;
@@ -68,7 +80,8 @@ pub fn spawn_embedded(ctx: &Ctx) -> Result<String> {
         anyhow::Ok((registry, listener))
     })?;
     let url = format!("http://{}", listener.local_addr()?);
-    let describe = url.clone();
-    std::thread::spawn(move || rt.block_on(async move { axum::serve(listener, app(registry, describe)).await }));
-    Ok(url)
+    let app =
+        app(registry, url.clone()).layer(axum::middleware::from_fn_with_state(tokens, cartflow_serve::auth::layer));
+    std::thread::spawn(move || rt.block_on(async move { axum::serve(listener, app).await }));
+    Ok(URL.get_or_init(|| url).clone())
 }

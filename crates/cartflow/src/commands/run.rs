@@ -1,10 +1,13 @@
-//! `cartflow run`: the pipeline in one process on the embedded backends.
+//! `cartflow run`: the whole system in one process on the embedded backends.
 //!
-//! Today it runs the stages that exist: events (generated, or `--input`
-//! files) → `tracking.raw_user_behavior` → validator → validated / invalid →
-//! lake, all concurrently, then the warehouse build, the training set, and a
-//! short tuning run registered in the embedded registry; then prints a
-//! summary. Serving joins it when it lands.
+//! It starts the server first (predictions, features, registry, dashboard,
+//! metrics on one address; the feature streamer filling the online store),
+//! so the dashboard shows the pipeline as it runs: events (generated, or
+//! `--input` files) → `tracking.raw_user_behavior` → validator → validated /
+//! invalid → lake, concurrently; then the warehouse build, the training set,
+//! and a short tuning run registered in the embedded registry, whose
+//! champion the server loads at once. Then it prints a summary and serves
+//! until Ctrl-C (or exits, with `--once`).
 
 use std::time::Instant;
 
@@ -108,6 +111,14 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
         (Source::Files(a.input.clone()), None, format!("{} file(s)", a.input.len()))
     };
     println!("cartflow run: {what} through the embedded pipeline in {}", ctx.cfg.data_dir.display());
+    let server = if a.once {
+        None
+    } else {
+        Some(super::serve::start(ctx, super::serve::ServeOptions { addr: a.addr.clone(), ..Default::default() })?)
+    };
+    if let Some(s) = &server {
+        println!("  dashboard {}/dashboard?token={} (live while the pipeline runs)", s.url, s.admin_token);
+    }
     let produce =
         ProduceConfig { inject_invalid: a.inject_invalid, seed: a.generator.seed, ..ProduceConfig::default() };
     let r = pipeline(ctx, log.as_ref(), source, total, &produce, &ctx.cfg.validator, Some(&lake))?;
@@ -154,12 +165,24 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
             println!("  train     no model: {e:#}");
         }
     }
-    println!("  next: `cartflow topics`, `cartflow tail tracking.user_behavior.validated -n 3`,");
-    println!("        `cartflow sql \"SELECT * FROM gold.vw_category_performance ORDER BY purchases DESC LIMIT 5\"`,");
-    println!("        `cartflow features serve` (features of a cart over HTTP, as Feast serves them),");
-    println!("        `cartflow registry serve` (runs, plots and model versions at http://127.0.0.1:5001/ui/)");
-    println!("  (serving predictions is not in this build yet)");
-    Ok(())
+    let Some(server) = server else {
+        println!("  next: `cartflow serve` (predictions, features, dashboard and registry on one address),");
+        println!(
+            "        `cartflow sql \"SELECT * FROM gold.vw_category_performance ORDER BY purchases DESC LIMIT 5\"`"
+        );
+        return Ok(());
+    };
+    if let Err(e) = server.refresh_model() {
+        println!("  serve     could not load the champion yet ({e:#}); retrying every {} s", ctx.cfg.serve.poll_secs);
+    }
+    super::serve::print_started(&server, "  ");
+    println!(
+        "  try: curl -H 'Authorization: Bearer {}' -H 'content-type: application/json' {}/predict \\",
+        server.admin_token, server.url
+    );
+    println!("         -d '[{{\"user_id\": 1, \"product_id\": 2, \"user_session\": \"s\", \"price\": 35.5}}]'");
+    println!("  serving until Ctrl-C");
+    server.wait()
 }
 
 /// Trials of `run`'s short tuning budget, and the time after which no new one starts.

@@ -1,0 +1,120 @@
+//! `POST /predict`: a list of cart events (the reference design's shape,
+//! extended with optional time and product attributes) → one purchase
+//! probability each, from the online store's features (the same `compute`
+//! as the feature API) and the model the registry's alias names.
+//!
+//! ```json
+//! [{"user_id": 1, "product_id": 2, "user_session": "s", "price": 9.5}]
+//! → {"predictions": [{"probability": 0.31, "will_purchase": false}],
+//!    "model": {"name": "purchase_prediction_model", "version": "3", "alias": "champion"}}
+//! ```
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::Response;
+use cartflow_features::{CartAttrs, CartQuery};
+use cartflow_online::OnlineStore;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::features_api::QueryTimes;
+use crate::latency::Latency;
+use crate::model::ModelSlot;
+use crate::{ApiError, observe};
+
+pub const REQUESTS: &str = "cartflow_predict_requests_total";
+pub const REQUEST_SECONDS: &str = "cartflow_predict_request_seconds";
+pub const ITEMS: &str = "cartflow_predict_items_total";
+
+/// Cart events one request may carry.
+pub const MAX_ITEMS: usize = 1000;
+
+/// One cart event to score.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CartEvent {
+    pub user_id: i64,
+    pub product_id: i64,
+    #[serde(default)]
+    pub user_session: Option<String>,
+    /// RFC 3339 or the dataset's `2019-10-01 00:00:00 UTC`; default: the
+    /// newest event the online store holds.
+    #[serde(default)]
+    pub event_time: Option<String>,
+    #[serde(default)]
+    pub price: Option<f64>,
+    #[serde(default)]
+    pub brand: Option<String>,
+    #[serde(default)]
+    pub category_code: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Predictor {
+    pub store: Arc<dyn OnlineStore>,
+    pub model: Arc<ModelSlot>,
+    pub latency: Arc<Latency>,
+}
+
+/// `POST /predict`.
+pub async fn predict(State(p): State<Predictor>, body: Result<Json<Vec<CartEvent>>, JsonRejection>) -> Response {
+    let started = Instant::now();
+    let result = answer(&p, body).await;
+    if result.is_ok() {
+        p.latency.record(started.elapsed());
+    }
+    observe("/predict", result, started, REQUESTS, REQUEST_SECONDS)
+}
+
+async fn answer(p: &Predictor, body: Result<Json<Vec<CartEvent>>, JsonRejection>) -> Result<Json<Value>, ApiError> {
+    let Json(events) = body.map_err(ApiError::from_json)?;
+    if events.is_empty() {
+        return Err(ApiError::bad_request("expected a list of at least one cart event"));
+    }
+    if events.len() > MAX_ITEMS {
+        return Err(ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("{} cart events: at most {MAX_ITEMS} per request", events.len()),
+        });
+    }
+    let served = p.model.current().ok_or_else(|| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: format!("no model to serve yet: {}@{} is not in the registry", p.model.name, p.model.alias),
+    })?;
+    let inputs = &served.model.inputs;
+    let mut rows = Vec::with_capacity(events.len() * inputs.len());
+    let mut times = QueryTimes::new(p.store.as_ref());
+    for (i, e) in events.iter().enumerate() {
+        let time = times.get(e.event_time.as_deref(), || format!("[{i}].event_time")).await?;
+        let attrs = CartAttrs {
+            price: e.price,
+            brand: e.brand.clone(),
+            category_code: e.category_code.clone(),
+            complete: false,
+        };
+        let q = CartQuery {
+            time,
+            user_id: e.user_id,
+            product_id: e.product_id,
+            user_session: e.user_session.as_deref(),
+            attrs: Some(&attrs),
+        };
+        let features = p.store.features(&q).await.map_err(ApiError::store)?.features;
+        rows.extend(inputs.iter().map(|input| input.encode_features(&features)));
+    }
+    let probabilities = served.scorer.predict_batch(&rows, inputs.len());
+    metrics::counter!(ITEMS).increment(events.len() as u64);
+    let predictions: Vec<Value> = probabilities
+        .iter()
+        .map(|&p| json!({ "probability": p, "will_purchase": served.model.will_purchase(p) }))
+        .collect();
+    Ok(Json(json!({
+        "predictions": predictions,
+        "model": { "name": served.name, "version": served.version, "alias": served.alias },
+    })))
+}
