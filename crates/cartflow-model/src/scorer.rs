@@ -11,11 +11,13 @@ use crate::trees::{Ensemble, sigmoid};
 /// Rows scored together: a block's inputs stay in cache while every tree
 /// walks over them.
 const BLOCK_ROWS: usize = 64;
+const _: () = assert!(BLOCK_ROWS.is_multiple_of(LANES));
 /// Rows walked in lock-step inside a block: enough independent loads to
 /// hide the latency of each, few enough to stay in registers.
 const LANES: usize = 8;
 
-/// Low bits of [`Step::feature_missing`]: the input a split reads; the top
+/// Low bits of [`Step::feature_missing`]: the input a split reads (times
+/// [`LANES`], its place in a transposed group of rows); the top
 /// two bits say where NaN goes, as an offset from `first` (0 left, 1 right,
 /// 2 a missing branch of its own).
 const FEATURE_MASK: u32 = (1 << 30) - 1;
@@ -94,10 +96,11 @@ impl Scorer {
                 order.push((node.right, d + 1));
                 order.extend(tail);
                 self.inputs = self.inputs.max(node.feature as usize + 1);
-                assert!(node.feature <= FEATURE_MASK, "split on input {}", node.feature);
+                let scaled = node.feature as usize * LANES;
+                assert!(scaled <= FEATURE_MASK as usize, "split on input {}", node.feature);
                 self.steps.push(Step {
                     threshold: node.value,
-                    feature_missing: node.feature | (missing << MISSING_SHIFT),
+                    feature_missing: scaled as u32 | (missing << MISSING_SHIFT),
                     first,
                 });
                 self.values.push(0.0);
@@ -111,16 +114,18 @@ impl Scorer {
         self.trees.len()
     }
 
-    /// One step of a walk: the next node for `row` from node `at`.
+    /// One step of lane `k`'s walk from node `at`; `lanes` holds a group's
+    /// inputs feature by feature, `LANES` rows side by side.
     #[inline(always)]
-    fn next(&self, at: u32, row: &[f64]) -> u32 {
+    fn next(&self, at: u32, lanes: &[f64], k: usize) -> u32 {
         // SAFETY: `new` makes every `first` (plus at most the missing
-        // offset of its own split) a step of the same tree, and every
-        // feature below `self.inputs`, which `predict_batch` checks
-        // against the row length.
+        // offset of its own split) a step of the same tree, and stores each
+        // split's input as `input * LANES` with `input < self.inputs`;
+        // `predict_batch` checks `self.inputs <= inputs` and hands over
+        // `inputs * LANES` values, and `k < LANES`.
         unsafe {
             let step = self.steps.get_unchecked(at as usize);
-            let v = *row.get_unchecked((step.feature_missing & FEATURE_MASK) as usize);
+            let v = *lanes.get_unchecked((step.feature_missing & FEATURE_MASK) as usize + k);
             let offset = if v.is_nan() { step.feature_missing >> MISSING_SHIFT } else { (v >= step.threshold) as u32 };
             step.first + offset
         }
@@ -131,37 +136,38 @@ impl Scorer {
         assert!(inputs >= self.inputs, "the model reads {} inputs, rows hold {inputs}", self.inputs);
         assert!(rows.len().is_multiple_of(inputs), "rows hold whole rows of {inputs} inputs");
         let mut out = vec![self.base_score; rows.len() / inputs];
+        // A block's rows, transposed group by group: [group][input][lane].
+        let mut lanes = vec![0.0; BLOCK_ROWS * inputs];
         for (block, sums) in rows.chunks(BLOCK_ROWS * inputs).zip(out.chunks_mut(BLOCK_ROWS)) {
-            let mut lanes = block.chunks_exact(LANES * inputs).zip(sums.chunks_exact_mut(LANES));
-            for (lane_rows, lane_sums) in &mut lanes {
-                let lane_rows: [&[f64]; LANES] = std::array::from_fn(|k| &lane_rows[k * inputs..(k + 1) * inputs]);
-                for &(root, depth) in &self.trees {
-                    let mut at = [root; LANES];
-                    for _ in 0..depth {
-                        for k in 0..LANES {
-                            at[k] = self.next(at[k], lane_rows[k]);
-                        }
-                    }
-                    for k in 0..LANES {
-                        lane_sums[k] += self.values[at[k] as usize];
+            let groups = sums.len().div_ceil(LANES);
+            for g in 0..groups {
+                let group = &mut lanes[g * LANES * inputs..(g + 1) * LANES * inputs];
+                for k in 0..LANES {
+                    // A short last group repeats its last row; its extra sums are dropped.
+                    let r = (g * LANES + k).min(sums.len() - 1);
+                    for (f, &v) in block[r * inputs..(r + 1) * inputs].iter().enumerate() {
+                        group[f * LANES + k] = v;
                     }
                 }
             }
-            let done = sums.len() / LANES * LANES;
-            for (row, sum) in block[done * inputs..].chunks_exact(inputs).zip(&mut sums[done..]) {
-                self.add_trees(row, sum);
+            let mut acc = vec![[self.base_score; LANES]; groups];
+            for &(root, depth) in &self.trees {
+                for (group, acc) in lanes.chunks_exact(LANES * inputs).zip(acc.iter_mut()) {
+                    let mut at = [root; LANES];
+                    for _ in 0..depth {
+                        for (k, at) in at.iter_mut().enumerate() {
+                            *at = self.next(*at, group, k);
+                        }
+                    }
+                    for k in 0..LANES {
+                        acc[k] += self.values[at[k] as usize];
+                    }
+                }
+            }
+            for (sum, p) in sums.iter_mut().zip(acc.iter().flatten()) {
+                *sum = sigmoid(*p);
             }
         }
-        out.iter_mut().for_each(|p| *p = sigmoid(*p));
         out
-    }
-
-    /// Adds each tree's leaf for one row to `sum`, in the order (and so
-    /// with the rounding) of the lanes and of [`Ensemble::raw_row`].
-    fn add_trees(&self, row: &[f64], sum: &mut f64) {
-        for &(root, depth) in &self.trees {
-            let at = (0..depth).fold(root, |at, _| self.next(at, row));
-            *sum += self.values[at as usize];
-        }
     }
 }
