@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use cartflow_stream::StageControl;
 use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType};
 use serde_json::{Value, json};
 
 use super::Ctx;
@@ -107,7 +108,9 @@ fn sample(ctx: &Ctx, model: &cartflow_model::Model) -> Result<(Sample, cartflow_
     for batch in &all {
         let users = batch.column_by_name("user_id").context("user_id")?.as_primitive::<Int64Type>().clone();
         let products = batch.column_by_name("product_id").context("product_id")?.as_primitive::<Int64Type>().clone();
-        let sessions = batch.column_by_name("user_session").context("user_session")?.as_string::<i32>().clone();
+        // DataFusion may hand strings over as views: read them as plain UTF-8.
+        let sessions = cast(batch.column_by_name("user_session").context("user_session")?, &DataType::Utf8)?;
+        let sessions = sessions.as_string::<i32>();
         let times = batch
             .column_by_name("event_time")
             .context("event_time")?

@@ -182,7 +182,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     );
     println!("         -d '[{{\"user_id\": 1, \"product_id\": 2, \"user_session\": \"s\", \"price\": 35.5}}]'");
     println!("  serving until Ctrl-C");
-    server.wait()
+    server.wait_and_report()
 }
 
 /// Trials of `run`'s short tuning budget, and the time after which no new one starts.

@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use cartflow_registry::Client;
 use cartflow_serve::auth::{Scope, TokenConfig, Tokens};
 use cartflow_serve::model::{ModelSlot, ModelSource};
+use cartflow_stream::feature_streamer::StreamerStats;
 
 use super::Ctx;
 use super::insights::LakeInsights;
@@ -91,7 +92,7 @@ pub struct Started {
     pub slot: Arc<ModelSlot>,
     source: Arc<dyn ModelSource>,
     server: JoinHandle<Result<()>>,
-    streamer: Option<JoinHandle<Result<cartflow_stream::feature_streamer::StreamerStats>>>,
+    streamer: Option<JoinHandle<Result<StreamerStats>>>,
 }
 
 impl Started {
@@ -100,11 +101,16 @@ impl Started {
         self.slot.refresh(self.source.as_ref()).map_err(anyhow::Error::msg)
     }
 
-    /// Waits until Ctrl-C (or a failure) has stopped the server.
-    pub fn wait(self) -> Result<()> {
+    /// Waits until Ctrl-C (or a failure) has stopped the server; returns
+    /// what the feature streamer beside it did.
+    pub fn wait(self) -> Result<Option<StreamerStats>> {
         self.server.join().map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
-        if let Some(streamer) = self.streamer {
-            let stats = streamer.join().map_err(|_| anyhow::anyhow!("the feature streamer panicked"))??;
+        self.streamer.map(|s| s.join().map_err(|_| anyhow::anyhow!("the feature streamer panicked"))?).transpose()
+    }
+
+    /// Waits, then says what the streamer did.
+    pub fn wait_and_report(self) -> Result<()> {
+        if let Some(stats) = self.wait()? {
             println!("streamed {} events into the online store while serving", thousands(stats.read));
         }
         Ok(())
@@ -245,5 +251,5 @@ pub fn run(ctx: &Ctx, a: ServeArgs) -> Result<()> {
     )?;
     println!("cartflow serve (Ctrl-C stops)");
     print_started(&started, "  ");
-    started.wait()
+    started.wait_and_report()
 }
