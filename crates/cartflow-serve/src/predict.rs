@@ -87,25 +87,35 @@ async fn answer(p: &Predictor, body: Result<Json<Vec<CartEvent>>, JsonRejection>
         message: format!("no model to serve yet: {}@{} is not in the registry", p.model.name, p.model.alias),
     })?;
     let inputs = &served.model.inputs;
-    let mut rows = Vec::with_capacity(events.len() * inputs.len());
     let mut times = QueryTimes::new(p.store.as_ref());
+    let mut attrs = Vec::with_capacity(events.len());
     for (i, e) in events.iter().enumerate() {
         let time = times.get(e.event_time.as_deref(), || format!("[{i}].event_time")).await?;
-        let attrs = CartAttrs {
+        let given = CartAttrs {
             price: e.price,
             brand: e.brand.clone(),
             category_code: e.category_code.clone(),
             complete: false,
         };
-        let q = CartQuery {
-            time,
+        attrs.push((time, given));
+    }
+    let queries: Vec<CartQuery> = events
+        .iter()
+        .zip(&attrs)
+        .map(|(e, (time, given))| CartQuery {
+            time: *time,
             user_id: e.user_id,
             product_id: e.product_id,
             user_session: e.user_session.as_deref(),
-            attrs: Some(&attrs),
-        };
-        let features = p.store.features(&q).await.map_err(ApiError::store)?.features;
-        rows.extend(inputs.iter().map(|input| input.encode_features(&features)));
+            attrs: Some(given),
+        })
+        .collect();
+    // All of a batch's lookups at once: on Redis they share round trips.
+    let answers =
+        futures::future::try_join_all(queries.iter().map(|q| p.store.features(q))).await.map_err(ApiError::store)?;
+    let mut rows = Vec::with_capacity(events.len() * inputs.len());
+    for answer in &answers {
+        rows.extend(inputs.iter().map(|input| input.encode_features(&answer.features)));
     }
     let probabilities = served.scorer.predict_batch(&rows, inputs.len());
     metrics::counter!(ITEMS).increment(events.len() as u64);

@@ -249,3 +249,44 @@ fn serve_speaks_tls_with_the_given_certificate() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn predictions_are_the_same_from_redis_as_from_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(cartflow(dir.path()).args(["run", "--once", "--events", "40000"]));
+    let prefix = format!("cartflow-test-serve-{}", std::process::id());
+    let redis = "redis://127.0.0.1:6379/0";
+    ok(cartflow(dir.path())
+        .env("CARTFLOW_FEATURES__REDIS_PREFIX", &prefix)
+        .args(["features", "stream", "--online", redis, "--drain"]));
+    let body = carts(5);
+    let mut answers = Vec::new();
+    for online in [redis, "embedded"] {
+        let port = free_port();
+        let mut cmd = cartflow(dir.path());
+        cmd.env("CARTFLOW_FEATURES__REDIS_PREFIX", &prefix).args(["serve", "--addr", &format!("127.0.0.1:{port}")]);
+        cmd.args(["--online", online]);
+        let server = Server::start(cmd, port, "/health", Duration::from_secs(60), &dir.path().join("serve.log"));
+        let admin = admin_token(dir.path());
+        // The embedded store catches up from the log in the server: wait for it.
+        let started = Instant::now();
+        while online == "embedded" {
+            let (_, health) = call(&format!("{}/health", server.url), None, None);
+            if health["stages"]["features"]["lag"] == 0 && health["stages"]["features"]["read"].as_u64() > Some(0) {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "the embedded store did not catch up: {health}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let (status, answer) = call(&format!("{}/predict", server.url), Some(&admin), Some(&body));
+        assert_eq!(status, 200, "{online}: {answer}");
+        answers.push(answer["predictions"].clone());
+    }
+    // Leave Redis as it was: the test's keys, deleted a thousand at a time.
+    let keys = Command::new("redis-cli").args(["--scan", "--pattern", &format!("{prefix}*")]).output().unwrap();
+    let keys = String::from_utf8_lossy(&keys.stdout).lines().map(str::to_owned).collect::<Vec<_>>();
+    for chunk in keys.chunks(1000) {
+        ok(Command::new("redis-cli").arg("del").args(chunk));
+    }
+    assert_eq!(answers[0], answers[1], "Redis and the embedded store disagree");
+}
