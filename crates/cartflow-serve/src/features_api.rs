@@ -31,15 +31,16 @@ use crate::ApiError;
 pub const REQUESTS: &str = "cartflow_feature_requests_total";
 pub const REQUEST_SECONDS: &str = "cartflow_feature_request_seconds";
 
-/// One cart event to answer for.
+/// One cart event, as `POST /features` and `POST /predict` take it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FeatureRequest {
+pub struct CartEvent {
     pub user_id: i64,
     pub product_id: i64,
     #[serde(default)]
     pub user_session: Option<String>,
-    /// RFC 3339 or the dataset's `2019-10-01 00:00:00 UTC`.
+    /// RFC 3339 or the dataset's `2019-10-01 00:00:00 UTC`; default: the
+    /// newest event the online store holds.
     #[serde(default)]
     pub event_time: Option<String>,
     #[serde(default)]
@@ -48,21 +49,26 @@ pub struct FeatureRequest {
     pub brand: Option<String>,
     #[serde(default)]
     pub category_code: Option<String>,
-    /// Feature names; default: the whole of `feature_service`.
-    #[serde(default)]
-    pub features: Option<Vec<String>>,
-    /// `cart_v1` or `cart_v2` (the default).
-    #[serde(default)]
-    pub feature_service: Option<String>,
 }
 
-impl FeatureRequest {
+impl CartEvent {
     pub fn attrs(&self) -> CartAttrs {
         CartAttrs {
             price: self.price,
             brand: self.brand.clone(),
             category_code: self.category_code.clone(),
             complete: false,
+        }
+    }
+
+    /// The query for this cart at `time`, with the attributes it gave.
+    pub fn query<'a>(&'a self, time: Micros, attrs: &'a CartAttrs) -> CartQuery<'a> {
+        CartQuery {
+            time,
+            user_id: self.user_id,
+            product_id: self.product_id,
+            user_session: self.user_session.as_deref(),
+            attrs: Some(attrs),
         }
     }
 }
@@ -118,42 +124,53 @@ fn service(name: Option<&str>) -> Result<FeatureSet, ApiError> {
 /// `POST /features`.
 pub async fn features(
     State(store): State<Arc<dyn OnlineStore>>,
-    body: Result<Json<FeatureRequest>, JsonRejection>,
+    body: Result<Json<Map<String, Json_>>, JsonRejection>,
 ) -> Response {
     let started = Instant::now();
     let result = answer_features(store.as_ref(), body).await;
     crate::observe("/features", result, started, REQUESTS, REQUEST_SECONDS)
 }
 
+/// Takes `field` out of `body`, typed.
+fn take<T: serde::de::DeserializeOwned>(body: &mut Map<String, Json_>, field: &str) -> Result<Option<T>, ApiError> {
+    body.remove(field)
+        .filter(|v| !v.is_null())
+        .map(|v| serde_json::from_value(v).map_err(|e| unprocessable(format!("{field}: {e}"))))
+        .transpose()
+}
+
+fn unprocessable(message: String) -> ApiError {
+    ApiError { status: axum::http::StatusCode::UNPROCESSABLE_ENTITY, message }
+}
+
+/// A cart event plus, optionally, `features` (names) and `feature_service`
+/// (`cart_v1`, or `cart_v2` by default).
 async fn answer_features(
     store: &dyn OnlineStore,
-    body: Result<Json<FeatureRequest>, JsonRejection>,
+    body: Result<Json<Map<String, Json_>>, JsonRejection>,
 ) -> Result<Json<Json_>, ApiError> {
-    let Json(req) = body.map_err(ApiError::from_json)?;
-    let set = service(req.feature_service.as_deref())?;
-    let defs: Vec<&FeatureDef> = match &req.features {
+    let Json(mut body) = body.map_err(ApiError::from_json)?;
+    let names: Option<Vec<String>> = take(&mut body, "features")?;
+    let set = service(take::<String>(&mut body, "feature_service")?.as_deref())?;
+    // The rest is the cart: the same type, and checks, as `/predict`'s.
+    let cart: CartEvent = serde_path_to_error::deserialize(Json_::Object(body))
+        .map_err(|e| unprocessable(format!("Failed to deserialize the JSON body into the target type: {e}")))?;
+    let defs: Vec<&FeatureDef> = match &names {
         None => set.features().collect(),
         Some(names) => names
             .iter()
             .map(|n| spec::feature(n).ok_or_else(|| ApiError::not_found(format!("features: no feature {n:?}"))))
             .collect::<Result<_, _>>()?,
     };
-    let t = QueryTimes::new(store).get(req.event_time.as_deref(), || "event_time".into()).await?;
-    let attrs = req.attrs();
-    let q = CartQuery {
-        time: t,
-        user_id: req.user_id,
-        product_id: req.product_id,
-        user_session: req.user_session.as_deref(),
-        attrs: Some(&attrs),
-    };
-    let answer = store.features(&q).await.map_err(ApiError::store)?;
+    let t = QueryTimes::new(store).get(cart.event_time.as_deref(), || "event_time".into()).await?;
+    let attrs = cart.attrs();
+    let answer = store.features(&cart.query(t, &attrs)).await.map_err(ApiError::store)?;
     let values: Map<String, Json_> =
         defs.iter().map(|d| (d.name.to_owned(), json_value((d.get)(&answer.features)))).collect();
     Ok(Json(json!({
-        "user_id": req.user_id,
-        "product_id": req.product_id,
-        "user_session": req.user_session,
+        "user_id": cart.user_id,
+        "product_id": cart.product_id,
+        "user_session": cart.user_session,
         "event_time": rfc3339(t),
         "feature_service": set.service_name(),
         "features": values,

@@ -17,12 +17,11 @@ use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::Response;
-use cartflow_features::{CartAttrs, CartQuery};
+use cartflow_features::CartQuery;
 use cartflow_online::OnlineStore;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::features_api::QueryTimes;
+use crate::features_api::{CartEvent, QueryTimes};
 use crate::latency::Latency;
 use crate::model::ModelSlot;
 use crate::{ApiError, observe};
@@ -33,26 +32,6 @@ pub const ITEMS: &str = "cartflow_predict_items_total";
 
 /// Cart events one request may carry.
 pub const MAX_ITEMS: usize = 1000;
-
-/// One cart event to score.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CartEvent {
-    pub user_id: i64,
-    pub product_id: i64,
-    #[serde(default)]
-    pub user_session: Option<String>,
-    /// RFC 3339 or the dataset's `2019-10-01 00:00:00 UTC`; default: the
-    /// newest event the online store holds.
-    #[serde(default)]
-    pub event_time: Option<String>,
-    #[serde(default)]
-    pub price: Option<f64>,
-    #[serde(default)]
-    pub brand: Option<String>,
-    #[serde(default)]
-    pub category_code: Option<String>,
-}
 
 #[derive(Clone)]
 pub struct Predictor {
@@ -91,25 +70,9 @@ async fn answer(p: &Predictor, body: Result<Json<Vec<CartEvent>>, JsonRejection>
     let mut attrs = Vec::with_capacity(events.len());
     for (i, e) in events.iter().enumerate() {
         let time = times.get(e.event_time.as_deref(), || format!("[{i}].event_time")).await?;
-        let given = CartAttrs {
-            price: e.price,
-            brand: e.brand.clone(),
-            category_code: e.category_code.clone(),
-            complete: false,
-        };
-        attrs.push((time, given));
+        attrs.push((time, e.attrs()));
     }
-    let queries: Vec<CartQuery> = events
-        .iter()
-        .zip(&attrs)
-        .map(|(e, (time, given))| CartQuery {
-            time: *time,
-            user_id: e.user_id,
-            product_id: e.product_id,
-            user_session: e.user_session.as_deref(),
-            attrs: Some(given),
-        })
-        .collect();
+    let queries: Vec<CartQuery> = events.iter().zip(&attrs).map(|(e, (time, given))| e.query(*time, given)).collect();
     // All of a batch's lookups at once: on Redis they share round trips.
     let answers =
         futures::future::try_join_all(queries.iter().map(|q| p.store.features(q))).await.map_err(ApiError::store)?;
