@@ -126,7 +126,10 @@ impl Scorer {
         unsafe {
             let step = self.steps.get_unchecked(at as usize);
             let v = *lanes.get_unchecked((step.feature_missing & FEATURE_MASK) as usize + k);
-            let offset = if v.is_nan() { step.feature_missing >> MISSING_SHIFT } else { (v >= step.threshold) as u32 };
+            // NaN compares false, so `at_least` is 0 for it and the
+            // missing offset is added instead: no branch on the data.
+            let at_least = (v >= step.threshold) as u32;
+            let offset = at_least | ((step.feature_missing >> MISSING_SHIFT) & (v.is_nan() as u32).wrapping_neg());
             step.first + offset
         }
     }
