@@ -166,10 +166,6 @@ fn bench_cartflow(
         ctx,
         ServeOptions { addr: Some("127.0.0.1:0".into()), online: Some(online.into()), ..Default::default() },
     )?;
-    if started.slot.current().is_none() {
-        ctx.control.stop();
-        bail!("no champion to serve: run `cartflow run --once` (or `cartflow train`) on this data directory first");
-    }
     if online == "embedded" {
         let waiting = Instant::now();
         while ctx.health.snapshot()["features"]["lag"].as_u64() != Some(0) {
@@ -270,14 +266,9 @@ fn start_peer(b: &ServeBench, dir: &Path, redis: &str, token: &str) -> Result<(P
 }
 
 pub fn run(ctx: &Ctx, b: ServeBench) -> Result<()> {
-    let model = {
-        let probe = scenario_ctx(ctx, None);
-        let started = start(&probe, ServeOptions { addr: Some("127.0.0.1:0".into()), ..Default::default() })?;
-        let current = started.slot.current();
-        probe.control.stop();
-        started.wait()?;
-        current.context("no champion to serve: run `cartflow run --once` (or `cartflow train`) first")?
-    };
+    let model = super::serve::champion(ctx)?.context(
+        "no champion to serve: run `cartflow run --once` (or `cartflow train`) on this data directory first",
+    )?;
     let (sample, encoded) = sample(ctx, &model.model)?;
     let (single, hundreds) = bodies(&sample.items);
     let mut results: Vec<(String, Load, Load)> = Vec::new();

@@ -85,3 +85,15 @@ pub fn spawn_embedded(ctx: &Ctx) -> Result<String> {
     std::thread::spawn(move || rt.block_on(async move { axum::serve(listener, app).await }));
     Ok(URL.get_or_init(|| url).clone())
 }
+
+/// A client of the registry at `url`: `embedded` is this data directory's,
+/// served on loopback behind the admin token; any other URL is reached with
+/// `MLFLOW_TRACKING_TOKEN` when it is set, as MLflow's own client does.
+pub fn client(ctx: &Ctx, url: &str) -> Result<cartflow_registry::Client> {
+    if url == "embedded" {
+        let (admin, _) = super::serve::admin_token(&ctx.cfg.data_dir)?;
+        return Ok(cartflow_registry::Client::new(&spawn_embedded(ctx)?).with_token(Some(&admin)));
+    }
+    let token = std::env::var(super::serve::TRACKING_TOKEN_ENV).ok();
+    Ok(cartflow_registry::Client::new(url).with_token(token.as_deref()))
+}

@@ -72,6 +72,24 @@ impl ModelSource for RegistrySource {
     }
 }
 
+/// The slot for the configured model and alias, loaded once from `client`'s
+/// registry (a failure is logged; the watcher retries).
+fn follow(ctx: &Ctx, client: Client) -> (Arc<ModelSlot>, Arc<dyn ModelSource>) {
+    let slot = Arc::new(ModelSlot::new(&ctx.cfg.registry.model_name, &ctx.cfg.serve.alias));
+    let source: Arc<dyn ModelSource> = Arc::new(RegistrySource { client });
+    if let Err(e) = slot.refresh(source.as_ref()) {
+        tracing::warn!("no model yet: {e}");
+    }
+    (slot, source)
+}
+
+/// The model the configured alias names in the configured registry, loaded
+/// as the server would load it (`None`: no such version yet).
+pub fn champion(ctx: &Ctx) -> Result<Option<Arc<cartflow_serve::model::ServedModel>>> {
+    let client = super::registry::client(ctx, &ctx.cfg.registry.url)?;
+    Ok(follow(ctx, client).0.current())
+}
+
 /// Where to serve from; unset fields come from the configuration.
 #[derive(Default)]
 pub struct ServeOptions {
@@ -129,18 +147,13 @@ pub fn start(ctx: &Ctx, o: ServeOptions) -> Result<Started> {
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let registry_url = o.registry.unwrap_or_else(|| cfg.registry.url.clone());
-    let (client, extra) = if registry_url == "embedded" {
-        let registry = rt.block_on(super::registry::open(ctx, None, None))?;
-        let client = Client::new(&super::registry::spawn_embedded(ctx)?).with_token(Some(&admin));
-        (client, Some(cartflow_registry::routes(registry)))
-    } else {
-        (Client::new(&registry_url).with_token(std::env::var(TRACKING_TOKEN_ENV).ok().as_deref()), None)
+    let client = super::registry::client(ctx, &registry_url)?;
+    // The embedded registry is also served here, on the same address and tokens.
+    let extra = match registry_url.as_str() {
+        "embedded" => Some(cartflow_registry::routes(rt.block_on(super::registry::open(ctx, None, None))?)),
+        _ => None,
     };
-    let slot = Arc::new(ModelSlot::new(&cfg.registry.model_name, &cfg.serve.alias));
-    let source: Arc<dyn ModelSource> = Arc::new(RegistrySource { client: client.clone() });
-    if let Err(e) = slot.refresh(source.as_ref()) {
-        tracing::warn!("no model yet: {e}");
-    }
+    let (slot, source) = follow(ctx, client.clone());
     let stopped = control.clone();
     slot.watch(source.clone(), Duration::from_secs(cfg.serve.poll_secs.max(1)), move || stopped.stopped());
 

@@ -146,12 +146,8 @@ pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<Trained> {
     }
 
     let url = a.registry.unwrap_or_else(|| ctx.cfg.registry.url.clone());
-    let (base, token) = if url == "embedded" {
-        (super::registry::spawn_embedded(ctx)?, Some(super::serve::admin_token(&ctx.cfg.data_dir)?.0))
-    } else {
-        (url.clone(), std::env::var(super::serve::TRACKING_TOKEN_ENV).ok())
-    };
-    let client = Client::new(&base).with_token(token.as_deref());
+    let client = super::registry::client(ctx, &url)?;
+    let base = client.base().to_owned();
     let registry = if url == "embedded" {
         format!("the embedded registry ({})", ctx.cfg.data_dir.join("registry").display())
     } else {
