@@ -10,6 +10,7 @@
 
 pub mod embedded;
 mod error;
+pub mod kafka;
 mod partitioner;
 mod types;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub use embedded::{EmbeddedLog, EmbeddedOptions, FsyncPolicy};
 pub use error::{LogError, Result};
+pub use kafka::{KafkaLog, KafkaOptions};
 pub use partitioner::{murmur2, partition_for_key};
 pub use types::*;
 
@@ -58,6 +60,12 @@ pub trait Consumer: Send {
     fn position(&self, tp: &TopicPartition) -> Option<u64>;
     /// The current end offset of every assigned partition.
     fn end_offsets(&mut self) -> Result<Vec<(TopicPartition, u64)>>;
+    /// The partitions the group moved to or from this consumer since the
+    /// last call (Kafka's rebalances; the embedded log has one member per
+    /// group, so never there). Stages recover their state for the gained ones.
+    fn take_rebalance(&mut self) -> Option<Rebalance> {
+        None
+    }
 }
 
 /// Hands each record of `[from, to)` of one partition to `each`, reading
@@ -75,11 +83,21 @@ pub fn for_each_in_range(
     }
     let mut c = log.consumer(ConsumerConfig::assign(vec![tp.clone()]))?;
     c.seek(tp, from)?;
-    while c.position(tp).unwrap_or(to) < to {
+    let mut progressed = std::time::Instant::now();
+    while let Some(at) = c.position(tp).filter(|at| *at < to) {
         let batch = c.poll(8192, Duration::from_millis(200))?;
         if batch.is_empty() {
-            break;
+            // A remote log can be slow to answer: stop only where the partition ends.
+            let end = c.end_offsets()?.into_iter().find(|(p, _)| p == tp).map_or(0, |(_, e)| e);
+            if end <= at && progressed.elapsed() > Duration::from_secs(1) {
+                break;
+            }
+            if progressed.elapsed() > Duration::from_secs(30) {
+                return Err(LogError::Backend(format!("reading {tp}: no record at offset {at} for 30 s")));
+            }
+            continue;
         }
+        progressed = std::time::Instant::now();
         batch.into_iter().filter(|r| r.offset < to).for_each(&mut each);
     }
     Ok(())

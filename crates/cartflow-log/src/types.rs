@@ -147,3 +147,10 @@ pub struct GroupInfo {
     pub group: String,
     pub offsets: Vec<CommittedOffset>,
 }
+
+/// Partitions a group rebalance gave to and took from one consumer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rebalance {
+    pub gained: Vec<TopicPartition>,
+    pub lost: Vec<TopicPartition>,
+}

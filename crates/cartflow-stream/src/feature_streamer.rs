@@ -68,6 +68,9 @@ pub fn run_feature_streamer(
     loop {
         let stopped = control.stopped();
         let batch = if stopped { Vec::new() } else { consumer.poll(cfg.batch, Duration::from_millis(200))? };
+        if let Some(change) = consumer.take_rebalance() {
+            crate::one_member_only("features", &cfg.group, &change)?;
+        }
         let idle = batch.is_empty();
         if !idle {
             let started = Instant::now();

@@ -153,6 +153,9 @@ pub fn run_lake_sink(
     loop {
         let stopped = control.stopped();
         let batch = if stopped { Vec::new() } else { consumer.poll(16_384, Duration::from_millis(200))? };
+        if let Some(change) = consumer.take_rebalance() {
+            crate::one_member_only("lake-sink", &cfg.group, &change)?;
+        }
         let idle = batch.is_empty();
         stats.read += batch.len() as u64;
         count_in(&batch);

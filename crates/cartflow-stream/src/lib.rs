@@ -30,6 +30,24 @@ pub enum StageError {
     Lake(#[from] cartflow_lake::LakeError),
     #[error("{0}")]
     Config(String),
+    #[error("{0}")]
+    Group(String),
 }
 
 pub type Result<T, E = StageError> = std::result::Result<T, E>;
+
+/// The lake sink and the feature streamer keep state for all their input
+/// partitions (the lake's manifests, the online store), so each runs as one
+/// process per group; the validator is the stage that scales out. A rebalance
+/// that hands the same partitions back is fine; one that moves them is not.
+pub(crate) fn one_member_only(stage: &str, group: &str, change: &cartflow_log::Rebalance) -> Result<()> {
+    if change.gained.is_empty() && change.lost.is_empty() {
+        return Ok(());
+    }
+    Err(StageError::Group(format!(
+        "another {stage} process joined group {group:?} and partitions moved ({} gained, {} lost): \
+         run one {stage} per group (the validator is the stage that scales out)",
+        change.gained.len(),
+        change.lost.len()
+    )))
+}

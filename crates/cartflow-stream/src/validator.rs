@@ -115,6 +115,12 @@ pub fn run_validator(
 
     while !control.stopped() {
         let batch = consumer.poll(cfg.batch_size, Duration::from_millis(100))?;
+        if let Some(change) = consumer.take_rebalance() {
+            // Partitions another validator held may have outputs it made durable
+            // but never committed: find them before reading on.
+            tracing::info!(gained = change.gained.len(), lost = change.lost.len(), "validator: partitions moved");
+            exactly_once = ExactlyOnce::recover(log, consumer.as_mut(), &[VALIDATED, INVALID])?;
+        }
         if batch.is_empty() || counted_at.elapsed() >= Duration::from_secs(1) {
             stats.lag = measure_lag("validate", consumer.as_mut())?;
             counted_at = Instant::now();

@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use cartflow_cdc::CdcConfig;
 use cartflow_lake::Lake;
-use cartflow_log::{EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy};
+use cartflow_log::{EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy, KafkaLog, KafkaOptions};
 use cartflow_stream::alerts::AlertConfig;
 use cartflow_stream::feature_streamer::StreamerConfig;
 use cartflow_stream::lake_sink::LakeSinkConfig;
@@ -24,10 +25,12 @@ pub struct Config {
     /// The event log: `embedded` (files under the data directory) or `kafka://host:port`.
     pub log: String,
     pub embedded_log: EmbeddedLogConfig,
+    pub kafka: KafkaConfig,
     pub validator: ValidatorConfig,
     pub alerts: AlertConfig,
     pub lake: LakeConfig,
     pub lake_sink: LakeSinkConfig,
+    pub cdc: CdcConfig,
     pub warehouse: WarehouseConfig,
     pub features: FeaturesConfig,
     pub train: TrainConfig,
@@ -204,16 +207,44 @@ pub struct EmbeddedLogConfig {
     pub retention_mb: u64,
 }
 
+/// The Kafka backend (`log = "kafka://host:port"`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Partitions of the topics cartflow creates.
+    pub partitions: u32,
+    /// Replicas of the topics cartflow creates.
+    pub replication: i32,
+    /// A stage process silent this long loses its partitions to the others of its group.
+    pub session_timeout_ms: u32,
+    /// librdkafka properties passed as given (`security.protocol`, `sasl.*`, `ssl.*`, tuning).
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        let d = KafkaOptions::default();
+        KafkaConfig {
+            partitions: d.partitions,
+            replication: d.replication,
+            session_timeout_ms: d.session_timeout_ms,
+            properties: d.properties,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("cartflow-data"),
             log: "embedded".into(),
             embedded_log: EmbeddedLogConfig::default(),
+            kafka: KafkaConfig::default(),
             validator: ValidatorConfig::default(),
             alerts: AlertConfig::default(),
             lake: LakeConfig::default(),
             lake_sink: LakeSinkConfig::default(),
+            cdc: CdcConfig::default(),
             warehouse: WarehouseConfig::default(),
             features: FeaturesConfig::default(),
             train: TrainConfig::default(),
@@ -326,10 +357,15 @@ impl Config {
             return Ok(Box::new(log));
         }
         if self.log.starts_with("kafka://") {
-            bail!(
-                "log = {:?}: the Kafka backend is not in this build yet (distributed mode, issue 7); use `embedded`",
-                self.log
-            );
+            let k = &self.kafka;
+            let opts = KafkaOptions {
+                partitions: k.partitions,
+                replication: k.replication,
+                session_timeout_ms: k.session_timeout_ms,
+                properties: k.properties.clone(),
+            };
+            let log = KafkaLog::connect(&self.log, opts).with_context(|| format!("connecting to {}", self.log))?;
+            return Ok(Box::new(log));
         }
         bail!("log = {:?}: expected `embedded` or `kafka://host:port`", self.log)
     }

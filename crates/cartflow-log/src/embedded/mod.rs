@@ -179,7 +179,7 @@ impl Inner {
     }
 }
 
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 249
         && !name.starts_with('.')

@@ -172,20 +172,23 @@ fn pipeline(ctx: &Ctx, events: u64, as_json: bool, with_lake: bool) -> Result<()
     let e2e = per_sec(r.validated.read, r.total_secs);
     let produce = per_sec(r.produced.records, r.produce_secs);
     let stages = if with_lake { "CSV → log → validator → lake" } else { "CSV → log → validator" };
+    let backend = match bench_ctx.cfg.log.as_str() {
+        "embedded" => format!("embedded log, fsync {}", bench_ctx.cfg.embedded_log.fsync),
+        url => url.to_owned(),
+    };
     if as_json {
         println!(
             "{}",
             json!({ "produce_events_per_sec": produce, "end_to_end_events_per_sec": e2e,
-                    "stages": stages, "fsync": bench_ctx.cfg.embedded_log.fsync })
+                    "stages": stages, "log": backend })
         );
     } else {
         println!(
-            "{stages}: {} events in {:.2} s: {} events/s end to end (producer alone {} events/s; fsync {})",
+            "{stages}: {} events in {:.2} s: {} events/s end to end (producer alone {} events/s; {backend})",
             thousands(r.validated.read),
             r.total_secs,
             thousands(e2e as u64),
             thousands(produce as u64),
-            bench_ctx.cfg.embedded_log.fsync
         );
     }
     Ok(())

@@ -1,0 +1,242 @@
+//! The Kafka backend (librdkafka through the rdkafka crate): every stage runs
+//! on it unchanged. Producers are idempotent with `acks=all`; consumers never
+//! auto-commit (stages commit after their outputs are durable), and a group's
+//! members split the partitions, as Kafka's consumers do.
+
+mod consumer;
+mod producer;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+
+pub use consumer::KafkaConsumer;
+pub use producer::KafkaProducer;
+
+use crate::{
+    CommittedOffset, Consumer, ConsumerConfig, EventLog, GroupInfo, LogError, PartitionInfo, Producer, Result,
+    TopicInfo,
+};
+
+/// How long a metadata, offset or admin request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    /// Partitions of topics this backend creates.
+    pub partitions: u32,
+    /// Replicas of topics this backend creates.
+    pub replication: i32,
+    /// A group member that stops heartbeating for this long loses its partitions.
+    pub session_timeout_ms: u32,
+    /// Further librdkafka properties (security, tuning), passed as given.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        KafkaOptions { partitions: 8, replication: 1, session_timeout_ms: 10_000, properties: BTreeMap::new() }
+    }
+}
+
+pub struct KafkaLog {
+    brokers: String,
+    options: KafkaOptions,
+    admin: AdminClient<DefaultClientContext>,
+    /// Answers metadata and watermark queries; never subscribes.
+    meta: BaseConsumer,
+    /// Reads a partition's last records to find its end (see [`KafkaLog::true_end`]).
+    probe: BaseConsumer,
+}
+
+pub(crate) fn backend(what: &str, e: KafkaError) -> LogError {
+    LogError::Backend(format!("kafka: {what}: {e}"))
+}
+
+impl KafkaLog {
+    /// Connects to `kafka://host:port[,host:port…]` and checks that a broker answers.
+    pub fn connect(url: &str, options: KafkaOptions) -> Result<Self> {
+        let brokers = url
+            .strip_prefix("kafka://")
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| LogError::Backend(format!("{url:?} is not a kafka://host:port URL")))?
+            .trim_end_matches('/')
+            .to_owned();
+        let mut log = KafkaLog {
+            admin: client_config(&brokers, &options).create().map_err(|e| backend("creating the admin client", e))?,
+            meta: client_config(&brokers, &options).create().map_err(|e| backend("creating a client", e))?,
+            probe: client_config(&brokers, &options)
+                .set("group.id", format!("cartflow-probe-{}", std::process::id()))
+                .set("enable.auto.commit", "false")
+                .set("enable.partition.eof", "false")
+                .create()
+                .map_err(|e| backend("creating a client", e))?,
+            brokers,
+            options,
+        };
+        log.meta
+            .fetch_metadata(None, REQUEST_TIMEOUT)
+            .map_err(|e| backend(&format!("no broker answered at {}", log.brokers), e))?;
+        log.options.partitions = log.options.partitions.max(1);
+        Ok(log)
+    }
+
+    fn config(&self) -> ClientConfig {
+        client_config(&self.brokers, &self.options)
+    }
+
+    /// The offset after a partition's last record. tansu 0.6 answers a
+    /// ListOffsets(latest) with the first offset of the last batch plus one,
+    /// not the last offset plus one, so the reported end is checked by reading
+    /// from just before it: a Kafka broker's answer passes unchanged.
+    fn true_end(&self, topic: &str, partition: i32, reported: i64) -> Result<u64> {
+        if reported <= 0 {
+            return Ok(0);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(reported - 1))
+            .map_err(|e| backend("probing an end offset", e))?;
+        self.probe.assign(&tpl).map_err(|e| backend("probing an end offset", e))?;
+        let mut end = reported;
+        let mut wait = REQUEST_TIMEOUT;
+        while let Some(m) = self.probe.poll(wait) {
+            let m = m.map_err(|e| backend(&format!("probing {topic}[{partition}]'s end"), e))?;
+            end = end.max(m.offset() + 1);
+            wait = Duration::from_millis(50);
+        }
+        let _ = self.probe.unassign();
+        Ok(end as u64)
+    }
+
+    fn committed_by(&self, group: &str, topics: &[TopicInfo]) -> Result<Vec<CommittedOffset>> {
+        let consumer: BaseConsumer = self
+            .config()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| backend("creating a client", e))?;
+        let mut tpl = TopicPartitionList::new();
+        for t in topics {
+            for p in &t.partitions {
+                tpl.add_partition(&t.name, p.partition as i32);
+            }
+        }
+        let committed = consumer
+            .committed_offsets(tpl, REQUEST_TIMEOUT)
+            .map_err(|e| backend(&format!("reading group {group}'s offsets"), e))?;
+        Ok(committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(CommittedOffset {
+                    topic: e.topic().to_owned(),
+                    partition: e.partition() as u32,
+                    offset: o as u64,
+                    metadata: e.metadata().to_owned(),
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// The properties every client shares; the user's properties come last and win.
+fn client_config(brokers: &str, options: &KafkaOptions) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    for (k, v) in &options.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+impl EventLog for KafkaLog {
+    fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        crate::embedded::check_name(topic)?;
+        if self.topic(topic)?.is_some() {
+            return Ok(());
+        }
+        let partitions = if partitions == 0 { self.options.partitions } else { partitions };
+        let new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.options.replication));
+        let results = futures::executor::block_on(
+            self.admin.create_topics([&new], &AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT))),
+        )
+        .map_err(|e| backend(&format!("creating topic {topic}"), e))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => return Err(LogError::Backend(format!("kafka: creating topic {name}: {code}"))),
+            }
+        }
+        // Metadata can lag a creation by a moment.
+        for _ in 0..50 {
+            if self.topic(topic)?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(LogError::Backend(format!("kafka: topic {topic} was created but does not show in the metadata")))
+    }
+
+    fn topics(&self) -> Result<Vec<TopicInfo>> {
+        let md = self.meta.fetch_metadata(None, REQUEST_TIMEOUT).map_err(|e| backend("reading metadata", e))?;
+        let mut names: Vec<String> = md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.name().starts_with("__"))
+            .map(|t| t.name().to_owned())
+            .collect();
+        names.sort();
+        names.iter().filter_map(|n| self.topic(n).transpose()).collect()
+    }
+
+    fn topic(&self, name: &str) -> Result<Option<TopicInfo>> {
+        let md = self
+            .meta
+            .fetch_metadata(Some(name), REQUEST_TIMEOUT)
+            .map_err(|e| backend(&format!("reading topic {name}'s metadata"), e))?;
+        let Some(t) = md.topics().iter().find(|t| t.name() == name && t.error().is_none()) else {
+            return Ok(None);
+        };
+        if t.partitions().is_empty() {
+            return Ok(None);
+        }
+        let mut partitions = Vec::with_capacity(t.partitions().len());
+        for p in t.partitions() {
+            let (low, high) = self
+                .meta
+                .fetch_watermarks(name, p.id(), REQUEST_TIMEOUT)
+                .map_err(|e| backend(&format!("reading {name}[{}]'s offsets", p.id()), e))?;
+            let end = self.true_end(name, p.id(), high.max(0))?;
+            partitions.push(PartitionInfo { partition: p.id() as u32, start: low.max(0) as u64, end });
+        }
+        partitions.sort_by_key(|p| p.partition);
+        Ok(Some(TopicInfo { name: name.to_owned(), partitions }))
+    }
+
+    fn groups(&self) -> Result<Vec<GroupInfo>> {
+        let list = self.meta.fetch_group_list(None, REQUEST_TIMEOUT).map_err(|e| backend("listing groups", e))?;
+        let mut names: Vec<String> = list.groups().iter().map(|g| g.name().to_owned()).collect();
+        names.sort();
+        let topics = self.topics()?;
+        names.into_iter().map(|group| Ok(GroupInfo { offsets: self.committed_by(&group, &topics)?, group })).collect()
+    }
+
+    fn producer(&self) -> Result<Box<dyn Producer>> {
+        let (url, options) = (format!("kafka://{}", self.brokers), self.options.clone());
+        let ensure = move |topic: &str| KafkaLog::connect(&url, options.clone())?.ensure_topic(topic, 0);
+        Ok(Box::new(KafkaProducer::new(self.config(), Box::new(ensure))?))
+    }
+
+    fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>> {
+        Ok(Box::new(KafkaConsumer::new(self, config)?))
+    }
+}
