@@ -51,6 +51,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Land validated and invalid events in the lake as Parquet, exactly once
     LakeSink(LakeSinkArgs),
+    /// Capture a PostgreSQL table's rows and changes into tracking_postgres_cdc.<schema>.<table>, as Debezium does
+    Cdc(CdcArgs),
     /// Build silver and gold from the lake, or export gold to PostgreSQL
     #[command(subcommand)]
     Warehouse(WarehouseCommand),
@@ -135,6 +137,54 @@ pub struct ValidateArgs {
     pub group: Option<String>,
     #[command(flatten)]
     pub running: Running,
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct CdcArgs {
+    #[command(subcommand)]
+    pub command: Option<CdcCommand>,
+    #[command(flatten)]
+    pub source: CdcSource,
+    /// Replication slot (overrides cdc.slot)
+    #[arg(long)]
+    pub slot: Option<String>,
+    /// Stop once the slot has nothing more instead of running until Ctrl-C
+    #[arg(long)]
+    pub drain: bool,
+    #[command(flatten)]
+    pub running: Running,
+}
+
+/// The table captured or seeded.
+#[derive(Args)]
+pub struct CdcSource {
+    /// PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/shop (overrides cdc.postgres)
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// schema.table (overrides cdc.table, default public.events)
+    #[arg(long)]
+    pub table: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum CdcCommand {
+    /// Create the events table (primary key, REPLICA IDENTITY FULL) and insert generated events
+    Seed(CdcSeedArgs),
+}
+
+#[derive(Args)]
+pub struct CdcSeedArgs {
+    #[command(flatten)]
+    pub source: CdcSource,
+    /// Events to insert
+    #[arg(long, short = 'n', default_value_t = 10_000)]
+    pub events: u64,
+    /// Events per second; 0 inserts as fast as PostgreSQL takes them
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+    #[command(flatten)]
+    pub generator: GeneratorArgs,
 }
 
 #[derive(Args)]

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_serve;
+mod cdc;
 mod features;
 mod generate;
 mod insights;
@@ -54,6 +55,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Produce(a) => produce::run(&ctx, a),
         Command::Validate(a) => validate::run(&ctx, a),
         Command::LakeSink(a) => lake_sink::run(&ctx, a),
+        Command::Cdc(a) => cdc::run(&ctx, a),
         Command::Warehouse(w) => warehouse::run(&ctx, w),
         Command::Features(f) => features::run(&ctx, f),
         Command::Train(a) => train::run(&ctx, a),

@@ -1,0 +1,32 @@
+//! Change data capture from PostgreSQL in Debezium's format: the reference
+//! design's Debezium connector, as one cartflow stage.
+//!
+//! - [`pgoutput`]: the logical replication messages, decoded (no I/O);
+//! - [`debezium`]: row changes as Debezium's change events (no I/O);
+//! - [`position`]: where each record came from, and where a restart resumes (no I/O);
+//! - [`capture`]: the stage: snapshot, then the slot's changes, into the log;
+//! - [`seed`]: a table of generated events to capture, for demos and tests.
+
+pub mod capture;
+pub mod debezium;
+pub mod pgoutput;
+pub mod position;
+pub mod seed;
+
+pub use capture::{CdcConfig, CdcStats, run_cdc};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CdcError {
+    #[error("postgres: {0}")]
+    Postgres(String),
+    #[error("{0}")]
+    Table(String),
+    #[error(transparent)]
+    Decode(#[from] pgoutput::DecodeError),
+    #[error(transparent)]
+    Log(#[from] cartflow_log::LogError),
+    #[error("stopped during the snapshot; the next start resumes it")]
+    Stopped,
+}
+
+pub type Result<T, E = CdcError> = std::result::Result<T, E>;
