@@ -64,25 +64,7 @@ pub fn read_topic(dir: &Path, topic: &str) -> Vec<Record> {
 /// Checks that every raw record has exactly one output across validated and
 /// invalid, and returns (valid, invalid) counts.
 pub fn assert_exactly_once(dir: &Path) -> (usize, usize) {
-    let raw = read_topic(dir, RAW);
-    let valid = read_topic(dir, VALIDATED);
-    let invalid = read_topic(dir, INVALID);
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    for r in valid.iter().chain(&invalid) {
-        let src = r.header_str("cartflow.src").expect("every output names its input").to_owned();
-        *seen.entry(src).or_default() += 1;
-    }
-    let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(duplicated.is_empty(), "inputs with more than one output: {duplicated:?}");
-    let missing: Vec<String> = raw
-        .iter()
-        .map(|r| format!("{}/{}/{}", r.topic, r.partition, r.offset))
-        .filter(|k| !seen.contains_key(k))
-        .take(5)
-        .collect();
-    assert!(missing.is_empty(), "inputs with no output: {missing:?}");
-    assert_eq!(seen.len(), raw.len(), "outputs for inputs that do not exist");
-    (valid.len(), invalid.len())
+    assert_exactly_once_on(&open_log(dir))
 }
 
 pub fn free_port() -> u16 {
@@ -137,10 +119,15 @@ fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 
 /// Checks that the lake under `lake_dir` holds each record of the validated
 /// and invalid topics exactly once; returns (events, invalid).
-pub fn assert_lake_exactly_once(log_dir: &Path, lake_dir: &Path) -> (usize, usize) {
+pub fn assert_lake_exactly_once(dir: &Path, lake_dir: &Path) -> (usize, usize) {
+    assert_lake_exactly_once_on(&open_log(dir), lake_dir)
+}
+
+/// Every validated and invalid record is in the lake exactly once, on any log.
+pub fn assert_lake_exactly_once_on(log: &dyn EventLog, lake_dir: &Path) -> (usize, usize) {
     let mut counts = (0, 0);
     for (topic, table) in [(VALIDATED, "events"), (INVALID, "invalid")] {
-        let records = read_topic(log_dir, topic);
+        let records = read_all(log, topic);
         let rows = read_lake_table(lake_dir, table);
         let mut seen: HashMap<(i32, i64), u32> = HashMap::new();
         for (p, o, _) in &rows {
@@ -335,4 +322,96 @@ pub fn chromium_dom(url: &str) -> String {
         .expect("chromium runs");
     assert!(out.status.success(), "chromium {url}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A real Kafka-protocol broker on loopback: the tansu that `.ci/run`
+/// installs (or one named by TANSU_BIN), keeping topics in memory. Each test
+/// starts its own, so tests run in parallel. Stopped when dropped.
+pub struct KafkaBroker {
+    child: Child,
+    pub url: String,
+}
+
+impl KafkaBroker {
+    pub fn start(dir: &Path) -> KafkaBroker {
+        let bin = [
+            std::env::var("TANSU_BIN").ok().map(std::path::PathBuf::from),
+            std::env::var("HOME").ok().map(|h| std::path::PathBuf::from(h).join(".cache/cartflow/tools/bin/tansu")),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+        .expect("this test needs the tansu Kafka broker: run .ci/run, which installs it, or set TANSU_BIN");
+        let port = free_port();
+        let listener = format!("tcp://127.0.0.1:{port}");
+        let out = std::fs::File::create(dir.join("broker.log")).unwrap();
+        let child = Command::new(bin)
+            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(20), "tansu did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        KafkaBroker { child, url: format!("kafka://127.0.0.1:{port}") }
+    }
+
+    /// Points a cartflow command at this broker.
+    pub fn configure<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("CARTFLOW_LOG", &self.url).env("CARTFLOW_KAFKA__PARTITIONS", "4")
+    }
+
+    pub fn log(&self) -> cartflow_log::KafkaLog {
+        cartflow_log::KafkaLog::connect(&self.url, cartflow_log::KafkaOptions::default()).unwrap()
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every record of a topic on any log, read up to the ends it had when asked.
+pub fn read_all(log: &dyn EventLog, topic: &str) -> Vec<Record> {
+    let Some(info) = log.topic(topic).unwrap() else { return Vec::new() };
+    let mut out = Vec::new();
+    for p in info.partitions {
+        let tp = cartflow_log::TopicPartition::new(topic, p.partition);
+        out.extend(cartflow_log::read_range(log, &tp, p.start, p.end).unwrap());
+    }
+    out
+}
+
+/// [`assert_exactly_once`] on any log.
+pub fn assert_exactly_once_on(log: &dyn EventLog) -> (usize, usize) {
+    let raw = read_all(log, RAW);
+    let valid = read_all(log, VALIDATED);
+    let invalid = read_all(log, INVALID);
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    for r in valid.iter().chain(&invalid) {
+        let src = r.header_str("cartflow.src").expect("every output names its input").to_owned();
+        *seen.entry(src).or_default() += 1;
+    }
+    let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(duplicated.is_empty(), "inputs with more than one output: {duplicated:?}");
+    let missing: Vec<String> = raw
+        .iter()
+        .map(|r| format!("{}/{}/{}", r.topic, r.partition, r.offset))
+        .filter(|k| !seen.contains_key(k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "inputs with no output ({} of {}): {missing:?}",
+        raw.len() - seen.len().min(raw.len()),
+        raw.len()
+    );
+    assert_eq!(seen.len(), raw.len(), "outputs for inputs that do not exist");
+    (valid.len(), invalid.len())
 }
