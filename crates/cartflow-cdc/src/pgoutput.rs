@@ -237,7 +237,7 @@ mod tests {
     fn decodes_what_postgresql_sends() {
         // Captured from PostgreSQL 15 (pg_logical_slot_peek_binary_changes, proto_version 1).
         let mut relation = vec![b'R', 0, 0, 0x40, 0];
-        relation.extend(b"public\0t_cdc\0f\0");
+        relation.extend(b"public\0t_cdc\0f");
         relation.extend(2i16.to_be_bytes());
         relation.extend(b"\x01id\0\0\0\0\x14\xff\xff\xff\xff");
         relation.extend(b"\x00price\0\0\0\x06\xa4\0\x0a\0\x06");
@@ -275,7 +275,7 @@ mod tests {
         insert.extend(tuple_bytes(&[Some("12345")]));
         insert.truncate(insert.len() - 2);
         let e = decode(&insert).unwrap_err();
-        assert_eq!(e.offset, 12);
+        assert_eq!(e.offset, 13, "after the kind, relation, tuple kind, column count, column kind and length");
         assert!(e.message.contains("ends early"), "{e}");
         assert!(matches!(decode(b"T\0"), Ok(Message::Other(b'T'))));
     }

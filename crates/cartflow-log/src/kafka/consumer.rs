@@ -255,19 +255,7 @@ impl KafkaConsumer {
             .consumer
             .committed_offsets(tpl, REQUEST_TIMEOUT)
             .map_err(|e| backend("reading committed offsets", e))?;
-        Ok(got
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) => Some(CommittedOffset {
-                    topic: e.topic().to_owned(),
-                    partition: e.partition() as u32,
-                    offset: o as u64,
-                    metadata: e.metadata().to_owned(),
-                }),
-                _ => None,
-            })
-            .collect())
+        Ok(super::committed_entries(&got))
     }
 
     /// Lets the next rebalance hand kept partitions back at these positions.

@@ -132,20 +132,24 @@ impl KafkaLog {
         let committed = consumer
             .committed_offsets(tpl, REQUEST_TIMEOUT)
             .map_err(|e| backend(&format!("reading group {group}'s offsets"), e))?;
-        Ok(committed
-            .elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) => Some(CommittedOffset {
-                    topic: e.topic().to_owned(),
-                    partition: e.partition() as u32,
-                    offset: o as u64,
-                    metadata: e.metadata().to_owned(),
-                }),
-                _ => None,
-            })
-            .collect())
+        Ok(committed_entries(&committed))
     }
+}
+
+/// The partitions of a committed-offsets answer that have an offset.
+pub(crate) fn committed_entries(tpl: &TopicPartitionList) -> Vec<CommittedOffset> {
+    tpl.elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some(CommittedOffset {
+                topic: e.topic().to_owned(),
+                partition: e.partition() as u32,
+                offset: o as u64,
+                metadata: e.metadata().to_owned(),
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The properties every client shares; the user's properties come last and win.
