@@ -97,6 +97,8 @@ impl KafkaConsumer {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", reset)
             .set("enable.partition.eof", "false")
+            // A caught-up stage, and each range read's last fetch, waits at most this on the broker.
+            .set("fetch.wait.max.ms", "100")
             .set("session.timeout.ms", log.options.session_timeout_ms.to_string())
             .set("heartbeat.interval.ms", (log.options.session_timeout_ms / 4).max(100).to_string());
         match &config.group {
@@ -131,8 +133,9 @@ impl KafkaConsumer {
                 let mut partitions = Vec::new();
                 for t in &topics {
                     log.ensure_topic(t, 0)?;
-                    let info = log.topic(t)?.ok_or_else(|| LogError::Backend(format!("kafka: topic {t} vanished")))?;
-                    partitions.extend(info.partitions.iter().map(|p| TopicPartition::new(t, p.partition)));
+                    let ids =
+                        log.partition_ids(t)?.ok_or_else(|| LogError::Backend(format!("kafka: topic {t} vanished")))?;
+                    partitions.extend(ids.into_iter().map(|p| TopicPartition::new(t, p as u32)));
                 }
                 me.assign(partitions)?;
             }
@@ -169,8 +172,7 @@ impl KafkaConsumer {
     /// Manual assignment from the start or the end of each partition.
     fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
         for tp in &partitions {
-            let (low, high) = self.watermarks(tp)?;
-            let at = if self.reset == OffsetReset::Earliest { low } else { high };
+            let at = self.reset_position(tp)?;
             self.positions.insert(tp.clone(), at);
         }
         self.assignment = partitions;
@@ -185,6 +187,12 @@ impl KafkaConsumer {
                 .map_err(|e| backend("assigning", e))?;
         }
         self.consumer.assign(&tpl).map_err(|e| backend("assigning partitions", e))
+    }
+
+    /// Where a partition without a committed offset starts (`auto.offset.reset`).
+    fn reset_position(&self, tp: &TopicPartition) -> Result<u64> {
+        let (low, high) = self.watermarks(tp)?;
+        Ok(if self.reset == OffsetReset::Earliest { low } else { high })
     }
 
     fn watermarks(&self, tp: &TopicPartition) -> Result<(u64, u64)> {
@@ -221,10 +229,7 @@ impl KafkaConsumer {
             for tp in &gained {
                 let at = match committed.get(tp) {
                     Some(o) => *o,
-                    None => {
-                        let (low, high) = self.watermarks(tp)?;
-                        if self.reset == OffsetReset::Earliest { low } else { high }
-                    }
+                    None => self.reset_position(tp)?,
                 };
                 self.positions.insert(tp.clone(), at);
             }

@@ -7,6 +7,7 @@ mod consumer;
 mod producer;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -47,14 +48,18 @@ impl Default for KafkaOptions {
     }
 }
 
+/// Cheap to clone: the clients are shared, so a producer can create the
+/// topics it writes to through the log that made it.
+#[derive(Clone)]
 pub struct KafkaLog {
     brokers: String,
     options: KafkaOptions,
-    admin: AdminClient<DefaultClientContext>,
+    admin: Arc<AdminClient<DefaultClientContext>>,
     /// Answers metadata and watermark queries; never subscribes.
-    meta: BaseConsumer,
-    /// Reads a partition's last records to find its end (see [`KafkaLog::true_end`]).
-    probe: BaseConsumer,
+    meta: Arc<BaseConsumer>,
+    /// Reads a partition's last records to find its end (see [`KafkaLog::true_end`]);
+    /// one reader at a time, as it is assigned and unassigned per read.
+    probe: Arc<Mutex<BaseConsumer>>,
 }
 
 pub(crate) fn backend(what: &str, e: KafkaError) -> LogError {
@@ -70,15 +75,20 @@ impl KafkaLog {
             .ok_or_else(|| LogError::Backend(format!("{url:?} is not a kafka://host:port URL")))?
             .trim_end_matches('/')
             .to_owned();
+        let probe = client_config(&brokers, &options)
+            .set("group.id", format!("cartflow-probe-{}", std::process::id()))
+            // The probe reads what is there: no waiting on the broker for more.
+            .set("fetch.wait.max.ms", "10")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .create()
+            .map_err(|e| backend("creating a client", e))?;
         let mut log = KafkaLog {
-            admin: client_config(&brokers, &options).create().map_err(|e| backend("creating the admin client", e))?,
-            meta: client_config(&brokers, &options).create().map_err(|e| backend("creating a client", e))?,
-            probe: client_config(&brokers, &options)
-                .set("group.id", format!("cartflow-probe-{}", std::process::id()))
-                .set("enable.auto.commit", "false")
-                .set("enable.partition.eof", "false")
-                .create()
-                .map_err(|e| backend("creating a client", e))?,
+            admin: Arc::new(
+                client_config(&brokers, &options).create().map_err(|e| backend("creating the admin client", e))?,
+            ),
+            meta: Arc::new(client_config(&brokers, &options).create().map_err(|e| backend("creating a client", e))?),
+            probe: Arc::new(Mutex::new(probe)),
             brokers,
             options,
         };
@@ -104,19 +114,47 @@ impl KafkaLog {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, partition, Offset::Offset(reported - 1))
             .map_err(|e| backend("probing an end offset", e))?;
-        self.probe.assign(&tpl).map_err(|e| backend("probing an end offset", e))?;
+        let probe = self.probe.lock().expect("probe");
+        probe.assign(&tpl).map_err(|e| backend("probing an end offset", e))?;
         let mut end = reported;
         let mut wait = REQUEST_TIMEOUT;
-        while let Some(m) = self.probe.poll(wait) {
+        while let Some(m) = probe.poll(wait) {
             let m = m.map_err(|e| backend(&format!("probing {topic}[{partition}]'s end"), e))?;
             end = end.max(m.offset() + 1);
             wait = Duration::from_millis(50);
         }
-        let _ = self.probe.unassign();
+        let _ = probe.unassign();
         Ok(end as u64)
     }
 
-    fn committed_by(&self, group: &str, topics: &[TopicInfo]) -> Result<Vec<CommittedOffset>> {
+    /// Every topic but the broker's own (`__consumer_offsets`…), sorted.
+    fn topic_names(&self) -> Result<Vec<String>> {
+        let md = self.meta.fetch_metadata(None, REQUEST_TIMEOUT).map_err(|e| backend("reading metadata", e))?;
+        let mut names: Vec<String> = md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.name().starts_with("__"))
+            .map(|t| t.name().to_owned())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// A topic's partition numbers from the metadata alone (no offsets); `None` when it does not exist.
+    pub(crate) fn partition_ids(&self, name: &str) -> Result<Option<Vec<i32>>> {
+        let md = self
+            .meta
+            .fetch_metadata(Some(name), REQUEST_TIMEOUT)
+            .map_err(|e| backend(&format!("reading topic {name}'s metadata"), e))?;
+        let Some(t) = md.topics().iter().find(|t| t.name() == name && t.error().is_none()) else {
+            return Ok(None);
+        };
+        let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+        ids.sort_unstable();
+        Ok((!ids.is_empty()).then_some(ids))
+    }
+
+    fn committed_by(&self, group: &str, topics: &[(String, Vec<i32>)]) -> Result<Vec<CommittedOffset>> {
         let consumer: BaseConsumer = self
             .config()
             .set("group.id", group)
@@ -124,9 +162,9 @@ impl KafkaLog {
             .create()
             .map_err(|e| backend("creating a client", e))?;
         let mut tpl = TopicPartitionList::new();
-        for t in topics {
-            for p in &t.partitions {
-                tpl.add_partition(&t.name, p.partition as i32);
+        for (name, ids) in topics {
+            for id in ids {
+                tpl.add_partition(name, *id);
             }
         }
         let committed = consumer
@@ -165,7 +203,7 @@ fn client_config(brokers: &str, options: &KafkaOptions) -> ClientConfig {
 impl EventLog for KafkaLog {
     fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<()> {
         crate::embedded::check_name(topic)?;
-        if self.topic(topic)?.is_some() {
+        if self.partition_ids(topic)?.is_some() {
             return Ok(());
         }
         let partitions = if partitions == 0 { self.options.partitions } else { partitions };
@@ -182,7 +220,7 @@ impl EventLog for KafkaLog {
         }
         // Metadata can lag a creation by a moment.
         for _ in 0..50 {
-            if self.topic(topic)?.is_some() {
+            if self.partition_ids(topic)?.is_some() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -191,38 +229,20 @@ impl EventLog for KafkaLog {
     }
 
     fn topics(&self) -> Result<Vec<TopicInfo>> {
-        let md = self.meta.fetch_metadata(None, REQUEST_TIMEOUT).map_err(|e| backend("reading metadata", e))?;
-        let mut names: Vec<String> = md
-            .topics()
-            .iter()
-            .filter(|t| t.error().is_none() && !t.name().starts_with("__"))
-            .map(|t| t.name().to_owned())
-            .collect();
-        names.sort();
-        names.iter().filter_map(|n| self.topic(n).transpose()).collect()
+        self.topic_names()?.iter().filter_map(|n| self.topic(n).transpose()).collect()
     }
 
     fn topic(&self, name: &str) -> Result<Option<TopicInfo>> {
-        let md = self
-            .meta
-            .fetch_metadata(Some(name), REQUEST_TIMEOUT)
-            .map_err(|e| backend(&format!("reading topic {name}'s metadata"), e))?;
-        let Some(t) = md.topics().iter().find(|t| t.name() == name && t.error().is_none()) else {
-            return Ok(None);
-        };
-        if t.partitions().is_empty() {
-            return Ok(None);
-        }
-        let mut partitions = Vec::with_capacity(t.partitions().len());
-        for p in t.partitions() {
+        let Some(ids) = self.partition_ids(name)? else { return Ok(None) };
+        let mut partitions = Vec::with_capacity(ids.len());
+        for id in ids {
             let (low, high) = self
                 .meta
-                .fetch_watermarks(name, p.id(), REQUEST_TIMEOUT)
-                .map_err(|e| backend(&format!("reading {name}[{}]'s offsets", p.id()), e))?;
-            let end = self.true_end(name, p.id(), high.max(0))?;
-            partitions.push(PartitionInfo { partition: p.id() as u32, start: low.max(0) as u64, end });
+                .fetch_watermarks(name, id, REQUEST_TIMEOUT)
+                .map_err(|e| backend(&format!("reading {name}[{id}]'s offsets"), e))?;
+            let end = self.true_end(name, id, high.max(0))?;
+            partitions.push(PartitionInfo { partition: id as u32, start: low.max(0) as u64, end });
         }
-        partitions.sort_by_key(|p| p.partition);
         Ok(Some(TopicInfo { name: name.to_owned(), partitions }))
     }
 
@@ -230,13 +250,19 @@ impl EventLog for KafkaLog {
         let list = self.meta.fetch_group_list(None, REQUEST_TIMEOUT).map_err(|e| backend("listing groups", e))?;
         let mut names: Vec<String> = list.groups().iter().map(|g| g.name().to_owned()).collect();
         names.sort();
-        let topics = self.topics()?;
+        // Partition numbers are enough here: no offsets read (each costs the broker a request).
+        let mut topics = Vec::new();
+        for name in self.topic_names()? {
+            if let Some(ids) = self.partition_ids(&name)? {
+                topics.push((name, ids));
+            }
+        }
         names.into_iter().map(|group| Ok(GroupInfo { offsets: self.committed_by(&group, &topics)?, group })).collect()
     }
 
     fn producer(&self) -> Result<Box<dyn Producer>> {
-        let (url, options) = (format!("kafka://{}", self.brokers), self.options.clone());
-        let ensure = move |topic: &str| KafkaLog::connect(&url, options.clone())?.ensure_topic(topic, 0);
+        let log = self.clone();
+        let ensure = move |topic: &str| log.ensure_topic(topic, 0);
         Ok(Box::new(KafkaProducer::new(self.config(), Box::new(ensure))?))
     }
 
