@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use cartflow_log::{ConsumerConfig, EmbeddedLog, EmbeddedOptions, EventLog, OffsetReset, Record};
+use cartflow_log::{EmbeddedLog, EmbeddedOptions, EventLog, Record};
 
 pub const RAW: &str = "tracking.raw_user_behavior";
 pub const VALIDATED: &str = "tracking.user_behavior.validated";
@@ -49,16 +49,7 @@ pub fn open_log(dir: &Path) -> EmbeddedLog {
 
 /// Every record of a topic.
 pub fn read_topic(dir: &Path, topic: &str) -> Vec<Record> {
-    let log = open_log(dir);
-    let mut c = log.consumer(ConsumerConfig::topics(&[topic], OffsetReset::Earliest)).unwrap();
-    let mut out = Vec::new();
-    loop {
-        let batch = c.poll(50_000, Duration::from_millis(50)).unwrap();
-        if batch.is_empty() {
-            return out;
-        }
-        out.extend(batch);
-    }
+    read_all(&open_log(dir), topic)
 }
 
 /// Checks that every raw record has exactly one output across validated and
@@ -152,6 +143,27 @@ pub fn assert_lake_exactly_once_on(log: &dyn EventLog, lake_dir: &Path) -> (usiz
     counts
 }
 
+/// A server binary `.ci/run` installs under ~/.cache/cartflow/tools, or the one `env` names.
+fn installed_tool(name: &str, env: &str) -> std::path::PathBuf {
+    [
+        std::env::var(env).ok().map(std::path::PathBuf::from),
+        std::env::var("HOME").ok().map(|h| std::path::PathBuf::from(h).join(".cache/cartflow/tools/bin").join(name)),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|p| p.exists())
+    .unwrap_or_else(|| panic!("this test needs {name}: run .ci/run, which installs it, or set {env}"))
+}
+
+/// Waits until something accepts connections on the port.
+fn wait_for_port(port: u16, what: &str, within: Duration) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < within, "{what} did not start within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A real S3-compatible server on loopback: the s3s-fs that `.ci/run`
 /// installs (or one named by S3S_FS_BIN), keeping objects as files under
 /// `root/<bucket>/`. Stopped when dropped.
@@ -163,14 +175,7 @@ pub struct S3Server {
 
 impl S3Server {
     pub fn start(dir: &Path, bucket: &str) -> S3Server {
-        let bin = [
-            std::env::var("S3S_FS_BIN").ok().map(std::path::PathBuf::from),
-            std::env::var("HOME").ok().map(|h| std::path::PathBuf::from(h).join(".cache/cartflow/tools/bin/s3s-fs")),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|p| p.exists())
-        .expect("this test needs the s3s-fs S3 server: run .ci/run, which installs it, or set S3S_FS_BIN");
+        let bin = installed_tool("s3s-fs", "S3S_FS_BIN");
         let root = dir.join("s3");
         std::fs::create_dir_all(root.join(bucket)).unwrap(); // s3s-fs: a bucket is a folder
         let port = free_port();
@@ -181,11 +186,7 @@ impl S3Server {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < std::time::Duration::from_secs(10), "s3s-fs did not start");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_for_port(port, "s3s-fs", Duration::from_secs(10));
         S3Server { child, port, root }
     }
 
@@ -334,14 +335,7 @@ pub struct KafkaBroker {
 
 impl KafkaBroker {
     pub fn start(dir: &Path) -> KafkaBroker {
-        let bin = [
-            std::env::var("TANSU_BIN").ok().map(std::path::PathBuf::from),
-            std::env::var("HOME").ok().map(|h| std::path::PathBuf::from(h).join(".cache/cartflow/tools/bin/tansu")),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|p| p.exists())
-        .expect("this test needs the tansu Kafka broker: run .ci/run, which installs it, or set TANSU_BIN");
+        let bin = installed_tool("tansu", "TANSU_BIN");
         let port = free_port();
         let listener = format!("tcp://127.0.0.1:{port}");
         let out = std::fs::File::create(dir.join("broker.log")).unwrap();
@@ -352,11 +346,7 @@ impl KafkaBroker {
             .stderr(out)
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(20), "tansu did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_port(port, "tansu", Duration::from_secs(20));
         KafkaBroker { child, url: format!("kafka://127.0.0.1:{port}") }
     }
 
