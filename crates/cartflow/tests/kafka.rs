@@ -42,7 +42,7 @@ fn every_streaming_stage_runs_unchanged_on_kafka() {
     let (events, bad) = assert_lake_exactly_once_on(&log, &d.join("data/lake"));
     assert_eq!((events, bad), (valid, invalid), "{}", stdout(&lake));
     let features = stdout(&ok(broker.configure(&mut cartflow(d)).args(["features", "stream", "--drain"])));
-    assert!(features.contains(&format!("{}", thousands(valid))), "{features}");
+    assert!(features.contains(&thousands(valid)), "{features}");
 
     // `topics` shows the groups' committed offsets from the broker.
     let topics = stdout(&ok(broker.configure(&mut cartflow(d)).arg("topics")));
@@ -53,12 +53,18 @@ fn thousands(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
     }
     out
+}
+
+/// The last "partitions rebalanced" line a stage logged.
+fn last_assignment(log: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines().rfind(|l| l.contains("partitions rebalanced")).map(str::to_owned)
 }
 
 /// Total records in validated + invalid.
@@ -72,7 +78,8 @@ fn outputs(log: &dyn EventLog) -> u64 {
 }
 
 #[test]
-#[ignore = "not passing yet: after the kill the survivor stalls on tansu (issue 7, see docs/distributed.md)"]
+#[ignore = "blocked by the broker: tansu 0.6 expires the killed member (it logs `missed heartbeat`), but the \
+            rebalance that follows hands the survivor only its own partitions, so the dead member's stay unread"]
 fn two_validators_share_the_partitions_and_one_killed_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -87,6 +94,7 @@ fn two_validators_share_the_partitions_and_one_killed_loses_nothing() {
             // Small batches, so the kill lands mid-stream.
             .env("CARTFLOW_VALIDATOR__BATCH_SIZE", "2000")
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .arg("validate")
             .stdout(Stdio::null())
             .stderr(log)
@@ -98,10 +106,7 @@ fn two_validators_share_the_partitions_and_one_killed_loses_nothing() {
     let log = broker.log();
     // Both members hold partitions once their second rebalance settles.
     let started = Instant::now();
-    let split = |name: &str| {
-        let text = std::fs::read_to_string(d.join(format!("{name}.log"))).unwrap_or_default().replace("\x1b[", "");
-        text.lines().filter(|l| l.contains("partitions rebalanced")).last().is_some_and(|l| !l.contains("assigned=8"))
-    };
+    let split = |name: &str| last_assignment(&d.join(format!("{name}.log"))).is_some_and(|l| l.contains("assigned=4"));
     while !(split("a") && split("b")) {
         assert!(started.elapsed() < Duration::from_secs(60), "the two validators never split the partitions");
         std::thread::sleep(Duration::from_millis(100));
@@ -125,6 +130,6 @@ fn two_validators_share_the_partitions_and_one_killed_loses_nothing() {
     b.wait().unwrap();
     let (valid, invalid) = assert_exactly_once_on(&log);
     assert_eq!((valid + invalid) as u64, total);
-    let b_log = std::fs::read_to_string(d.join("b.log")).unwrap();
-    assert!(b_log.contains("gained="), "b took over a's partitions: {b_log}");
+    let b = last_assignment(&d.join("b.log"));
+    assert!(b.as_deref().is_some_and(|l| l.contains("assigned=8")), "b took over a's partitions: {b:?}");
 }
