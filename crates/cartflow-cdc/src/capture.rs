@@ -6,7 +6,7 @@
 //! the log already holds: nothing lost, nothing repeated.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use cartflow_log::{EventLog, Producer, ProducerRecord, TopicPartition, read_range};
 use cartflow_stream::StageControl;
@@ -79,7 +79,7 @@ struct Table {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    cartflow_core::time::now_micros() / 1000
 }
 
 fn pg(what: &str) -> impl Fn(tokio_postgres::Error) -> CdcError + '_ {

@@ -68,6 +68,11 @@ pub trait Consumer: Send {
     }
 }
 
+/// The wall clock in milliseconds since the epoch: a record's default timestamp.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 /// Hands each record of `[from, to)` of one partition to `each`, reading
 /// outside any group: recovery scans, repairs and `tail` use it. Stops early
 /// when the partition ends before `to`.

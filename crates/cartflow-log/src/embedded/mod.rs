@@ -313,7 +313,7 @@ impl Producer for EmbeddedProducer {
             self.writers.insert(tp.clone(), w);
         }
         let w = self.writers.get_mut(&tp).expect("inserted above");
-        let ts = r.timestamp_ms.unwrap_or_else(now_ms);
+        let ts = r.timestamp_ms.unwrap_or_else(crate::now_ms);
         w.push(ts, r.key, r.headers, r.value);
         if w.pending_bytes() >= WRITE_THRESHOLD {
             w.write_out(false, &self.inner.opts)?;
@@ -426,10 +426,6 @@ impl Consumer for EmbeddedConsumer {
         }
         Ok(out)
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
@@ -87,7 +87,7 @@ impl Producer for KafkaProducer {
         for &(key, value) in r.headers {
             headers = headers.insert(Header { key, value: Some(value) });
         }
-        let timestamp = r.timestamp_ms.unwrap_or_else(now_ms);
+        let timestamp = r.timestamp_ms.unwrap_or_else(crate::now_ms);
         let mut record = BaseRecord::to(r.topic).payload(r.value).headers(headers).timestamp(timestamp);
         if let Some(key) = r.key {
             record = record.key(key);
@@ -118,8 +118,4 @@ impl Producer for KafkaProducer {
         }
         Ok(d.ends.iter().map(|((t, p), end)| (TopicPartition::new(t, *p as u32), *end)).collect())
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
