@@ -1,19 +1,23 @@
-//! `cartflow bench serve`: `POST /predict` under load from this process —
-//! one cart per request and batches of 100, features from the embedded
-//! store and (with `--redis`) from Redis — and, with `--python`, the same
-//! requests against the reference design's serving path (FastAPI, redis-py,
-//! XGBoost; `benches/serve_peer.py`) on the same features. Needs a data
-//! directory with a champion (`cartflow run --once`).
+//! `cartflow bench serve`: `POST /predict` under load from this process
+//! (one event loop, keep-alive connections) — one cart per request and
+//! batches of 100, features from the embedded store and (with `--redis`)
+//! from Redis — and, with `--python`, the same requests against the
+//! reference design's serving path (FastAPI, redis-py, XGBoost;
+//! `benches/serve_peer.py`) on the same features. Needs a data directory
+//! with a champion (`cartflow run --once`).
 
 use std::path::Path;
 use std::process::{Child, Command};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use bytes::Bytes;
 use cartflow_stream::StageControl;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMicrosecondType};
+use hyper::header::{self, HeaderValue};
 use serde_json::{Value, json};
 
 use super::Ctx;
@@ -41,42 +45,33 @@ struct Load {
     p99_ms: f64,
 }
 
-/// Sends `bodies` round-robin from `connections` keep-alive connections for `seconds`.
+/// Sends `bodies` round-robin from `connections` keep-alive connections for
+/// `seconds`, all from one thread's event loop, as wrk does: the server shares
+/// this machine's two cores with the load, and a thread per connection (ureq)
+/// spent a good share of them switching between threads.
 fn load(url: &str, token: &str, bodies: &[String], connections: usize, seconds: u64) -> Load {
-    let until = Instant::now() + Duration::from_secs(seconds);
+    let uri: hyper::Uri = url.parse().expect("the server's own URL");
+    let auth = HeaderValue::from_str(&format!("Bearer {token}")).expect("a token is header-safe");
+    let bodies: Arc<Vec<Bytes>> = Arc::new(bodies.iter().map(|b| Bytes::from(b.clone())).collect());
     let started = Instant::now();
-    let threads: Vec<_> = (0..connections)
-        .map(|c| {
-            let (url, auth, bodies) = (url.to_owned(), format!("Bearer {token}"), bodies.to_vec());
-            std::thread::spawn(move || {
-                let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
-                let (mut micros, mut errors) = (Vec::new(), 0u64);
-                let mut i = c;
-                while Instant::now() < until {
-                    let t = Instant::now();
-                    let ok = agent
-                        .post(&url)
-                        .header("authorization", &auth)
-                        .header("content-type", "application/json")
-                        .send(bodies[i % bodies.len()].as_str())
-                        .ok()
-                        .and_then(|mut r| r.body_mut().read_to_vec().ok().map(|_| r.status() == 200))
-                        .unwrap_or(false);
-                    micros.push(t.elapsed().as_micros() as u32);
-                    errors += u64::from(!ok);
-                    i += connections;
-                }
-                (micros, errors)
-            })
-        })
-        .collect();
+    let until = started + Duration::from_secs(seconds);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let per_connection = rt.block_on(async {
+        let tasks: Vec<_> = (0..connections)
+            .map(|c| tokio::spawn(connection(uri.clone(), auth.clone(), bodies.clone(), (c, connections), until)))
+            .collect();
+        let mut done = Vec::new();
+        for task in tasks {
+            done.push(task.await.expect("load task"));
+        }
+        done
+    });
+    let secs = started.elapsed().as_secs_f64();
     let (mut micros, mut errors) = (Vec::new(), 0);
-    for t in threads {
-        let (m, e) = t.join().expect("load thread");
+    for (m, e) in per_connection {
         micros.extend(m);
         errors += e;
     }
-    let secs = started.elapsed().as_secs_f64();
     micros.sort_unstable();
     let quantile = |q: f64| micros.get(((micros.len() as f64 * q) as usize).min(micros.len().saturating_sub(1)));
     Load {
@@ -86,6 +81,62 @@ fn load(url: &str, token: &str, bodies: &[String], connections: usize, seconds: 
         p50_ms: quantile(0.5).map_or(0.0, |&m| m as f64 / 1000.0),
         p99_ms: quantile(0.99).map_or(0.0, |&m| m as f64 / 1000.0),
     }
+}
+
+/// One connection's requests until `until`: each one's latency in µs, and
+/// how many failed (a failed connection is opened again).
+async fn connection(
+    uri: hyper::Uri,
+    auth: HeaderValue,
+    bodies: Arc<Vec<Bytes>>,
+    (first, step): (usize, usize),
+    until: Instant,
+) -> (Vec<u32>, u64) {
+    use http_body_util::BodyExt;
+    let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    let (mut micros, mut errors, mut i) = (Vec::new(), 0u64, first);
+    let mut sender = None;
+    while Instant::now() < until {
+        let t = Instant::now();
+        if sender.is_none() {
+            sender = open(&host).await;
+        }
+        let Some(s) = sender.as_mut() else {
+            errors += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let request = hyper::Request::post(uri.path())
+            .header(header::HOST, &host)
+            .header(header::AUTHORIZATION, auth.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(bodies[i % bodies.len()].clone()))
+            .expect("a valid request");
+        let ok = match s.send_request(request).await {
+            Ok(response) => {
+                let status = response.status();
+                response.into_body().collect().await.is_ok() && status == hyper::StatusCode::OK
+            }
+            Err(_) => false,
+        };
+        micros.push(t.elapsed().as_micros() as u32);
+        errors += u64::from(!ok);
+        if !ok {
+            sender = None;
+        }
+        i += step;
+    }
+    (micros, errors)
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>;
+
+async fn open(host: &str) -> Option<Sender> {
+    let stream = tokio::net::TcpStream::connect(host).await.ok()?;
+    stream.set_nodelay(true).ok()?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
+    tokio::spawn(conn);
+    Some(sender)
 }
 
 /// The sample carts as request items, and their encoded inputs (the same
