@@ -32,6 +32,19 @@ struct Step {
     first: u32,
 }
 
+impl Step {
+    /// Where a walk goes from this step when its input is `v`: NaN compares
+    /// false, so `at_least` is 0 for it and the missing offset is added
+    /// instead; no branch on the data. A leaf (NaN threshold, offset 0)
+    /// stays where it is.
+    #[inline(always)]
+    fn then(&self, v: f64) -> u32 {
+        let at_least = (v >= self.threshold) as u32;
+        let offset = at_least | ((self.feature_missing >> MISSING_SHIFT) & (v.is_nan() as u32).wrapping_neg());
+        self.first + offset
+    }
+}
+
 /// An [`Ensemble`] ready for fast batch scoring; build it once per model.
 #[derive(Debug, Clone)]
 pub struct Scorer {
@@ -118,36 +131,83 @@ impl Scorer {
     /// inputs feature by feature, `LANES` rows side by side.
     #[inline(always)]
     fn next(&self, at: u32, lanes: &[f64], k: usize) -> u32 {
-        // SAFETY: `new` makes every `first` (plus at most the missing
-        // offset of its own split) a step of the same tree, and stores each
-        // split's input as `input * LANES` with `input < self.inputs`;
-        // `predict_batch` checks `self.inputs <= inputs` and hands over
-        // `inputs * LANES` values, and `k < LANES`.
+        // SAFETY: `new` makes every `first` a step of the same tree, and
+        // stores each split's input as `input * LANES` with
+        // `input < self.inputs`; `predict_batch` checks
+        // `self.inputs <= inputs` and hands over `inputs * LANES` values,
+        // and `k < LANES`.
         unsafe {
             let step = self.steps.get_unchecked(at as usize);
             let v = *lanes.get_unchecked((step.feature_missing & FEATURE_MASK) as usize + k);
-            // NaN compares false, so `at_least` is 0 for it and the
-            // missing offset is added instead: no branch on the data.
-            let at_least = (v >= step.threshold) as u32;
-            let offset = at_least | ((step.feature_missing >> MISSING_SHIFT) & (v.is_nan() as u32).wrapping_neg());
-            step.first + offset
+            step.then(v)
         }
+    }
+
+    /// One step of a lone row's walk from node `at`.
+    #[inline(always)]
+    fn next_alone(&self, at: u32, row: &[f64]) -> u32 {
+        // SAFETY: as in `next`; `row` holds `inputs >= self.inputs` values.
+        unsafe {
+            let step = self.steps.get_unchecked(at as usize);
+            let v = *row.get_unchecked((step.feature_missing & FEATURE_MASK) as usize / LANES);
+            step.then(v)
+        }
+    }
+
+    /// The raw score of one row walked alone: for the rows a batch leaves
+    /// over after its full groups, which would otherwise take a whole
+    /// group's work each (a request of one cart, eight times the walks).
+    /// Here the lanes are trees: `LANES` trees walk the row in lock-step, so
+    /// their loads overlap as a group's rows do; sums stay in tree order.
+    fn raw_alone(&self, row: &[f64]) -> f64 {
+        let mut sum = self.base_score;
+        for trees in self.trees.chunks(LANES) {
+            let mut at = [0u32; LANES];
+            let mut depth = 0;
+            for (at, &(root, d)) in at.iter_mut().zip(trees) {
+                *at = root;
+                depth = depth.max(d);
+            }
+            // Leaves point at themselves: a shallower tree just stays put.
+            for _ in 0..depth {
+                for at in &mut at[..trees.len()] {
+                    *at = self.next_alone(*at, row);
+                }
+            }
+            for &at in &at[..trees.len()] {
+                sum += self.values[at as usize];
+            }
+        }
+        sum
     }
 
     /// Probabilities of `rows` laid row after row, `inputs` values each.
     pub fn predict_batch(&self, rows: &[f64], inputs: usize) -> Vec<f64> {
         assert!(inputs >= self.inputs, "the model reads {} inputs, rows hold {inputs}", self.inputs);
         assert!(rows.len().is_multiple_of(inputs), "rows hold whole rows of {inputs} inputs");
-        let mut out = vec![self.base_score; rows.len() / inputs];
+        let n = rows.len() / inputs;
+        let mut out = vec![self.base_score; n];
+        // Whole groups walk in lock-step; the few rows after them alone.
+        let grouped = n / LANES * LANES;
+        if grouped > 0 {
+            self.predict_groups(&rows[..grouped * inputs], inputs, &mut out[..grouped]);
+        }
+        for (sum, row) in out[grouped..].iter_mut().zip(rows[grouped * inputs..].chunks_exact(inputs)) {
+            *sum = sigmoid(self.raw_alone(row));
+        }
+        out
+    }
+
+    /// Scores whole groups of `LANES` rows into `out`.
+    fn predict_groups(&self, rows: &[f64], inputs: usize, out: &mut [f64]) {
         // A block's rows, transposed group by group: [group][input][lane].
         let mut lanes = vec![0.0; BLOCK_ROWS * inputs];
         for (block, sums) in rows.chunks(BLOCK_ROWS * inputs).zip(out.chunks_mut(BLOCK_ROWS)) {
-            let groups = sums.len().div_ceil(LANES);
+            let groups = sums.len() / LANES;
             for g in 0..groups {
                 let group = &mut lanes[g * LANES * inputs..(g + 1) * LANES * inputs];
                 for k in 0..LANES {
-                    // A short last group repeats its last row; its extra sums are dropped.
-                    let r = (g * LANES + k).min(sums.len() - 1);
+                    let r = g * LANES + k;
                     for (f, &v) in block[r * inputs..(r + 1) * inputs].iter().enumerate() {
                         group[f * LANES + k] = v;
                     }
@@ -171,6 +231,5 @@ impl Scorer {
                 *sum = sigmoid(*p);
             }
         }
-        out
     }
 }

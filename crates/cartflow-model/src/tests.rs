@@ -108,11 +108,15 @@ fn the_batch_scorer_matches_the_reference_walk_on_random_trees() {
     for (seed, depth) in [(1, 1), (2, 4), (3, 6), (4, 10)] {
         let ensemble = random_trees::ensemble(seed, 60, depth, 7);
         ensemble.check(7).unwrap();
-        // 1003 rows: whole blocks, whole lanes and a ragged tail.
-        let rows = random_trees::rows(seed, 1003, 7);
-        let batch = ensemble.predict_batch(&rows, 7);
-        for (row, p) in rows.chunks_exact(7).zip(&batch) {
-            assert_eq!(ensemble.predict_row(row), *p, "depth {depth}");
+        // Whole blocks, whole groups and a ragged tail (1003); rows walked
+        // alone (1, 7); exactly one group (8).
+        for n in [1003, 1, 7, 8] {
+            let rows = random_trees::rows(seed + n as u64, n, 7);
+            let batch = ensemble.predict_batch(&rows, 7);
+            assert_eq!(batch.len(), n);
+            for (row, p) in rows.chunks_exact(7).zip(&batch) {
+                assert_eq!(ensemble.predict_row(row), *p, "depth {depth}, {n} rows");
+            }
         }
     }
 }
