@@ -1,15 +1,18 @@
 //! The Redis online store. Layout, under a key prefix:
 //!
 //! - `{prefix}:s:{session}`, `{prefix}:u:{user_id}`, `{prefix}:p:{product_id}`:
-//!   one hash per entity, field `state` (the entity's state, postcard) and
-//!   `t` (its newest event time, µs); sessions EXPIRE after the session TTL;
-//! - `{prefix}:offsets`: a hash `topic/partition` → next offset to read.
+//!   one string per entity, its state (postcard, a format byte first);
+//!   sessions expire after the session TTL. Strings, not hashes, so that a
+//!   request's three entities are one `MGET`: Redis's cost is per command;
+//! - `{prefix}:offsets`: a hash `topic/partition` → next offset to read;
+//! - `{prefix}:watermark`, the newest event time, and `{prefix}:layout`,
+//!   this layout's number, so an older layout is refused, not misread.
 //!
 //! The streamer keeps a working copy of the entities it has touched (read
 //! through from Redis on first use, so a restarted streamer picks up where
 //! the last left off) and writes each batch's changed entities and the input
 //! offsets in one MULTI/EXEC pipeline: the stored state and offsets never
-//! disagree. API replicas read with one pipelined round trip per request.
+//! disagree. API replicas read with one `MGET` per request.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -36,8 +39,8 @@ pub struct RedisStore {
 /// An entity's stored state, when there is one.
 type Stored = Option<Vec<u8>>;
 
-const STATE: &str = "state";
-const TIME: &str = "t";
+/// The key layout above; 1 was a hash per entity.
+const LAYOUT: u32 = 2;
 /// Keys per pipeline when writing everything (materialize).
 const CHUNK: usize = 5_000;
 
@@ -54,7 +57,20 @@ impl RedisStore {
             reader: tokio::sync::OnceCell::new(),
         };
         // Fail now, with the URL in the message, rather than at the first event.
-        store.with_conn(|c| redis::cmd("PING").query::<String>(c))?;
+        let (layout, offsets): (Option<u32>, bool) =
+            store.with_conn(|c| redis::pipe().get(store.layout_key()).exists(store.offsets_key()).query(c))?;
+        match (layout, offsets) {
+            (Some(LAYOUT), _) => {}
+            (None, false) => store.with_conn(|c| c.set::<_, _, ()>(store.layout_key(), LAYOUT))?,
+            (found, _) => {
+                return Err(OnlineError::Config(format!(
+                    "redis at {url}: prefix {prefix:?} holds an online store of layout {} (this cartflow writes \
+                     layout {LAYOUT}); delete its keys (`redis-cli --scan --pattern '{prefix}:*' | xargs \
+                     redis-cli del`) and rebuild it with `cartflow features materialize`",
+                    found.unwrap_or(1)
+                )));
+            }
+        }
         Ok(store)
     }
 
@@ -76,6 +92,10 @@ impl RedisStore {
 
     fn offsets_key(&self) -> String {
         format!("{}:offsets", self.prefix)
+    }
+
+    fn layout_key(&self) -> String {
+        format!("{}:layout", self.prefix)
     }
 
     fn with_conn<T>(&self, f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T> {
@@ -100,17 +120,14 @@ impl RedisStore {
         if sessions.is_empty() && users.is_empty() && products.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        sessions.iter().for_each(|s| {
-            pipe.hget(self.session_key(s), STATE);
-        });
-        users.iter().for_each(|u| {
-            pipe.hget(self.user_key(*u), STATE);
-        });
-        products.iter().for_each(|p| {
-            pipe.hget(self.product_key(*p), STATE);
-        });
-        let found: Vec<Option<Vec<u8>>> = self.with_conn(|c| pipe.query(c))?;
+        let keys: Vec<String> = (sessions.iter().map(|s| self.session_key(s)))
+            .chain(users.iter().map(|u| self.user_key(*u)))
+            .chain(products.iter().map(|p| self.product_key(*p)))
+            .collect();
+        let mut found: Vec<Stored> = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(CHUNK) {
+            found.extend(self.with_conn(|c| redis::cmd("MGET").arg(chunk).query::<Vec<Stored>>(c))?);
+        }
         let mut found = found.into_iter();
         for s in sessions {
             if let Some(bytes) = found.next().flatten() {
@@ -131,24 +148,15 @@ impl RedisStore {
     }
 
     fn put_session(&self, pipe: &mut redis::Pipeline, key: &str, s: &SessionState) {
-        let k = self.session_key(key);
-        pipe.hset_multiple(
-            &k,
-            &[(STATE, codec::encode(s)), (TIME, s.last_time().unwrap_or(0).to_string().into_bytes())],
-        )
-        .ignore()
-        .expire(&k, ttl_secs(self.session_ttl))
-        .ignore();
+        pipe.set_ex(self.session_key(key), codec::encode(s), ttl_secs(self.session_ttl)).ignore();
     }
 
     fn put_user(&self, pipe: &mut redis::Pipeline, id: i64, u: &UserState) {
-        pipe.hset(self.user_key(id), STATE, codec::encode(u)).ignore();
+        pipe.set(self.user_key(id), codec::encode(u)).ignore();
     }
 
     fn put_product(&self, pipe: &mut redis::Pipeline, id: i64, p: &ProductState) {
-        let t = p.attrs.as_ref().map_or(0, |a| a.time);
-        pipe.hset_multiple(self.product_key(id), &[(STATE, codec::encode(p)), (TIME, t.to_string().into_bytes())])
-            .ignore();
+        pipe.set(self.product_key(id), codec::encode(p)).ignore();
     }
 
     fn put_offsets(&self, pipe: &mut redis::Pipeline, offsets: &[CommittedOffset]) {
@@ -196,8 +204,8 @@ impl<'a> Touched<'a> {
     }
 }
 
-fn ttl_secs(ttl: Micros) -> i64 {
-    (ttl / 1_000_000).max(1)
+fn ttl_secs(ttl: Micros) -> u64 {
+    (ttl / 1_000_000).max(1) as u64
 }
 
 fn redis_error(url: &str, e: redis::RedisError) -> OnlineError {
@@ -268,7 +276,8 @@ impl OnlineStore for RedisStore {
     fn replace(&self, entities: Entities, offsets: &[CommittedOffset]) -> Result<EntityCounts> {
         self.clear()?;
         let mut pipe = redis::pipe();
-        let mut queued = 0;
+        pipe.set(self.layout_key(), LAYOUT).ignore();
+        let mut queued = 1;
         let flush = |pipe: &mut redis::Pipeline, queued: &mut usize, force: bool| -> Result<()> {
             if *queued >= CHUNK || (force && *queued > 0) {
                 self.with_conn(|c| pipe.query::<()>(c))?;
@@ -335,23 +344,14 @@ impl OnlineStore for RedisStore {
             let mut conn = self.reader().await?;
             let user_key = self.user_key(q.user_id);
             let product_key = self.product_key(q.product_id);
-            let (s, u, p): (Stored, Stored, Stored) = match q.user_session {
-                Some(session) => {
-                    redis::pipe()
-                        .hget(self.session_key(session), STATE)
-                        .hget(&user_key, STATE)
-                        .hget(&product_key, STATE)
-                        .query_async(&mut conn)
-                        .await
-                }
-                None => redis::pipe()
-                    .hget(&user_key, STATE)
-                    .hget(&product_key, STATE)
-                    .query_async(&mut conn)
-                    .await
-                    .map(|(u, p)| (None, u, p)),
+            let mut get = redis::cmd("MGET");
+            get.arg(&user_key).arg(&product_key);
+            if let Some(session) = q.user_session {
+                get.arg(self.session_key(session));
             }
-            .map_err(|e| redis_error(&self.url, e))?;
+            let mut found: Vec<Stored> = get.query_async(&mut conn).await.map_err(|e| redis_error(&self.url, e))?;
+            let s = if q.user_session.is_some() { found.pop().flatten() } else { None };
+            let (u, p) = (found.first_mut().and_then(Option::take), found.get_mut(1).and_then(Option::take));
             let session: Option<SessionState> = match (q.user_session, s) {
                 (Some(key), Some(b)) => Some(codec::decode(&b, &self.session_key(key))?),
                 _ => None,
@@ -365,5 +365,32 @@ impl OnlineStore for RedisStore {
 
     fn describe(&self) -> String {
         format!("{} (prefix {:?})", self.url, self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REDIS: &str = "redis://127.0.0.1:6379/0";
+
+    #[test]
+    fn a_prefix_written_in_another_layout_is_refused_by_name() {
+        let prefix = format!("cartflow-test-layout-{}", std::process::id());
+        let mut c = redis::Client::open(REDIS).unwrap().get_connection().unwrap();
+        // Layout 1: a hash per entity, and offsets, but no layout key.
+        let _: () = c.hset(format!("{prefix}:offsets"), "tracking.user_behavior.validated/0", 7).unwrap();
+        let _: () = c.hset(format!("{prefix}:u:1"), "state", b"x".as_slice()).unwrap();
+        let err = RedisStore::open(REDIS, &prefix, 1_000_000).err().expect("refused").to_string();
+        assert!(err.contains("layout 1") && err.contains(&prefix), "{err}");
+
+        let _: () =
+            redis::cmd("DEL").arg(format!("{prefix}:offsets")).arg(format!("{prefix}:u:1")).query(&mut c).unwrap();
+        // An empty prefix is taken and marked; opened again, it is the same layout.
+        let store = RedisStore::open(REDIS, &prefix, 1_000_000).unwrap();
+        let layout: u32 = c.get(format!("{prefix}:layout")).unwrap();
+        assert_eq!(layout, LAYOUT);
+        RedisStore::open(REDIS, &prefix, 1_000_000).unwrap();
+        store.clear().unwrap();
     }
 }
