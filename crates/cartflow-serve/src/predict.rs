@@ -16,10 +16,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use cartflow_features::CartQuery;
 use cartflow_online::OnlineStore;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::features_api::{CartEvent, QueryTimes};
 use crate::latency::Latency;
@@ -50,7 +50,7 @@ pub async fn predict(State(p): State<Predictor>, body: Result<Json<Vec<CartEvent
     observe("/predict", result, started, REQUESTS, REQUEST_SECONDS)
 }
 
-async fn answer(p: &Predictor, body: Result<Json<Vec<CartEvent>>, JsonRejection>) -> Result<Json<Value>, ApiError> {
+async fn answer(p: &Predictor, body: Result<Json<Vec<CartEvent>>, JsonRejection>) -> Result<Response, ApiError> {
     let Json(events) = body.map_err(ApiError::from_json)?;
     if events.is_empty() {
         return Err(ApiError::bad_request("expected a list of at least one cart event"));
@@ -82,12 +82,30 @@ async fn answer(p: &Predictor, body: Result<Json<Vec<CartEvent>>, JsonRejection>
     }
     let probabilities = served.scorer.predict_batch(&rows, inputs.len());
     metrics::counter!(ITEMS).increment(events.len() as u64);
-    let predictions: Vec<Value> = probabilities
+    let predictions = probabilities
         .iter()
-        .map(|&p| json!({ "probability": p, "will_purchase": served.model.will_purchase(p) }))
+        .map(|&probability| Prediction { probability, will_purchase: served.model.will_purchase(probability) })
         .collect();
-    Ok(Json(json!({
-        "predictions": predictions,
-        "model": { "name": served.name, "version": served.version, "alias": served.alias },
-    })))
+    let model = ModelRef { name: &served.name, version: &served.version, alias: &served.alias };
+    Ok(Json(Predictions { predictions, model }).into_response())
+}
+
+/// The answer, serialized straight from these rather than through a JSON tree.
+#[derive(Serialize)]
+struct Predictions<'a> {
+    predictions: Vec<Prediction>,
+    model: ModelRef<'a>,
+}
+
+#[derive(Serialize)]
+struct Prediction {
+    probability: f64,
+    will_purchase: bool,
+}
+
+#[derive(Serialize)]
+struct ModelRef<'a> {
+    name: &'a str,
+    version: &'a str,
+    alias: &'a str,
 }
