@@ -349,9 +349,10 @@ impl OnlineStore for RedisStore {
             if let Some(session) = q.user_session {
                 get.arg(self.session_key(session));
             }
-            let mut found: Vec<Stored> = get.query_async(&mut conn).await.map_err(|e| redis_error(&self.url, e))?;
-            let s = if q.user_session.is_some() { found.pop().flatten() } else { None };
-            let (u, p) = (found.first_mut().and_then(Option::take), found.get_mut(1).and_then(Option::take));
+            let found: Vec<Stored> = get.query_async(&mut conn).await.map_err(|e| redis_error(&self.url, e))?;
+            // In the order asked: user, product, then the session when there is one.
+            let mut found = found.into_iter();
+            let (u, p, s) = (found.next().flatten(), found.next().flatten(), found.next().flatten());
             let session: Option<SessionState> = match (q.user_session, s) {
                 (Some(key), Some(b)) => Some(codec::decode(&b, &self.session_key(key))?),
                 _ => None,
