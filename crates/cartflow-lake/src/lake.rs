@@ -14,7 +14,9 @@
 //! behind; one that dies during 3 leaves a manifest whose files are partly
 //! there, and its successor re-reads the ranges and puts the missing files
 //! again. No file ever exists that no manifest names, and each input record
-//! is in exactly one file.
+//! is in exactly one file. (On a directory, object_store writes each file as
+//! a staging file `<name>#<n>` and renames it; a kill can leave that staging
+//! file behind. Readers never see it, and the successor removes it.)
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,7 +32,7 @@ use parquet::file::properties::WriterProperties;
 use crate::layout::{EVENTS, INVALID, data_file, hour_partition, manifest_dir, manifest_file};
 use crate::manifest::{FileEntry, Manifest};
 use crate::schema::{LakeEvent, LakeInvalid, events_batch, invalid_batch};
-use crate::store::open_store;
+use crate::store::{local_dir, open_store};
 use crate::{LakeError, Result};
 
 /// A file encoded and ready to put.
@@ -44,6 +46,8 @@ pub struct PendingFile {
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
     location: String,
+    /// The directory of a local lake, where staging files can be left.
+    local_root: Option<std::path::PathBuf>,
     writer: String,
     rt: tokio::runtime::Runtime,
 }
@@ -53,7 +57,8 @@ impl Lake {
     pub fn open(location: &str, writer: &str) -> Result<Self> {
         let store = open_store(location)?;
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-        Ok(Lake { store, location: location.to_owned(), writer: writer.to_owned(), rt })
+        let local_root = local_dir(location).map(std::path::PathBuf::from);
+        Ok(Lake { store, location: location.to_owned(), writer: writer.to_owned(), local_root, rt })
     }
 
     pub fn location(&self) -> &str {
@@ -150,6 +155,40 @@ impl Lake {
         Ok(missing)
     }
 
+    /// Removes the staging files (`<name>#<n>`) a killed writer left while
+    /// putting the files of `m` or the manifest after it: the only puts a
+    /// kill can interrupt, since every earlier commit was complete before
+    /// the next began. object_store hides these files from its own listings,
+    /// so they are found on the file system. Returns how many were removed.
+    pub fn remove_staging_files(&self, m: &Manifest) -> Result<u64> {
+        let Some(root) = &self.local_root else { return Ok(0) };
+        let io_err = |e: std::io::Error| LakeError::Location(self.location.clone(), format!("staging files: {e}"));
+        let mut by_dir: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let next = manifest_file(&self.writer, m.seq + 1);
+        for path in m.files.iter().map(|f| f.path.as_str()).chain([next.as_str()]) {
+            let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+            by_dir.entry(dir).or_default().push(name);
+        }
+        let mut removed = 0;
+        for (dir, names) in by_dir {
+            let entries = match std::fs::read_dir(root.join(dir)) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io_err)?;
+                let file = entry.file_name();
+                let Some((name, n)) = file.to_str().and_then(|f| f.rsplit_once('#')) else { continue };
+                if names.contains(&name) && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+                    std::fs::remove_file(entry.path()).map_err(io_err)?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Every data file under a table, for tests and tools.
     pub fn list_files(&self, table: &str) -> Result<Vec<String>> {
         let prefix = Path::from(table);
@@ -186,4 +225,34 @@ pub fn encode_parquet(path: String, batches: &[arrow_array::RecordBatch]) -> Res
     }
     let bytes = writer.into_inner()?;
     Ok(PendingFile { path, rows, bytes: Bytes::from(bytes) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_successor_removes_the_staging_files_of_the_last_commit_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(dir.path().to_str().unwrap(), "w").unwrap();
+        let file = |path: &str| PendingFile { path: path.into(), bytes: Bytes::from_static(b"rows"), rows: 1 };
+        let part = "events/year=2019/month=10/day=01/hour=00/part-000000000001.parquet";
+        let m = lake.commit(1, BTreeMap::new(), &[file(part)]).unwrap();
+        let touch = |rel: &str| std::fs::write(dir.path().join(rel), b"half").unwrap();
+        let left = [format!("{part}#1"), format!("{part}#2"), "_manifests/w/000000000002.json#1".into()];
+        let kept = [format!("{part}#x"), "events/year=2019/month=10/day=01/hour=00/other.parquet#1".into()];
+        for f in left.iter().chain(&kept) {
+            touch(f);
+        }
+        assert_eq!(lake.remove_staging_files(&m).unwrap(), 3);
+        for f in &left {
+            assert!(!dir.path().join(f).exists(), "{f} should be gone");
+        }
+        for f in kept.iter().map(String::as_str).chain([part, "_manifests/w/000000000001.json"]) {
+            assert!(dir.path().join(f).exists(), "{f} should be kept");
+        }
+        // An S3 lake has no staging files: object_store puts objects whole.
+        assert_eq!(local_dir("s3://bucket/lake"), None);
+        assert_eq!(local_dir("file:///tmp/lake"), Some("/tmp/lake"));
+    }
 }

@@ -41,8 +41,17 @@ pub fn open_store_root(location: &str) -> Result<(Arc<dyn ObjectStore>, String)>
     if location.contains("://") && !location.starts_with("file://") {
         return Err(bad("expected a directory, file:///path or s3://bucket/prefix".into()));
     }
-    let path = location.strip_prefix("file://").unwrap_or(location);
+    let path = local_dir(location).expect("not s3:// nor another scheme");
     std::fs::create_dir_all(path).map_err(|e| bad(e.to_string()))?;
     let local = LocalFileSystem::new_with_prefix(path).map_err(|e| bad(e.to_string()))?;
     Ok((Arc::new(local), String::new()))
+}
+
+/// The directory a local location names (a path or `file:///…`), if it is one.
+pub fn local_dir(location: &str) -> Option<&str> {
+    match location.strip_prefix("file://") {
+        Some(path) => Some(path),
+        None if location.contains("://") => None,
+        None => Some(location),
+    }
 }

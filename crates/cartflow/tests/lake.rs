@@ -60,12 +60,12 @@ fn killing_the_lake_sink_at_random_lands_every_event_exactly_once() {
     // Hive layout by event hour; every file named by a manifest.
     let lake = dir.path().join("data/lake");
     assert!(lake.join("events/year=2019/month=10/day=01/hour=00").is_dir());
-    // Manifests are `<seq>.json`, as the lake reads them; a kill can leave the
-    // object store's half-written staging file (`<seq>.json#1`) beside them.
+    // Every file named by a manifest: no staging file (`<name>#<n>`) a kill
+    // left behind survives the last run.
     let named: Vec<String> = std::fs::read_dir(lake.join("_manifests/lake-sink"))
         .unwrap()
         .map(|m| m.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .inspect(|p| assert!(p.extension().is_some_and(|e| e == "json"), "{} is not a manifest", p.display()))
         .flat_map(|m| {
             let m: serde_json::Value = serde_json::from_slice(&std::fs::read(m).unwrap()).unwrap();
             m["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
