@@ -26,10 +26,15 @@ fn tune_allocator() {
     // libmimalloc-sys does not name.
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-    // SAFETY: plain setters of mimalloc's global options, valid at any time.
-    unsafe {
-        libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0);
-        libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
+    // mimalloc's own variables, when set, win: they are how a user (or a
+    // benchmark) tries other values without a rebuild.
+    for (option, var, value) in
+        [(ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 0), (PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 0)]
+    {
+        if std::env::var_os(var).is_none() {
+            // SAFETY: a plain setter of mimalloc's global options, valid at any time.
+            unsafe { libmimalloc_sys::mi_option_set(option, value) };
+        }
     }
 }
 
