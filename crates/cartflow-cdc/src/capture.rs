@@ -388,6 +388,14 @@ async fn stream(
         )
         .await
         .map_err(pg("preparing the slot read"))?;
+    // Where the slot stands before this run confirms anything (a drain with
+    // no changes confirms nothing, and should still say where the slot is).
+    let confirmed: Option<String> = client
+        .query_one("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", &[&cfg.slot])
+        .await
+        .map_err(pg("reading the slot's position"))?
+        .get(0);
+    stats.confirmed_lsn = confirmed.unwrap_or_default();
     let mut relations: HashMap<u32, Relation> = HashMap::new();
     while !control.stopped() {
         let rows = client
