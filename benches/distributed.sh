@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Distributed mode: produce → validate over Kafka (a tansu broker on loopback, in-memory storage),
+# Distributed mode: produce → validate over Kafka (a nisshi broker on loopback, in-memory storage),
 # beside the same pipeline on the embedded log; then CDC rows/s from the local PostgreSQL, snapshot
 # and streaming. Release build; results go to docs/benchmarks.md by hand.
 # Usage: benches/distributed.sh [events, default 1000000] [cdc rows, default 200000]
@@ -10,11 +10,11 @@ rows="${2:-200000}"
 cargo build --release --bin cartflow
 bin=target/release/cartflow
 [ -n "${CARGO_TARGET_DIR:-}" ] && bin="$CARGO_TARGET_DIR/release/cartflow"
-tansu="${TANSU_BIN:-$HOME/.cache/cartflow/tools/bin/tansu}"
+broker_bin="${NISSHI_BIN:-$HOME/.cache/cartflow/tools/bin/nisshi}"
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$tansu" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-  --storage-engine memory://tansu/ >"$work/broker.log" 2>&1 &
+"$broker_bin" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+  --storage-engine memory://nisshi/ >"$work/broker.log" 2>&1 &
 broker=$!
 db="cartflow_bench_$$"
 cleanup() {
@@ -29,7 +29,7 @@ sleep 1
 
 echo "== produce → validate, embedded log"
 "$bin" --data-dir "$work/embedded" --quiet bench pipeline --events "$events"
-echo "== produce → validate, Kafka (tansu 0.6, memory storage, 8 partitions)"
+echo "== produce → validate, Kafka (nisshi 0.7, memory storage, 8 partitions)"
 CARTFLOW_LOG="kafka://127.0.0.1:$port" "$bin" --data-dir "$work/kafka" --quiet bench pipeline --events "$events"
 
 echo "== CDC from PostgreSQL ($rows rows)"

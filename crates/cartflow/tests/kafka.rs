@@ -1,4 +1,4 @@
-//! Distributed mode: the same stages on a real Kafka-protocol broker (tansu),
+//! Distributed mode: the same stages on a real Kafka-protocol broker (nisshi),
 //! and validators scaling out in one consumer group.
 
 mod common;
@@ -78,8 +78,6 @@ fn outputs(log: &dyn EventLog) -> u64 {
 }
 
 #[test]
-#[ignore = "blocked by the broker: tansu 0.6 expires the killed member, but its next JoinGroup answer still \
-            names the dead member as leader in the same generation, so the survivor keeps only its own partitions"]
 fn two_validators_share_the_partitions_and_one_killed_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -325,8 +325,8 @@ pub fn chromium_dom(url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A real Kafka-protocol broker on loopback: the tansu that `.ci/run`
-/// installs (or one named by TANSU_BIN), keeping topics in memory. Each test
+/// A real Kafka-protocol broker on loopback: the nisshi that `.ci/run`
+/// installs (or one named by NISSHI_BIN), keeping topics in memory. Each test
 /// starts its own, so tests run in parallel. Stopped when dropped.
 pub struct KafkaBroker {
     child: Child,
@@ -335,18 +335,18 @@ pub struct KafkaBroker {
 
 impl KafkaBroker {
     pub fn start(dir: &Path) -> KafkaBroker {
-        let bin = installed_tool("tansu", "TANSU_BIN");
+        let bin = installed_tool("nisshi", "NISSHI_BIN");
         let port = free_port();
         let listener = format!("tcp://127.0.0.1:{port}");
         let out = std::fs::File::create(dir.join("broker.log")).unwrap();
         let child = Command::new(bin)
             .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
-            .args(["--storage-engine", "memory://tansu/"])
+            .args(["--storage-engine", "memory://nisshi/"])
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
             .unwrap();
-        wait_for_port(port, "tansu", Duration::from_secs(20));
+        wait_for_port(port, "nisshi", Duration::from_secs(20));
         KafkaBroker { child, url: format!("kafka://127.0.0.1:{port}") }
     }
 
