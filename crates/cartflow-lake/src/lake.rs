@@ -156,16 +156,18 @@ impl Lake {
     }
 
     /// Removes the staging files (`<name>#<n>`) a killed writer left while
-    /// putting the files of `m` or the manifest after it: the only puts a
-    /// kill can interrupt, since every earlier commit was complete before
-    /// the next began. object_store hides these files from its own listings,
-    /// so they are found on the file system. Returns how many were removed.
-    pub fn remove_staging_files(&self, m: &Manifest) -> Result<u64> {
+    /// putting the files of its last commit or the manifest after it (the
+    /// first manifest when there is no commit yet): the only puts a kill can
+    /// interrupt, since every earlier commit was complete before the next
+    /// began. object_store hides these files from its own listings, so they
+    /// are found on the file system. Returns how many were removed.
+    pub fn remove_staging_files(&self, last: Option<&Manifest>) -> Result<u64> {
         let Some(root) = &self.local_root else { return Ok(0) };
         let io_err = |e: std::io::Error| LakeError::Location(self.location.clone(), format!("staging files: {e}"));
         let mut by_dir: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        let next = manifest_file(&self.writer, m.seq + 1);
-        for path in m.files.iter().map(|f| f.path.as_str()).chain([next.as_str()]) {
+        let next = manifest_file(&self.writer, last.map_or(0, |m| m.seq) + 1);
+        let files = last.into_iter().flat_map(|m| &m.files).map(|f| f.path.as_str());
+        for path in files.chain([next.as_str()]) {
             let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
             by_dir.entry(dir).or_default().push(name);
         }
@@ -235,6 +237,10 @@ mod tests {
     fn a_successor_removes_the_staging_files_of_the_last_commit_only() {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(dir.path().to_str().unwrap(), "w").unwrap();
+        // A kill during the very first commit's manifest.
+        std::fs::create_dir_all(dir.path().join("_manifests/w")).unwrap();
+        std::fs::write(dir.path().join("_manifests/w/000000000001.json#1"), b"half").unwrap();
+        assert_eq!(lake.remove_staging_files(None).unwrap(), 1);
         let file = |path: &str| PendingFile { path: path.into(), bytes: Bytes::from_static(b"rows"), rows: 1 };
         let part = "events/year=2019/month=10/day=01/hour=00/part-000000000001.parquet";
         let m = lake.commit(1, BTreeMap::new(), &[file(part)]).unwrap();
@@ -244,7 +250,7 @@ mod tests {
         for f in left.iter().chain(&kept) {
             touch(f);
         }
-        assert_eq!(lake.remove_staging_files(&m).unwrap(), 3);
+        assert_eq!(lake.remove_staging_files(Some(&m)).unwrap(), 3);
         for f in &left {
             assert!(!dir.path().join(f).exists(), "{f} should be gone");
         }

@@ -38,10 +38,9 @@ pub fn open_store_root(location: &str) -> Result<(Arc<dyn ObjectStore>, String)>
         let s3 = builder.build().map_err(|e| bad(e.to_string()))?;
         return Ok((Arc::new(s3), prefix.trim_matches('/').to_owned()));
     }
-    if location.contains("://") && !location.starts_with("file://") {
+    let Some(path) = local_dir(location) else {
         return Err(bad("expected a directory, file:///path or s3://bucket/prefix".into()));
-    }
-    let path = local_dir(location).expect("not s3:// nor another scheme");
+    };
     std::fs::create_dir_all(path).map_err(|e| bad(e.to_string()))?;
     let local = LocalFileSystem::new_with_prefix(path).map_err(|e| bad(e.to_string()))?;
     Ok((Arc::new(local), String::new()))

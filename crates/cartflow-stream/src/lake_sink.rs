@@ -146,10 +146,10 @@ pub fn run_lake_sink(
     let mut seq = last.as_ref().map_or(0, |m| m.seq);
     if let Some(m) = &last {
         stats.repaired_files = repair(log, lake, m)?;
-        let removed = lake.remove_staging_files(m)?;
-        if removed > 0 {
-            tracing::info!(removed, "removed staging files a killed lake sink left");
-        }
+    }
+    let removed = lake.remove_staging_files(last.as_ref())?;
+    if removed > 0 {
+        tracing::info!(removed, "removed staging files a killed lake sink left");
     }
 
     let mut pending = Pending::new(start);
