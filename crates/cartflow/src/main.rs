@@ -18,9 +18,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// mimalloc by default keeps freed pages for a while and commits whole
 /// arenas up front. DataFusion's scans free as fast as they allocate, on
 /// many threads, and the warehouse's build held gigabytes it no longer used
-/// (a month of events: 5.0–6.3 GB peak). Committing on demand and returning
-/// freed pages at once took the month to 2.2 GB, for about 15 % more time
-/// (docs/benchmarks.md).
+/// (a month of events: 5.0–8.0 GB peak). Committing on demand and returning
+/// freed pages at once took the month to 2.2–2.6 GB, for no time on one
+/// machine and about 15 % on another (docs/benchmarks.md).
 fn tune_allocator() {
     // Numbers of mimalloc v3's `mi_option_e` (mimalloc.h), which
     // libmimalloc-sys does not name.

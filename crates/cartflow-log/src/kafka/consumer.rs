@@ -428,9 +428,10 @@ impl Consumer for KafkaConsumer {
         if self.assignment.is_empty() {
             return Ok(Vec::new());
         }
-        // One ListOffsets request for every partition (`End` is timestamp -1,
-        // which asks for the end), not a watermark query each: stages measure their lag every
-        // second, and sixteen sequential queries took 0.6 s of each second.
+        // One ListOffsets request for every partition (`End` is timestamp
+        // -1, which asks for the end), not a watermark query each: stages
+        // measure their lag every second, and sixteen sequential queries
+        // took 0.6 s of each second.
         let mut latest = TopicPartitionList::new();
         for tp in &self.assignment {
             latest

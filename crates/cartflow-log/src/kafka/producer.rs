@@ -121,7 +121,10 @@ impl Producer for KafkaProducer {
         // lingers at once; then serve reports in 1 ms steps until none is
         // outstanding (`in_flight_count` counts unserved reports too).
         let deadline = Instant::now() + FLUSH_TIMEOUT;
-        let _ = self.producer.flush(Duration::ZERO);
+        match self.producer.flush(Duration::ZERO) {
+            Ok(()) | Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {}
+            Err(e) => return Err(backend("flushing the producer", e)),
+        }
         while self.producer.in_flight_count() > 0 {
             if Instant::now() >= deadline {
                 let timed_out = KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut);
