@@ -82,8 +82,12 @@ fn two_validators_share_the_partitions_and_one_killed_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let broker = KafkaBroker::start(d);
-    let total = 400_000u64;
-    ok(broker.configure(&mut cartflow(d)).args(["produce", "--generate", &total.to_string(), "--seed", "9"]));
+    let total = 1_000_000u64;
+    // A few events first, so the topics exist for the two to split; the rest
+    // once they have: validators that start on all of it can finish it
+    // before the second one joins, and the kill would come too late.
+    let first = 1_000u64;
+    ok(broker.configure(&mut cartflow(d)).args(["produce", "--generate", &first.to_string(), "--seed", "9"]));
     let validator = |name: &str| {
         let log = std::fs::File::create(d.join(format!("{name}.log"))).unwrap();
         broker
@@ -109,6 +113,13 @@ fn two_validators_share_the_partitions_and_one_killed_loses_nothing() {
         assert!(started.elapsed() < Duration::from_secs(60), "the two validators never split the partitions");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // In the background: the kill lands while records still arrive.
+    let mut producer = broker
+        .configure(&mut cartflow(d))
+        .args(["produce", "--generate", &(total - first).to_string(), "--seed", "10"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let wait_for = |n: u64| {
         let started = Instant::now();
         while outputs(&log) < n {
@@ -116,11 +127,14 @@ fn two_validators_share_the_partitions_and_one_killed_loses_nothing() {
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    wait_for(total / 4);
+    // Early: reading the outputs' ends takes up to a second, in which the
+    // two validators write tens of thousands of records.
+    wait_for(total / 10);
     a.kill().unwrap(); // SIGKILL, mid-batch
     a.wait().unwrap();
     let at_kill = outputs(&log);
     assert!(at_kill < total, "the kill came too late to prove anything");
+    assert!(producer.wait().unwrap().success(), "the second produce failed");
     wait_for(total);
     // Let a late duplicate, if any, arrive before counting.
     std::thread::sleep(Duration::from_secs(2));
