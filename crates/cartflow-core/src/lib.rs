@@ -8,6 +8,7 @@
 pub mod envelope;
 pub mod event;
 pub mod raw;
+pub mod redact;
 pub mod time;
 pub mod validate;
 

@@ -16,7 +16,7 @@ fn main() {
     for trees in [100, 500] {
         let ensemble = random_trees::ensemble(11, trees, 6, INPUTS as u32);
         let scorer = Scorer::new(&ensemble);
-        let batch = rows_per_sec(|| scorer.predict_batch(&rows, INPUTS).len());
+        let batch = rows_per_sec(|| scorer.predict_batch(&rows, INPUTS).expect("rows of 19 inputs").len());
         let walk = rows_per_sec(|| {
             let sum: f64 = rows.chunks_exact(INPUTS).map(|row| ensemble.predict_row(row)).sum();
             std::hint::black_box(sum);

@@ -6,11 +6,13 @@
 //! - [`trees`]: a flat tree ensemble, as stored, and its single-row inference;
 //! - [`scorer`]: the same trees laid out for fast batch inference;
 //! - [`Model`]: the two together with the feature set and the decision
-//!   threshold, as `model.json`.
+//!   threshold, as `model.json`;
+//! - [`mlflow`]: the model as an MLflow model directory (a pyfunc flavor).
 //!
 //! No I/O: callers read and write the bytes.
 
 pub mod encode;
+pub mod mlflow;
 pub mod scorer;
 pub mod trees;
 
@@ -66,6 +68,9 @@ impl Model {
             return Err(ModelError::Format { found });
         }
         let model: Model = serde_json::from_slice(bytes)?;
+        if model.inputs.is_empty() {
+            return Err(ModelError::Invalid("the model has no inputs: it cannot tell one cart from another".into()));
+        }
         for input in &model.inputs {
             if cartflow_features::spec::feature(&input.name).is_none() {
                 return Err(ModelError::Invalid(format!("input {:?} is not a feature of this build", input.name)));

@@ -182,9 +182,16 @@ impl Scorer {
     }
 
     /// Probabilities of `rows` laid row after row, `inputs` values each.
-    pub fn predict_batch(&self, rows: &[f64], inputs: usize) -> Vec<f64> {
-        assert!(inputs >= self.inputs, "the model reads {} inputs, rows hold {inputs}", self.inputs);
-        assert!(rows.len().is_multiple_of(inputs), "rows hold whole rows of {inputs} inputs");
+    /// Rows of the wrong shape are an error, not a panic: this runs on
+    /// requests.
+    pub fn predict_batch(&self, rows: &[f64], inputs: usize) -> Result<Vec<f64>, String> {
+        if inputs < self.inputs || !rows.len().is_multiple_of(inputs) {
+            return Err(format!(
+                "the model reads {} inputs a row; got {} values in rows of {inputs}",
+                self.inputs,
+                rows.len()
+            ));
+        }
         let n = rows.len() / inputs;
         let mut out = vec![self.base_score; n];
         // Whole groups walk in lock-step; the few rows after them alone.
@@ -195,7 +202,7 @@ impl Scorer {
         for (sum, row) in out[grouped..].iter_mut().zip(rows[grouped * inputs..].chunks_exact(inputs)) {
             *sum = sigmoid(self.raw_alone(row));
         }
-        out
+        Ok(out)
     }
 
     /// Scores whole groups of `LANES` rows into `out`.

@@ -96,10 +96,26 @@ fn the_model_file_round_trips_and_bad_files_are_named() {
     let err = Model::from_json(&looping.to_json()).unwrap_err().to_string();
     assert!(err.contains("node 0 has child 0"), "{err}");
 
-    let mut out_of_range = m;
+    let mut out_of_range = m.clone();
     out_of_range.ensemble.nodes[3].feature = 5;
     let err = Model::from_json(&out_of_range.to_json()).unwrap_err().to_string();
     assert!(err.contains("splits on input 5 of 2"), "{err}");
+
+    // No inputs: refused at load, never a panic when a request is scored.
+    let mut blind = m;
+    blind.inputs.clear();
+    blind.ensemble = Ensemble { base_score: 0.1, roots: vec![0], nodes: vec![Node::leaf(0.2)] };
+    let err = Model::from_json(&blind.to_json()).unwrap_err().to_string();
+    assert!(err.contains("no inputs"), "{err}");
+}
+
+#[test]
+fn rows_of_the_wrong_shape_are_an_error_not_a_panic() {
+    let m = model();
+    let scorer = crate::Scorer::new(&m.ensemble);
+    assert!(scorer.predict_batch(&[1.0, 2.0, 3.0], 2).unwrap_err().contains("rows of 2"));
+    assert!(scorer.predict_batch(&[], 0).is_err());
+    assert_eq!(scorer.predict_batch(&[1.0, f64::NAN], 2).unwrap().len(), 1);
 }
 
 #[test]

@@ -136,6 +136,6 @@ impl Ensemble {
     /// Probabilities of `rows` laid row after row, `inputs` values each.
     /// Compiles a [`Scorer`] first; keep one when scoring many batches.
     pub fn predict_batch(&self, rows: &[f64], inputs: usize) -> Vec<f64> {
-        Scorer::new(self).predict_batch(rows, inputs)
+        Scorer::new(self).predict_batch(rows, inputs).expect("rows of the ensemble's shape")
     }
 }

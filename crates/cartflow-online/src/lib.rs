@@ -25,7 +25,7 @@ pub use redis_store::RedisStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnlineError {
-    #[error("redis: {0}")]
+    #[error("redis: {}", cartflow_core::redact::text(&.0.to_string()))]
     Redis(#[from] redis::RedisError),
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },

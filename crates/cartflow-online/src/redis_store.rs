@@ -46,10 +46,11 @@ const CHUNK: usize = 5_000;
 
 impl RedisStore {
     pub fn open(url: &str, prefix: &str, session_ttl: Micros) -> Result<Self> {
-        let client = redis::Client::open(url)?;
+        let client = redis::Client::open(url).map_err(|e| redis_error(url, e))?;
         let store = RedisStore {
             client,
-            url: url.to_owned(),
+            // Kept for messages only, so without its password.
+            url: cartflow_core::redact::url(url),
             prefix: prefix.to_owned(),
             session_ttl,
             cache: Mutex::new(Entities::new(session_ttl)),
@@ -208,8 +209,13 @@ fn ttl_secs(ttl: Micros) -> u64 {
     (ttl / 1_000_000).max(1) as u64
 }
 
+/// `url` is the redacted one; the redis crate's own message may quote the URL it was given.
 fn redis_error(url: &str, e: redis::RedisError) -> OnlineError {
-    OnlineError::Config(format!("redis at {url}: {e}"))
+    OnlineError::Config(format!(
+        "redis at {}: {}",
+        cartflow_core::redact::url(url),
+        cartflow_core::redact::text(&e.to_string())
+    ))
 }
 
 impl OnlineStore for RedisStore {

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::proto::{Metric, ModelVersion, Param, Run, RunInfo, Tag};
+use crate::proto::{LoggedModel, Metric, ModelVersion, Param, Run, RunInfo, Tag};
 use crate::{ErrorCode, RegistryError, Result};
 
 /// MLflow's tag naming a run's parent: the UI nests child runs under it.
@@ -22,6 +22,7 @@ fn code(s: &str) -> ErrorCode {
         "RESOURCE_DOES_NOT_EXIST" => ErrorCode::ResourceDoesNotExist,
         "RESOURCE_ALREADY_EXISTS" => ErrorCode::ResourceAlreadyExists,
         "INVALID_PARAMETER_VALUE" => ErrorCode::InvalidParameterValue,
+        "REQUEST_LIMIT_EXCEEDED" => ErrorCode::RequestLimitExceeded,
         _ => ErrorCode::InternalError,
     }
 }
@@ -153,14 +154,8 @@ impl Client {
 
     /// The artifact API URL of `artifact_uri`/`path`, for `mlflow-artifacts:` URIs.
     pub fn artifact_url(&self, artifact_uri: &str, path: &str) -> Result<String> {
-        let rest = artifact_uri.strip_prefix("mlflow-artifacts:").ok_or_else(|| {
-            RegistryError::invalid(format!(
-                "artifact URI {artifact_uri:?}: only mlflow-artifacts: URIs (the server stores artifacts) are supported"
-            ))
-        })?;
-        // mlflow-artifacts://host:port/x and mlflow-artifacts:/x both name x on this server.
-        let rest = rest.strip_prefix("//").map_or(rest, |r| r.find('/').map_or("", |i| &r[i..]));
-        let joined = [rest.trim_matches('/'), path.trim_matches('/')]
+        let root = crate::proto::artifact_root(artifact_uri)?;
+        let joined = [root.as_str(), path.trim_matches('/')]
             .iter()
             .filter(|s| !s.is_empty())
             .copied()
@@ -189,9 +184,67 @@ impl Client {
         }
     }
 
-    pub fn create_model_version(&self, name: &str, source: &str, run_id: &str) -> Result<ModelVersion> {
-        let v = self.post("model-versions/create", json!({ "name": name, "source": source, "run_id": run_id }))?;
+    /// Registers `source` as a new version of `name`; `model_id` names the
+    /// MLflow 3 logged model it is (its source is then `models:/<model_id>`).
+    pub fn create_model_version(
+        &self,
+        name: &str,
+        source: &str,
+        run_id: &str,
+        model_id: Option<&str>,
+    ) -> Result<ModelVersion> {
+        let mut body = json!({ "name": name, "source": source, "run_id": run_id });
+        if let Some(id) = model_id {
+            body["model_id"] = json!(id);
+        }
+        let v = self.post("model-versions/create", body)?;
         Self::parse(&v["model_version"], "model version")
+    }
+
+    /// Where a version's files are, as the server resolves its source
+    /// (`models:/m-…` becomes the logged model's artifact location).
+    pub fn download_uri(&self, name: &str, version: &str) -> Result<String> {
+        let v = self.get("model-versions/get-download-uri", &[("name", name), ("version", version)])?;
+        v["artifact_uri"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| RegistryError::internal(format!("{name} v{version}: no artifact_uri in the answer")))
+    }
+
+    /// One file of a registered version.
+    pub fn version_file(&self, name: &str, version: &str, file: &str) -> Result<Vec<u8>> {
+        self.download(&self.download_uri(name, version)?, file)
+    }
+
+    /// Starts an MLflow 3 logged model of `run` (pending until [`Self::finalize_logged_model`]).
+    pub fn create_logged_model(
+        &self,
+        experiment_id: &str,
+        name: &str,
+        run: &str,
+        params: &[Param],
+    ) -> Result<LoggedModel> {
+        let v = self.post(
+            "logged-models",
+            json!({ "experiment_id": experiment_id, "name": name, "source_run_id": run, "params": params }),
+        )?;
+        Self::parse(&v["model"], "logged model")
+    }
+
+    /// Marks a logged model's artifacts complete, and the run as its maker.
+    pub fn finalize_logged_model(&self, model: &LoggedModel) -> Result<()> {
+        let id = &model.info.model_id;
+        let url = format!("{}/api/2.0/mlflow/logged-models/{id}", self.base);
+        let body = json!({ "model_id": id, "status": crate::store::READY }).to_string();
+        self.answer(
+            "finalizing the logged model",
+            self.authorized(self.agent.patch(&url)).header("content-type", "application/json").send(body),
+        )?;
+        self.post(
+            "runs/outputs",
+            json!({ "run_id": model.info.source_run_id, "models": [{ "model_id": id, "step": 0 }] }),
+        )?;
+        Ok(())
     }
 
     pub fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<()> {

@@ -5,7 +5,8 @@
 //!
 //! - [`store`]: the tables, on SQLite (default) or PostgreSQL through one SQL code path;
 //! - [`filter`]: MLflow's search filter and order-by language;
-//! - [`api`]: `/api/2.0/mlflow/…` and `/api/2.0/mlflow-artifacts/…`;
+//! - [`api`]: `/api/2.0/mlflow/…` (MLflow 3's logged models included) and
+//!   `/api/2.0/mlflow-artifacts/…`, each endpoint with its method and scope;
 //! - [`ui`]: the web pages;
 //! - [`client`]: the REST client.
 
@@ -25,6 +26,8 @@ pub enum ErrorCode {
     ResourceDoesNotExist,
     ResourceAlreadyExists,
     InvalidParameterValue,
+    /// A body or an artifact over its limit (413).
+    RequestLimitExceeded,
     InternalError,
 }
 
@@ -34,6 +37,7 @@ impl ErrorCode {
             Self::ResourceDoesNotExist => "RESOURCE_DOES_NOT_EXIST",
             Self::ResourceAlreadyExists => "RESOURCE_ALREADY_EXISTS",
             Self::InvalidParameterValue => "INVALID_PARAMETER_VALUE",
+            Self::RequestLimitExceeded => "REQUEST_LIMIT_EXCEEDED",
             Self::InternalError => "INTERNAL_ERROR",
         }
     }
@@ -81,7 +85,8 @@ impl From<object_store::Error> for RegistryError {
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
 
-pub use api::Registry;
+pub use api::{Registry, RegistryLimits};
+pub use store::STAGES;
 
 /// Opens the registry: its tables at `store_url` (`sqlite://PATH`,
 /// `postgres://…`) and its artifacts at `artifacts` (a directory or `s3://bucket/prefix`).
@@ -89,10 +94,11 @@ pub async fn open(store_url: &str, artifacts: &str) -> Result<Registry> {
     let store = Store::open(store_url).await?;
     let (objects, prefix) =
         cartflow_lake::store::open_store_root(artifacts).map_err(|e| RegistryError::internal(e.to_string()))?;
-    Ok(Registry { store, artifacts: objects, artifact_prefix: prefix })
+    Ok(Registry { store, artifacts: objects, artifact_prefix: prefix, limits: RegistryLimits::default() })
 }
 
-/// The API and the UI, to mount beside other routes.
+/// The API and the UI, to mount beside other routes behind
+/// [`cartflow_http::auth::authenticate`] (every route has its scope).
 pub fn routes(registry: Registry) -> axum::Router {
     api::router(registry.clone()).merge(ui::router(registry))
 }

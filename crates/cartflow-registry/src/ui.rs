@@ -13,6 +13,9 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
+use cartflow_http::Scope;
+use cartflow_http::auth::scoped;
+use cartflow_http::html::{attr, text as esc, url_part as enc};
 use serde::Deserialize;
 
 use crate::RegistryError;
@@ -20,22 +23,13 @@ use crate::api::Registry;
 use crate::filter::{self, Field, Key, Searchable};
 use crate::proto::Run;
 
-/// Escapes text for HTML.
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+/// A link: `<a href="…">text</a>`, both escaped.
+fn link(href: &str, text: &str) -> String {
+    format!("<a {}>{}</a>", attr("href", href), esc(text))
 }
 
-/// Percent-encodes a query or path value.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+fn run_link(run_id: &str, text: &str) -> String {
+    link(&format!("/ui/runs/{}", enc(run_id)), text)
 }
 
 fn time(ms: i64) -> String {
@@ -56,11 +50,11 @@ fn time(ms: i64) -> String {
 
 fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
-        "<!doctype html><html><head><meta charset=utf-8><title>{t} · cartflow registry</title><style>\
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t} · cartflow registry</title><style>\
          body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}\
          td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}th{{background:#f3f3f3}}\
          nav a{{margin-right:1em}}img{{max-width:640px;border:1px solid #ddd;margin:4px}}.num{{text-align:right}}\
-         </style></head><body><nav><a href=/ui/>Experiments</a><a href=/ui/models>Models</a></nav><h1>{t}</h1>{body}</body></html>",
+         </style></head><body><nav><a href=\"/ui/\">Experiments</a><a href=\"/ui/models\">Models</a></nav><h1>{t}</h1>{body}</body></html>",
         t = esc(title)
     ))
 }
@@ -92,15 +86,17 @@ async fn experiments(State(r): State<Registry>) -> PageResult {
         let runs = r.store.runs(std::slice::from_ref(&e.experiment_id), &["active"]).await?.len();
         let _ = write!(
             rows,
-            "<tr><td><a href=/ui/experiments/{id}>{name}</a></td><td>{id}</td><td class=num>{runs}</td><td>{created}</td></tr>",
-            id = e.experiment_id,
-            name = esc(&e.name),
+            "<tr><td>{name}</td><td>{id}</td><td class=\"num\">{runs}</td><td>{created}</td></tr>",
+            name = link(&format!("/ui/experiments/{}", enc(&e.experiment_id)), &e.name),
+            id = esc(&e.experiment_id),
             created = time(e.creation_time)
         );
     }
     Ok(page(
         "Experiments",
-        &format!("<table id=experiments><tr><th>Name</th><th>ID</th><th>Runs</th><th>Created</th></tr>{rows}</table>"),
+        &format!(
+            "<table id=\"experiments\"><tr><th>Name</th><th>ID</th><th>Runs</th><th>Created</th></tr>{rows}</table>"
+        ),
     ))
 }
 
@@ -113,7 +109,7 @@ struct Sort {
 fn cell(run: &Run, key: &Key) -> String {
     match run.field(key) {
         Some(Field::Number(n)) => {
-            format!("<td class=num>{}</td>", if n.fract() == 0.0 { format!("{n}") } else { format!("{n:.4}") })
+            format!("<td class=\"num\">{}</td>", if n.fract() == 0.0 { format!("{n}") } else { format!("{n:.4}") })
         }
         Some(Field::Text(t)) => format!("<td>{}</td>", esc(t)),
         None => "<td></td>".into(),
@@ -139,21 +135,17 @@ async fn runs(State(r): State<Registry>, Path(id): Path<String>, Query(sort): Qu
         let (key, label) = spec.split_once('|').expect("spec has a label");
         let flip = if key == by && desc { 0 } else { 1 };
         let arrow = if key == by { if desc { " ▼" } else { " ▲" } } else { "" };
-        let _ = write!(head, "<th><a href='?sort={}&desc={flip}'>{}{arrow}</a></th>", enc(key), esc(label));
+        let _ =
+            write!(head, "<th>{}</th>", link(&format!("?sort={}&desc={flip}", enc(key)), &format!("{label}{arrow}")));
     }
     let mut rows = String::new();
     for run in &runs {
-        let _ = write!(rows, "<tr data-run='{}'>", run.info.run_id);
+        let _ = write!(rows, "<tr {}>", attr("data-run", &run.info.run_id));
         for (_, key) in &columns {
             match key {
                 Key::Attribute(a) if a == "run_name" => {
                     let child = run.tag(crate::client::PARENT_RUN_TAG).map_or("", |_| "↳ ");
-                    let _ = write!(
-                        rows,
-                        "<td>{child}<a href=/ui/runs/{}>{}</a></td>",
-                        run.info.run_id,
-                        esc(&run.info.run_name)
-                    );
+                    let _ = write!(rows, "<td>{child}{}</td>", run_link(&run.info.run_id, &run.info.run_name));
                 }
                 Key::Attribute(a) if a == "start_time" => {
                     let _ = write!(rows, "<td>{}</td>", time(run.info.start_time));
@@ -165,13 +157,13 @@ async fn runs(State(r): State<Registry>, Path(id): Path<String>, Query(sort): Qu
     }
     Ok(page(
         &format!("Experiment {}", experiment.name),
-        &format!("<p>{} runs. Click a column to sort.</p><table id=runs><tr>{head}</tr>{rows}</table>", runs.len()),
+        &format!("<p>{} runs. Click a column to sort.</p><table id=\"runs\"><tr>{head}</tr>{rows}</table>", runs.len()),
     ))
 }
 
 fn kv_table(id: &str, rows: impl Iterator<Item = (String, String)>) -> String {
     let body: String = rows.map(|(k, v)| format!("<tr><td>{}</td><td>{}</td></tr>", esc(&k), esc(&v))).collect();
-    format!("<table id={id}><tr><th>Key</th><th>Value</th></tr>{body}</table>")
+    format!("<table {}><tr><th>Key</th><th>Value</th></tr>{body}</table>", attr("id", id))
 }
 
 async fn run(State(r): State<Registry>, Path(id): Path<String>) -> PageResult {
@@ -187,18 +179,21 @@ async fn run(State(r): State<Registry>, Path(id): Path<String>) -> PageResult {
     let mut artifacts = String::new();
     let mut plots = String::new();
     for (name, is_dir, size) in &files {
-        let url = format!("/api/2.0/mlflow-artifacts/artifacts/{root}/{}", enc(name));
+        let root: Vec<String> = root.split('/').map(enc).collect();
+        let url = format!("/api/2.0/mlflow-artifacts/artifacts/{}/{}", root.join("/"), enc(name));
         let _ = write!(
             artifacts,
-            "<li><a href='{url}'>{}</a>{}</li>",
-            esc(name),
+            "<li>{}{}</li>",
+            link(&url, name),
             if *is_dir { "/".into() } else { format!(" ({size} bytes)") }
         );
         if name.ends_with(".svg") || name.ends_with(".png") {
             let _ = write!(
                 plots,
-                "<figure><img src='{url}' alt='{n}'><figcaption>{n}</figcaption></figure>",
-                n = esc(name)
+                "<figure><img {} {}><figcaption>{}</figcaption></figure>",
+                attr("src", &url),
+                attr("alt", name),
+                esc(name)
             );
         }
     }
@@ -211,14 +206,14 @@ async fn run(State(r): State<Registry>, Path(id): Path<String>) -> PageResult {
     ];
     let parent = run
         .tag(crate::client::PARENT_RUN_TAG)
-        .map(|p| format!("<p>Child of <a href=/ui/runs/{p}>{p}</a></p>", p = esc(p)))
+        .map(|p| format!("<p>Child of {}</p>", run_link(p, p)))
         .unwrap_or_default();
     Ok(page(
         &format!("Run {}", run.info.run_name),
         &format!(
-            "{parent}<p><a href=/ui/experiments/{exp}>Back to the experiment</a></p>{info}<h2>Metrics</h2>{metrics}<h2>Parameters</h2>{params}\
-             <h2>Plots</h2><div id=plots>{plots}</div><h2>Artifacts</h2><ul id=artifacts>{artifacts}</ul><h2>Tags</h2>{tags}",
-            exp = run.info.experiment_id,
+            "{parent}<p>{back}</p>{info}<h2>Metrics</h2>{metrics}<h2>Parameters</h2>{params}\
+             <h2>Plots</h2><div id=\"plots\">{plots}</div><h2>Artifacts</h2><ul id=\"artifacts\">{artifacts}</ul><h2>Tags</h2>{tags}",
+            back = link(&format!("/ui/experiments/{}", enc(&run.info.experiment_id)), "Back to the experiment"),
             info = kv_table("info", info.iter().map(|(k, v)| (k.to_string(), v.clone()))),
             metrics = kv_table("metrics", run.data.metrics.iter().map(|m| (m.key.clone(), m.value.to_string()))),
             params = kv_table("params", run.data.params.iter().map(|p| (p.key.clone(), p.value.clone()))),
@@ -238,20 +233,24 @@ async fn models(State(r): State<Registry>) -> PageResult {
         for v in r.store.model_versions(Some(&model.name)).await? {
             let _ = write!(
                 rows,
-                "<tr><td>{ver}</td><td>{aliases}</td><td>{created}</td><td><a href=/ui/runs/{run}>{run}</a></td><td>{src}</td><td>{desc}</td></tr>",
-                ver = v.version,
-                aliases =
-                    v.aliases.iter().map(|a| format!("<b class=alias>@{}</b>", esc(a))).collect::<Vec<_>>().join(" "),
+                "<tr><td>{ver}</td><td>{aliases}</td><td>{created}</td><td>{run}</td><td>{src}</td><td>{desc}</td></tr>",
+                ver = esc(&v.version),
+                aliases = v
+                    .aliases
+                    .iter()
+                    .map(|a| format!("<b class=\"alias\">@{}</b>", esc(a)))
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 created = time(v.creation_timestamp),
-                run = esc(&v.run_id),
+                run = run_link(&v.run_id, &v.run_id),
                 src = esc(&v.source),
                 desc = esc(&v.description)
             );
         }
         let _ = write!(
             body,
-            "<h2 id='{id}'>{name}</h2><p>{desc}</p><table class=versions><tr><th>Version</th><th>Aliases</th><th>Created</th><th>Run</th><th>Source</th><th>Description</th></tr>{rows}</table>",
-            id = enc(&model.name),
+            "<h2 {id}>{name}</h2><p>{desc}</p><table class=\"versions\"><tr><th>Version</th><th>Aliases</th><th>Created</th><th>Run</th><th>Source</th><th>Description</th></tr>{rows}</table>",
+            id = attr("id", &model.name),
             name = esc(&model.name),
             desc = esc(&model.description)
         );
@@ -259,13 +258,17 @@ async fn models(State(r): State<Registry>) -> PageResult {
     Ok(page("Registered models", &body))
 }
 
-/// The pages, over the same registry state as the API.
+/// The pages, over the same registry state as the API, behind `registry:read`
+/// and the page headers (no script, no framing).
 pub fn router(registry: Registry) -> Router {
-    Router::new()
-        .route("/ui", get(|| async { Redirect::to("/ui/") }))
-        .route("/ui/", get(experiments))
-        .route("/ui/experiments/{id}", get(runs))
-        .route("/ui/runs/{id}", get(run))
-        .route("/ui/models", get(models))
-        .with_state(registry)
+    let page = |route| scoped(Scope::RegistryRead, route);
+    cartflow_http::headers::pages(
+        Router::new()
+            .route("/ui", get(|| async { Redirect::to("/ui/") }))
+            .route("/ui/", page(get(experiments)))
+            .route("/ui/experiments/{id}", page(get(runs)))
+            .route("/ui/runs/{id}", page(get(run)))
+            .route("/ui/models", page(get(models)))
+            .with_state(registry),
+    )
 }

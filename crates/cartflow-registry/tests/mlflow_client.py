@@ -86,4 +86,22 @@ try:
     raise AssertionError("a duplicate model was accepted")
 except MlflowException as e:
     assert e.error_code == "RESOURCE_ALREADY_EXISTS", e.error_code
+
+# Without its token, or with one that may only read, the client says why in MLflow's words.
+token = os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+if token is not None:
+    try:
+        client.search_experiments()
+        raise AssertionError("a call without a token was answered")
+    except MlflowException as e:
+        assert e.error_code == "UNAUTHENTICATED", e.error_code
+    os.environ["MLFLOW_TRACKING_TOKEN"] = os.environ["CARTFLOW_TEST_READ_TOKEN"]
+    assert client.get_registered_model(name).name == name
+    try:
+        client.delete_registered_model(name)
+        raise AssertionError("a read-only token deleted a model")
+    except MlflowException as e:
+        assert e.error_code == "PERMISSION_DENIED", e.error_code
+    os.environ["MLFLOW_TRACKING_TOKEN"] = token
+    assert client.get_registered_model(name).name == name
 print("ok")

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use axum::extract::State;
 use axum::response::Html;
+use cartflow_http::html::text as esc;
 use serde_json::Value;
 
 use crate::Telemetry;
@@ -51,10 +52,6 @@ pub struct Dashboard {
     pub previous: Arc<Mutex<Option<(Instant, Value)>>>,
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 fn table(t: &Table) -> String {
     let mut html = format!("<h3>{}</h3><table><tr>", esc(&t.title));
     for c in &t.columns {
@@ -79,8 +76,8 @@ fn processed(stats: &Value) -> u64 {
 
 impl Dashboard {
     fn stages(&self) -> String {
-        let health = (self.telemetry.health)();
-        let stages = health.get("stages").cloned().unwrap_or(Value::Null);
+        let status = (self.telemetry.status)();
+        let stages = status.get("stages").cloned().unwrap_or(Value::Null);
         let now = Instant::now();
         let previous = self.previous.lock().expect("dashboard lock").replace((now, stages.clone()));
         let mut rows = Vec::new();
@@ -125,13 +122,13 @@ impl Dashboard {
     fn model(&self, served: Option<&ServedModel>, report: Option<Result<ModelReport, String>>) -> String {
         let Some(m) = served else {
             return format!(
-                "<h2>Model</h2><p id=model>No model served yet: waiting for {}@{}.</p>",
+                "<h2>Model</h2><p id=\"model\">No model served yet: waiting for {}@{}.</p>",
                 esc(&self.model.name),
                 esc(&self.model.alias)
             );
         };
         let mut html = format!(
-            "<h2>Model</h2><p id=model>{} <b>v{}</b> @{} · {} trees · {} · loaded {}</p>",
+            "<h2>Model</h2><p id=\"model\">{} <b>v{}</b> @{} · {} trees · {} · loaded {}</p>",
             esc(&m.name),
             esc(&m.version),
             esc(&m.alias),
@@ -161,7 +158,7 @@ impl Dashboard {
         format!(
             "<h2>Predictions</h2><p>Answered requests since start, time in the server.</p>\
              <table><tr><th>requests</th><th>p50</th><th>p99</th></tr>\
-             <tr><td id=requests>{}</td><td>{}</td><td>{}</td></tr></table>",
+             <tr><td id=\"requests\">{}</td><td>{}</td><td>{}</td></tr></table>",
             self.latency.count(),
             ms(0.5),
             ms(0.99)
@@ -184,13 +181,13 @@ pub async fn page(State(d): State<Dashboard>) -> Html<String> {
         Err(e) => format!("<p>Gold is not readable yet: {}</p>", esc(&e)),
     };
     Html(format!(
-        "<!doctype html><html><head><meta charset=utf-8><meta http-equiv=refresh content=5>\
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\
          <title>cartflow dashboard</title><style>\
          body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:.5em 0 1em}}\
          td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}th{{background:#f3f3f3}}\
          img{{max-width:420px;border:1px solid #ddd;margin:4px}}section{{margin-bottom:1.5em}}\
          nav a{{margin-right:1em}}</style></head><body>\
-         <nav><a href=/dashboard>Dashboard</a><a href=/ui/>Registry</a><a href=/metrics>Metrics</a></nav>\
+         <nav><a href=\"/dashboard\">Dashboard</a><a href=\"/ui/\">Registry</a><a href=\"/metrics\">Metrics</a></nav>\
          <h1>cartflow</h1><section>{}</section><section>{}</section><section>{}</section>\
          <section><h2>Shoppers (gold)</h2>{gold}</section></body></html>",
         d.model(served.as_deref(), report),

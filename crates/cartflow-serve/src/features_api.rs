@@ -98,7 +98,7 @@ impl<'a> QueryTimes<'a> {
         if let Some(t) = self.default {
             return Ok(t);
         }
-        let t = self.store.watermark().await.map_err(ApiError::store)?.unwrap_or_else(time::now_micros);
+        let t = self.store.watermark().await.map_err(crate::store_error)?.unwrap_or_else(time::now_micros);
         self.default = Some(t);
         Ok(t)
     }
@@ -164,7 +164,7 @@ async fn answer_features(
     };
     let t = QueryTimes::new(store).get(cart.event_time.as_deref(), || "event_time".into()).await?;
     let attrs = cart.attrs();
-    let answer = store.features(&cart.query(t, &attrs)).await.map_err(ApiError::store)?;
+    let answer = store.features(&cart.query(t, &attrs)).await.map_err(crate::store_error)?;
     let values: Map<String, Json_> =
         defs.iter().map(|d| (d.name.to_owned(), json_value((d.get)(&answer.features)))).collect();
     Ok(Json(json!({
@@ -177,9 +177,10 @@ async fn answer_features(
     })))
 }
 
-/// Feast's `POST /get-online-features` request.
+/// Feast's `POST /get-online-features` request. Fields this server does not
+/// know are ignored, as Feast's own server (pydantic) ignores them: its
+/// client adds new ones release by release.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FeastRequest {
     #[serde(default)]
     pub features: Option<Vec<String>>,
@@ -190,6 +191,10 @@ pub struct FeastRequest {
     pub entities: Map<String, Json_>,
     #[serde(default)]
     pub full_feature_names: bool,
+    /// Feast 0.67's `metadata.feature_view_metadata`: cartflow's views are
+    /// unversioned, so each is named without a version, as Feast does then.
+    #[serde(default)]
+    pub include_feature_view_version_metadata: bool,
 }
 
 const ENTITY_COLUMNS: [&str; 3] = ["user_id", "product_id", "user_session"];
@@ -266,6 +271,9 @@ async fn answer_feast(
         Some(Json_::Array(v)) => v.len(),
         _ => return Err(ApiError::bad_request("entities.user_id: required, a list of integers")),
     };
+    if rows > crate::MAX_ROWS {
+        return Err(ApiError::too_large(format!("{rows} entity rows: at most {} per request", crate::MAX_ROWS)));
+    }
     let users = column(&req, "user_id", rows)?.expect("checked above");
     let products = column(&req, "product_id", rows)?
         .ok_or_else(|| ApiError::bad_request("entities.product_id: required, a list of integers"))?;
@@ -299,7 +307,7 @@ async fn answer_feast(
             user_session: str_at(sessions, i, "user_session")?,
             attrs: Some(&attrs),
         };
-        answers.push((t, store.features(&q).await.map_err(ApiError::store)?));
+        answers.push((t, store.features(&q).await.map_err(crate::store_error)?));
     }
 
     // Entity columns first, as Feast returns them.
@@ -316,30 +324,46 @@ async fn answer_feast(
             }));
         }
     }
-    for d in defs {
+    let mut views: Vec<&str> = Vec::new();
+    for d in &defs {
         names.push(json!(if req.full_feature_names { format!("{}__{}", d.view, d.name) } else { d.name.to_owned() }));
+        if !views.contains(&d.view) {
+            views.push(d.view);
+        }
         let (mut values, mut statuses, mut stamps) = (Vec::new(), Vec::new(), Vec::new());
         for (t, a) in &answers {
-            let v = (d.get)(&a.features);
-            let (found, at) = entity_of(d.view, a, *t);
-            statuses.push(match (v, found) {
-                (Value::Null, false) => "NOT_FOUND",
-                (Value::Null, true) => "NULL_VALUE",
-                _ => "PRESENT",
-            });
-            values.push(json_value(v));
+            let (status, value, at) = feast_value(d, a, *t);
+            statuses.push(status);
+            values.push(value);
             stamps.push(rfc3339(at.unwrap_or(0)));
         }
         results.push(json!({ "values": values, "statuses": statuses, "event_timestamps": stamps }));
     }
-    Ok(Json(json!({ "metadata": { "feature_names": names }, "results": results })))
+    let mut metadata = json!({ "feature_names": names });
+    if req.include_feature_view_version_metadata {
+        metadata["feature_view_metadata"] = views.iter().map(|v| json!({ "name": v })).collect();
+    }
+    Ok(Json(json!({ "metadata": metadata, "results": results })))
 }
 
-/// Whether the entity behind a view was in the store, and its newest event time.
-fn entity_of(view: &str, a: &Answer, t: Micros) -> (bool, Option<Micros>) {
-    match view {
+/// One feature of one row as Feast's server answers it: a view whose entity
+/// the store does not hold is `NOT_FOUND` with no value (as Feast says of a
+/// key never materialized), even where cartflow's own API computes one, such
+/// as a new shopper's zero prior carts; a held entity's missing value is
+/// `NULL_VALUE`. The cart's own attributes (view `cart_event`) come with the
+/// request or from the product's state: found when they are there, and
+/// `NOT_FOUND` when neither had them.
+fn feast_value(d: &FeatureDef, a: &Answer, t: Micros) -> (&'static str, Json_, Option<Micros>) {
+    let (found, at) = match d.view {
         spec::SESSION_ACTIVITY => (a.session_time.is_some(), a.session_time.map(|s| s.min(t))),
         spec::USER_HISTORY => (a.user_found, a.user_found.then_some(t)),
         _ => (a.product_time.is_some(), a.product_time.map(|p| p.min(t))),
+    };
+    match ((d.get)(&a.features), found) {
+        (Value::Null, false) => ("NOT_FOUND", Json_::Null, None),
+        (Value::Null, true) => ("NULL_VALUE", Json_::Null, at),
+        (v, _) if d.view == spec::CART_EVENT => ("PRESENT", json_value(v), Some(at.unwrap_or(t))),
+        (_, false) => ("NOT_FOUND", Json_::Null, None),
+        (v, true) => ("PRESENT", json_value(v), at),
     }
 }

@@ -30,9 +30,6 @@ pub const REQUESTS: &str = "cartflow_predict_requests_total";
 pub const REQUEST_SECONDS: &str = "cartflow_predict_request_seconds";
 pub const ITEMS: &str = "cartflow_predict_items_total";
 
-/// Cart events one request may carry.
-pub const MAX_ITEMS: usize = 1000;
-
 #[derive(Clone)]
 pub struct Predictor {
     pub store: Arc<dyn OnlineStore>,
@@ -55,11 +52,12 @@ async fn answer(p: &Predictor, body: Result<Json<Vec<CartEvent>>, JsonRejection>
     if events.is_empty() {
         return Err(ApiError::bad_request("expected a list of at least one cart event"));
     }
-    if events.len() > MAX_ITEMS {
-        return Err(ApiError {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            message: format!("{} cart events: at most {MAX_ITEMS} per request", events.len()),
-        });
+    if events.len() > crate::MAX_ROWS {
+        return Err(ApiError::too_large(format!(
+            "{} cart events: at most {} per request",
+            events.len(),
+            crate::MAX_ROWS
+        )));
     }
     let served = p.model.current().ok_or_else(|| ApiError {
         status: StatusCode::SERVICE_UNAVAILABLE,
@@ -75,12 +73,15 @@ async fn answer(p: &Predictor, body: Result<Json<Vec<CartEvent>>, JsonRejection>
     let queries: Vec<CartQuery> = events.iter().zip(&attrs).map(|(e, (time, given))| e.query(*time, given)).collect();
     // All of a batch's lookups at once: on Redis they share round trips.
     let answers =
-        futures::future::try_join_all(queries.iter().map(|q| p.store.features(q))).await.map_err(ApiError::store)?;
+        futures::future::try_join_all(queries.iter().map(|q| p.store.features(q))).await.map_err(crate::store_error)?;
     let mut rows = Vec::with_capacity(events.len() * inputs.len());
     for answer in &answers {
         rows.extend(inputs.iter().map(|input| input.encode_features(&answer.features)));
     }
-    let probabilities = served.scorer.predict_batch(&rows, inputs.len());
+    let probabilities = served
+        .scorer
+        .predict_batch(&rows, inputs.len())
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("scoring: {e}")))?;
     metrics::counter!(ITEMS).increment(events.len() as u64);
     let predictions = probabilities
         .iter()

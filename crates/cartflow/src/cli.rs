@@ -36,9 +36,23 @@ pub struct Global {
 /// Options of commands that keep running.
 #[derive(Args, Clone, Default)]
 pub struct Running {
-    /// Serve Prometheus /metrics and /health on this address, e.g. 127.0.0.1:9464
+    /// Serve Prometheus /metrics (scope `metrics`), /status and /health on this address, e.g. 127.0.0.1:9464
     #[arg(long)]
     pub metrics_addr: Option<String>,
+}
+
+/// How a server listens: over TLS or not, with API tokens or (on loopback only) without.
+#[derive(Args, Clone, Default)]
+pub struct ListenArgs {
+    /// PEM certificate chain: with --tls-key, serve HTTPS only [default: serve.tls_cert]
+    #[arg(long)]
+    pub tls_cert: Option<String>,
+    /// PEM private key [default: serve.tls_key]
+    #[arg(long)]
+    pub tls_key: Option<String>,
+    /// Ask no API token of anyone: allowed on a loopback address only, and said at start
+    #[arg(long)]
+    pub no_auth: bool,
 }
 
 #[derive(Subcommand)]
@@ -304,6 +318,8 @@ pub struct FeaturesServeArgs {
     pub addr: Option<String>,
     #[command(flatten)]
     pub online: OnlineArgs,
+    #[command(flatten)]
+    pub listen: ListenArgs,
 }
 
 #[derive(Args)]
@@ -419,12 +435,8 @@ pub struct ServeArgs {
     /// Registry to follow: `embedded` (served here too) or http://host:port [default: registry.url]
     #[arg(long)]
     pub registry: Option<String>,
-    /// PEM certificate chain: with --tls-key, serve HTTPS [default: serve.tls_cert]
-    #[arg(long)]
-    pub tls_cert: Option<String>,
-    /// PEM private key [default: serve.tls_key]
-    #[arg(long)]
-    pub tls_key: Option<String>,
+    #[command(flatten)]
+    pub listen: ListenArgs,
 }
 
 #[derive(Args)]
@@ -496,4 +508,6 @@ pub struct RegistryServeArgs {
     /// Artifact location: a directory or s3://bucket/prefix [default: registry.artifacts]
     #[arg(long)]
     pub artifacts: Option<String>,
+    #[command(flatten)]
+    pub listen: ListenArgs,
 }

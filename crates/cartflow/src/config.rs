@@ -55,6 +55,11 @@ pub struct ServeConfig {
     pub max_body_kb: usize,
     /// Requests taking longer are answered 503.
     pub timeout_ms: u64,
+    /// A connection that has not sent a whole request head in this long
+    /// (slow, silent or idle between requests) is closed.
+    pub header_timeout_ms: u64,
+    /// Connections served at once; more are closed as they arrive.
+    pub max_connections: usize,
 }
 
 impl Default for ServeConfig {
@@ -67,6 +72,20 @@ impl Default for ServeConfig {
             tls_key: String::new(),
             max_body_kb: 1024,
             timeout_ms: 10_000,
+            header_timeout_ms: 10_000,
+            max_connections: 1024,
+        }
+    }
+}
+
+impl ServeConfig {
+    /// What one request and one client may cost every server of this process.
+    pub fn limits(&self) -> cartflow_http::Limits {
+        cartflow_http::Limits {
+            max_body_bytes: self.max_body_kb.max(1) << 10,
+            timeout: std::time::Duration::from_millis(self.timeout_ms.max(1)),
+            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms.max(1)),
+            max_connections: self.max_connections.max(1),
         }
     }
 }
@@ -76,8 +95,8 @@ impl Default for ServeConfig {
 pub struct AuthConfig {
     /// API tokens beside the admin token kept in `<data_dir>/auth/token`:
     /// `[{ name = "shop", token = "…", scopes = ["predict"] }]`; scopes are
-    /// predict, features:read, registry:read, registry:write, admin.
-    pub tokens: Vec<cartflow_serve::auth::TokenConfig>,
+    /// predict, features:read, registry:read, registry:write, metrics, admin.
+    pub tokens: Vec<cartflow_http::TokenConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -115,6 +134,8 @@ pub struct RegistryConfig {
     pub experiment: String,
     /// The registered model new versions go to.
     pub model_name: String,
+    /// Largest artifact one upload may put (uploads stream; this bounds disk, not memory).
+    pub max_artifact_mb: u64,
 }
 
 impl Default for RegistryConfig {
@@ -126,6 +147,7 @@ impl Default for RegistryConfig {
             artifacts: String::new(),
             experiment: "cart-purchase".into(),
             model_name: "purchase_prediction_model".into(),
+            max_artifact_mb: 1024,
         }
     }
 }
@@ -313,10 +335,10 @@ impl Config {
         }
         if url.starts_with("redis://") || url.starts_with("rediss://") {
             let store = cartflow_online::RedisStore::open(url, &f.redis_prefix, f.session_ttl())
-                .with_context(|| format!("opening the Redis online store at {url}"))?;
+                .with_context(|| format!("opening the Redis online store at {}", cartflow_core::redact::url(url)))?;
             return Ok(std::sync::Arc::new(store));
         }
-        bail!("features.online = {url:?}: expected `embedded` or `redis://host:port/db`")
+        bail!("features.online = {:?}: expected `embedded` or `redis://host:port/db`", cartflow_core::redact::url(url))
     }
 
     /// The registry's store URL and artifact location, defaults under the data directory.
@@ -364,7 +386,8 @@ impl Config {
                 session_timeout_ms: k.session_timeout_ms,
                 properties: k.properties.clone(),
             };
-            let log = KafkaLog::connect(&self.log, opts).with_context(|| format!("connecting to {}", self.log))?;
+            let log = KafkaLog::connect(&self.log, opts)
+                .with_context(|| format!("connecting to {}", cartflow_core::redact::url(&self.log)))?;
             return Ok(Box::new(log));
         }
         bail!("log = {:?}: expected `embedded` or `kafka://host:port`", self.log)

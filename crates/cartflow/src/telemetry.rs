@@ -1,18 +1,12 @@
 //! What a person sees of a running command: log lines (tracing), progress
-//! bars on a terminal (indicatif), and `/metrics` + `/health` over HTTP when
-//! `--metrics-addr` is given.
+//! bars on a terminal (indicatif), and `/metrics`, `/status` and `/health`
+//! over HTTP when `--metrics-addr` is given.
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use axum::Router;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
@@ -42,6 +36,7 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
             .install_recorder()
             .expect("one metrics recorder per process");
         cartflow_stream::metrics::describe();
+        cartflow_http::server::describe_metrics();
         handle
     })
 }
@@ -61,43 +56,15 @@ impl Health {
     }
 }
 
-#[derive(Clone)]
-struct ServerState {
-    health: Health,
-    started: Instant,
-}
-
-/// Serves `/metrics` and `/health` on `addr` from a background thread.
-pub fn serve_metrics(addr: &str, health: Health) -> Result<SocketAddr> {
+/// `/metrics`, `/status` (stages and uptime) and `/health` behind `tokens`, for a stage's `--metrics-addr`.
+pub fn metrics_app(health: Health, tokens: Arc<cartflow_http::Tokens>) -> Router {
     let handle = metrics_handle();
-    let addr: SocketAddr = addr.parse().with_context(|| format!("--metrics-addr {addr:?} is not host:port"))?;
-    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr} for /metrics"))?;
-    listener.set_nonblocking(true)?;
-    let local = listener.local_addr()?;
-    let state = ServerState { health, started: Instant::now() };
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(move || async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render()) }),
-        )
-        .route("/health", get(health_route))
-        .with_state(state);
-    std::thread::Builder::new().name("metrics-http".into()).spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!("metrics server stopped: {e}");
-            }
-        });
-    })?;
-    tracing::info!("metrics on http://{local}/metrics, health on http://{local}/health");
-    Ok(local)
-}
-
-async fn health_route(State(s): State<ServerState>) -> impl IntoResponse {
-    let stages = s.health.0.lock().expect("health lock").clone();
-    axum::Json(json!({ "status": "ok", "uptime_secs": s.started.elapsed().as_secs(), "stages": stages }))
+    let started = Instant::now();
+    let telemetry = cartflow_serve::Telemetry {
+        metrics: Arc::new(move || handle.render()),
+        status: Arc::new(move || json!({ "uptime_secs": started.elapsed().as_secs(), "stages": health.snapshot() })),
+    };
+    cartflow_http::finish(cartflow_serve::telemetry_routes(&telemetry), tokens)
 }
 
 /// A progress bar on stderr when it is a terminal and not `--quiet`; hidden otherwise.

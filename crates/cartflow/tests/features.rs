@@ -357,20 +357,40 @@ fn http() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).build().into()
 }
 
-fn post(port: u16, path: &str, body: &str) -> (u16, serde_json::Value) {
-    let mut resp = http()
-        .post(&format!("http://127.0.0.1:{port}{path}"))
-        .header("content-type", "application/json")
-        .send(body)
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} answered non-JSON {text:?}: {e}")))
+/// A running feature API and the token it is asked with.
+struct Api {
+    port: u16,
+    token: String,
 }
 
-fn get(port: u16, path: &str) -> (u16, String) {
-    let mut resp = http().get(&format!("http://127.0.0.1:{port}{path}")).call().unwrap();
-    (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap())
+impl Api {
+    fn post(&self, path: &str, body: &str) -> (u16, serde_json::Value) {
+        let mut resp = http()
+            .post(&format!("http://127.0.0.1:{}{path}", self.port))
+            .header("content-type", "application/json")
+            .header("authorization", &format!("Bearer {}", self.token))
+            .send(body)
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} answered non-JSON {text:?}: {e}")))
+    }
+
+    /// `/status`, once the server answers.
+    fn status(&self) -> Option<serde_json::Value> {
+        let url = format!("http://127.0.0.1:{}/status", self.port);
+        let mut resp = http().get(&url).header("authorization", &format!("Bearer {}", self.token)).call().ok()?;
+        serde_json::from_str(&resp.body_mut().read_to_string().ok()?).ok()
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let mut resp = http()
+            .get(&format!("http://127.0.0.1:{}{path}", self.port))
+            .header("authorization", &format!("Bearer {}", self.token))
+            .call()
+            .unwrap();
+        (resp.status().as_u16(), resp.body_mut().read_to_string().unwrap())
+    }
 }
 
 fn json_values(features: &serde_json::Value, names: impl Iterator<Item = &'static str>) -> Vec<V> {
@@ -396,18 +416,27 @@ fn the_feature_api_answers_cartflow_and_feast_requests_and_says_what_is_wrong() 
         .spawn()
         .unwrap();
     let changes = validated_events(d);
-    // Wait for the in-process streamer to hold every event.
+    // Wait for the in-process streamer to hold every event (the token appears at start).
     let started = std::time::Instant::now();
-    loop {
+    let api = loop {
         assert!(started.elapsed().as_secs() < 60, "the streamer did not catch up");
-        if let Ok(mut r) = http().get(&format!("http://127.0.0.1:{port}/health")).call() {
-            let h: serde_json::Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
-            let s = &h["stages"]["features"];
-            if s["lag"] == 0 && s["read"].as_u64() == Some(changes.len() as u64) {
-                break;
+        if let Ok(token) = std::fs::read_to_string(d.join("data/auth/token")) {
+            let api = Api { port, token: token.trim().to_owned() };
+            if let Some(h) = api.status() {
+                let s = &h["stages"]["features"];
+                if s["lag"] == 0 && s["read"].as_u64() == Some(changes.len() as u64) {
+                    break api;
+                }
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // Every route but /health asks a token, and /health says nothing more than ok.
+    let (status, health) = Api { port, token: String::new() }.get("/health");
+    assert_eq!((status, health.as_str()), (200, r#"{"status":"ok"}"#));
+    for path in ["/features", "/get-online-features", "/metrics", "/status"] {
+        let (status, _) = Api { port, token: "not-a-known-token-000".into() }.get(path);
+        assert_eq!(status, 401, "{path}");
     }
     let local = MemoryStore::new(DEFAULT_SESSION_TTL);
     local.apply(&changes, &[]).unwrap();
@@ -420,11 +449,10 @@ fn the_feature_api_answers_cartflow_and_feast_requests_and_says_what_is_wrong() 
         "user_id": cart.user_id, "product_id": cart.product_id, "user_session": cart.user_session,
         "event_time": time, "price": cart.price, "brand": cart.brand, "category_code": cart.category_code,
     });
-    let (status, answer) = post(port, "/features", &body.to_string());
+    let (status, answer) = api.post("/features", &body.to_string());
     assert_eq!(status, 200, "{answer}");
     assert_eq!(json_values(&answer["features"], FEATURES.iter().map(|f| f.name)), ask(&rt, &local, cart));
-    let (_, v1) = post(
-        port,
+    let (_, v1) = api.post(
         "/features",
         &serde_json::json!({"user_id": 1, "product_id": 2, "feature_service": "cart_v1"}).to_string(),
     );
@@ -438,7 +466,7 @@ fn the_feature_api_answers_cartflow_and_feast_requests_and_says_what_is_wrong() 
             "user_session": [cart.user_session, null], "event_time": [time, time],
         },
     });
-    let (status, answer) = post(port, "/get-online-features", &feast.to_string());
+    let (status, answer) = api.post("/get-online-features", &feast.to_string());
     assert_eq!(status, 200, "{answer}");
     let names: Vec<&str> =
         answer["metadata"]["feature_names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
@@ -460,7 +488,7 @@ fn the_feature_api_answers_cartflow_and_feast_requests_and_says_what_is_wrong() 
         "entities": {"user_id": [cart.user_id], "product_id": [cart.product_id], "user_session": [cart.user_session], "event_time": [time]},
         "full_feature_names": true,
     });
-    let (status, answer) = post(port, "/get-online-features", &refs.to_string());
+    let (status, answer) = api.post("/get-online-features", &refs.to_string());
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["metadata"]["feature_names"][3], "session_activity__activity_count");
     let expected = ask(&rt, &local, cart);
@@ -495,15 +523,30 @@ fn the_feature_api_answers_cartflow_and_feast_requests_and_says_what_is_wrong() 
         ("/get-online-features", r#"{"entities": {"user_id": [1], "product_id": [1]}}"#, 400, "feature_service"),
         ("/nowhere", "{}", 404, "no such route"),
     ] {
-        let (got, answer) = post(port, path, body);
+        let (got, answer) = api.post(path, body);
         assert_eq!(got, status, "{path} {body}: {answer}");
         let error = answer["error"].as_str().unwrap_or_else(|| panic!("{path} {body}: no error in {answer}"));
         assert!(error.contains(says), "{path} {body}: {error:?} does not say {says:?}");
     }
-    let (status, metrics) = get(port, "/metrics");
+    // Feast's client sends fields this server does not know: ignored, as Feast's server does.
+    let newer = serde_json::json!({
+        "features": ["cart_event:price"], "entities": {"user_id": [1], "product_id": [1]},
+        "include_feature_view_version_metadata": true, "some_future_field": {"x": 1},
+    });
+    let (status, answer) = api.post("/get-online-features", &newer.to_string());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["metadata"]["feature_view_metadata"], serde_json::json!([{ "name": "cart_event" }]));
+    // Rows are capped: a huge request is refused, not answered with gigabytes.
+    let many: Vec<i64> = (0..1001).collect();
+    let huge = serde_json::json!({ "feature_service": "cart_v2", "entities": { "user_id": many, "product_id": many } });
+    let (status, answer) = api.post("/get-online-features", &huge.to_string());
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("at most 1000"), "{answer}");
+    let (status, metrics) = api.get("/metrics");
     assert_eq!(status, 200);
     assert!(metrics.contains("cartflow_feature_requests_total"), "{metrics}");
     assert!(metrics.contains(r#"status="422""#), "{metrics}");
     server.kill().unwrap();
     server.wait().unwrap();
 }
+

@@ -70,9 +70,16 @@ fn metrics_health_and_a_clean_stop_on_ctrl_c() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    let token = || std::fs::read_to_string(dir.path().join("data/auth/token")).unwrap_or_default();
     let get = |path: &str| -> Option<String> {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").ok()?;
+        let token = token();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+            token.trim()
+        )
+        .ok()?;
         let mut text = String::new();
         s.read_to_string(&mut text).ok()?;
         Some(text)
@@ -96,8 +103,9 @@ fn metrics_health_and_a_clean_stop_on_ctrl_c() {
     assert!(metrics.contains("cartflow_invalid_events_total{reason="), "{metrics}");
     assert!(metrics.contains("cartflow_batch_duration_seconds_bucket"), "{metrics}");
     let health = get("/health").unwrap();
-    assert!(health.starts_with("HTTP/1.1 200") && health.contains("\"status\":\"ok\""), "{health}");
-    assert!(health.contains("\"validate\""), "{health}");
+    assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("{\"status\":\"ok\"}"), "{health}");
+    let status = get("/status").unwrap();
+    assert!(status.starts_with("HTTP/1.1 200") && status.contains("\"validate\""), "{status}");
 
     // Ctrl-C: the validator finishes its batch, commits and exits 0.
     std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();

@@ -46,7 +46,8 @@ fn train_registers_a_champion_then_a_challenger_and_the_ui_shows_them() {
         cmd.args(["registry", "serve", "--addr", &format!("127.0.0.1:{port}"), "--store", &store]);
         Server::start(cmd, port, "/health", Duration::from_secs(30), &dir.path().join("registry.log"))
     };
-    let client = Client::new(&server.url);
+    let admin = std::fs::read_to_string(dir.path().join("data/auth/token")).unwrap().trim().to_owned();
+    let client = Client::new(&server.url).with_token(Some(&admin));
     let champion = client.version_by_alias("purchase_prediction_model", "champion").unwrap().expect("a champion");
     let challenger = client.version_by_alias("purchase_prediction_model", "challenger").unwrap().expect("a challenger");
     assert_eq!((champion.version.as_str(), challenger.version.as_str()), ("1", "2"));
@@ -58,8 +59,12 @@ fn train_registers_a_champion_then_a_challenger_and_the_ui_shows_them() {
     assert!(run.metric("logistic_regression_roc_auc").is_some());
     assert_eq!(run.tag("cartflow.alias"), Some("champion"));
     assert!(run.tag("cartflow.alias_reason").unwrap().contains("no champion"));
-    let model = client.download(&champion.source, "model.json").unwrap();
+    let model = client.version_file("purchase_prediction_model", &champion.version, "model.json").unwrap();
     cartflow_model::Model::from_json(&model).expect("the registered model loads without the trainer");
+    // MLflow 3's logged model: the version names it, and it holds an MLmodel with a pyfunc flavor.
+    assert!(champion.source.starts_with("models:/m-") && champion.model_id.starts_with("m-"), "{champion:?}");
+    let mlmodel = client.version_file("purchase_prediction_model", &champion.version, "MLmodel").unwrap();
+    assert!(String::from_utf8_lossy(&mlmodel).contains("loader_module: cartflow_pyfunc"));
     let reason = client.run(&challenger.run_id).unwrap();
     assert!(
         reason.tag("cartflow.alias_reason").unwrap().contains("does not beat champion v1"),
@@ -67,25 +72,30 @@ fn train_registers_a_champion_then_a_challenger_and_the_ui_shows_them() {
         reason.tag("cartflow.alias_reason")
     );
 
-    // The UI, as a browser shows it.
-    let experiments = chromium_dom(&format!("{}/ui/", server.url));
+    // The UI, as a browser shows it: the token once in the URL, then a cookie.
+    let experiments = chromium_dom(&format!("{}/ui/?token={admin}", server.url));
     assert!(experiments.contains("cart-purchase"), "{experiments}");
     let experiment = client.experiment_id("cart-purchase").unwrap();
-    let runs = chromium_dom(&format!("{}/ui/experiments/{experiment}?sort=metrics.valid_roc_auc&desc=1", server.url));
+    let runs = chromium_dom(&format!(
+        "{}/ui/experiments/{experiment}?sort=metrics.valid_roc_auc&desc=1&token={admin}",
+        server.url
+    ));
     assert!(runs.contains("train-v1") && runs.contains("trial-00") && runs.contains("valid_roc_auc ▼"), "{runs}");
-    let run_page = chromium_dom(&format!("{}/ui/runs/{}", server.url, champion.run_id));
+    let run_page = chromium_dom(&format!("{}/ui/runs/{}?token={admin}", server.url, champion.run_id));
     for expected in ["roc.svg", "pr.svg", "importance.svg", "calibration.svg", "valid_roc_auc", "max_depth", "model"] {
         assert!(run_page.contains(expected), "run page lacks {expected}: {run_page}");
     }
-    let models = chromium_dom(&format!("{}/ui/models", server.url));
+    let models = chromium_dom(&format!("{}/ui/models?token={admin}", server.url));
     assert!(models.contains("@champion") && models.contains("@challenger"), "{models}");
     let plot = ureq::get(format!(
         "{}/api/2.0/mlflow-artifacts/artifacts/{}/{}/artifacts/roc.svg",
         server.url, experiment, champion.run_id
     ))
+    .header("authorization", &format!("Bearer {admin}"))
     .call()
     .unwrap();
     assert_eq!(plot.headers().get("content-type").unwrap(), "image/svg+xml");
+    assert_eq!(plot.headers().get("content-security-policy").unwrap(), "sandbox");
 }
 
 #[test]
@@ -108,8 +118,20 @@ fn the_trainer_logs_to_a_real_mlflow_server() {
     let client = Client::new(&mlflow.url);
     let champion =
         client.version_by_alias("purchase_prediction_model", "champion").unwrap().expect("a champion in MLflow");
-    let model = client.download(&champion.source, "model.json").unwrap();
+    let model = client.version_file("purchase_prediction_model", &champion.version, "model.json").unwrap();
     cartflow_model::Model::from_json(&model).expect("the model round-trips through MLflow's artifact store");
     let run = client.run(&champion.run_id).unwrap();
     assert!(run.metric("valid_roc_auc").is_some() && run.param("max_depth").is_some());
+
+    // The fluent-API script that runs against cartflow's registry passes against MLflow's own server too.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../cartflow-registry/tests/mlflow_fluent.py");
+    let work = dir.path().join("fluent");
+    std::fs::create_dir_all(&work).unwrap();
+    let out = Command::new("python3").arg(script).arg(&mlflow.url).arg(&work).output().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
+        "mlflow_fluent.py against mlflow server: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -87,9 +87,12 @@ fn serve_scores_with_the_champion_follows_the_alias_and_checks_tokens() {
     let admin = admin_token(dir.path());
     let predict = format!("{}/predict", server.url);
 
-    // /health is open and says which version serves.
+    // /health is open and says only that the server lives; /status says which version serves.
     let (status, health) = call(&format!("{}/health", server.url), None, None);
-    assert_eq!((status, health["model"]["serving"]["version"].as_str()), (200, Some("1")), "{health}");
+    assert_eq!((status, health), (200, json!({ "status": "ok" })));
+    let (status, details) = call(&format!("{}/status", server.url), Some(&admin), None);
+    assert_eq!((status, details["model"]["serving"]["version"].as_str()), (200, Some("1")), "{details}");
+    assert_eq!(call(&format!("{}/status", server.url), Some(SHOP), None).0, 403);
 
     // No token and an unknown token: 401; a token without the scope: 403.
     let (status, body) = call(&predict, None, Some(&carts(1)));
@@ -118,6 +121,17 @@ fn serve_scores_with_the_champion_follows_the_alias_and_checks_tokens() {
         assert!(p["will_purchase"].is_boolean());
     }
     assert_eq!(body["model"], json!({ "name": "purchase_prediction_model", "version": "1", "alias": "champion" }));
+
+    // The champion is a real MLflow model: MLflow's pyfunc scores as /predict does.
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pyfunc_champion.py");
+    let out =
+        Command::new("python3").arg(script).arg(&server.url).env("MLFLOW_TRACKING_TOKEN", &admin).output().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
+        "pyfunc: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Bad requests are 4xx with a JSON error naming what is wrong, never 200.
     let (status, body) = call(&predict, Some(SHOP), Some("[]"));
@@ -272,7 +286,7 @@ fn predictions_are_the_same_from_redis_as_from_the_embedded_store() {
         let started = Instant::now();
         if online == "embedded" {
             loop {
-                let (_, health) = call(&format!("{}/health", server.url), None, None);
+                let (_, health) = call(&format!("{}/status", server.url), Some(&admin), None);
                 if health["stages"]["features"]["lag"] == 0 && health["stages"]["features"]["read"].as_u64() > Some(0) {
                     break;
                 }

@@ -4,10 +4,15 @@
 //! `ON CONFLICT`, no vendor types.
 
 //!
-//! `tracking` holds experiments and runs, `models` the model registry.
+//! `tracking` holds experiments and runs, `models` the model registry,
+//! `logged` MLflow 3's logged models and what runs read and made.
 
+mod logged;
 mod models;
 mod tracking;
+
+pub use logged::{NewLoggedModel, PENDING, READY, UPLOAD_FAILED};
+pub use models::STAGES;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, AssertSqlSafe, Row};
@@ -42,7 +47,72 @@ CREATE TABLE IF NOT EXISTS model_versions (name TEXT NOT NULL, version BIGINT NO
 CREATE TABLE IF NOT EXISTS model_version_tags (name TEXT NOT NULL, version BIGINT NOT NULL, key TEXT NOT NULL,
   value TEXT NOT NULL, PRIMARY KEY (name, version, key));
 CREATE TABLE IF NOT EXISTS model_aliases (name TEXT NOT NULL, alias TEXT NOT NULL, version BIGINT NOT NULL,
-  PRIMARY KEY (name, alias))";
+  PRIMARY KEY (name, alias));
+CREATE TABLE IF NOT EXISTS logged_models (model_id TEXT PRIMARY KEY, experiment_id BIGINT NOT NULL, name TEXT NOT NULL,
+  artifact_location TEXT NOT NULL, creation_time BIGINT NOT NULL, last_updated_time BIGINT NOT NULL,
+  status TEXT NOT NULL, lifecycle_stage TEXT NOT NULL, model_type TEXT NOT NULL, source_run_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS logged_models_experiment ON logged_models (experiment_id);
+CREATE TABLE IF NOT EXISTS logged_model_tags (model_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+  PRIMARY KEY (model_id, key));
+CREATE TABLE IF NOT EXISTS logged_model_params (model_id TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+  PRIMARY KEY (model_id, key));
+CREATE TABLE IF NOT EXISTS logged_model_metrics (model_id TEXT NOT NULL, run_uuid TEXT NOT NULL, key TEXT NOT NULL,
+  value DOUBLE PRECISION NOT NULL, timestamp BIGINT NOT NULL, step BIGINT NOT NULL, dataset_name TEXT,
+  dataset_digest TEXT);
+CREATE INDEX IF NOT EXISTS logged_model_metrics_model ON logged_model_metrics (model_id);
+CREATE TABLE IF NOT EXISTS run_datasets (run_uuid TEXT NOT NULL, name TEXT NOT NULL, digest TEXT NOT NULL,
+  input TEXT NOT NULL, PRIMARY KEY (run_uuid, name, digest));
+CREATE TABLE IF NOT EXISTS run_model_inputs (run_uuid TEXT NOT NULL, model_id TEXT NOT NULL,
+  PRIMARY KEY (run_uuid, model_id));
+CREATE TABLE IF NOT EXISTS run_model_outputs (run_uuid TEXT NOT NULL, model_id TEXT NOT NULL, step BIGINT NOT NULL,
+  PRIMARY KEY (run_uuid, model_id, step))";
+
+/// Columns added after a table's first release, added to older stores on open.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("model_versions", "model_id", "TEXT NOT NULL DEFAULT ''")];
+
+/// MLflow's limits on what one value may hold (mlflow/utils/validation.py).
+pub const MAX_KEY_LEN: usize = 250;
+pub const MAX_PARAM_VALUE_LEN: usize = 6000;
+pub const MAX_TAG_VALUE_LEN: usize = 8000;
+pub const MAX_EXPERIMENT_NAME_LEN: usize = 500;
+pub const MAX_EXPERIMENT_TAG_VALUE_LEN: usize = 20_000;
+pub const MAX_REGISTRY_TAG_VALUE_LEN: usize = 100_000;
+pub const MAX_NAME_LEN: usize = 500;
+pub const MAX_ALIAS_LEN: usize = 255;
+pub const MAX_METRICS_PER_BATCH: usize = 1000;
+pub const MAX_PARAMS_TAGS_PER_BATCH: usize = 100;
+pub const MAX_DATASET_INPUT_LEN: usize = 1 << 20;
+
+/// Refuses an empty key, or a key or value longer than MLflow allows.
+pub(crate) fn check_len(what: &str, key: &str, value: &str, max_value: usize) -> Result<()> {
+    if key.is_empty() {
+        return Err(RegistryError::invalid(format!("{what}: the key must not be empty")));
+    }
+    if key.chars().count() > MAX_KEY_LEN {
+        return Err(RegistryError::invalid(format!(
+            "{what} key of {} characters: at most {MAX_KEY_LEN}",
+            key.chars().count()
+        )));
+    }
+    if value.chars().count() > max_value {
+        return Err(RegistryError::invalid(format!(
+            "{what} {key:?}: a value of {} characters; at most {max_value}",
+            value.chars().count()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses an empty name or one longer than `max`.
+pub(crate) fn check_name(what: &str, name: &str, max: usize) -> Result<()> {
+    if name.is_empty() {
+        return Err(RegistryError::invalid(format!("{what} must not be empty")));
+    }
+    if name.chars().count() > max {
+        return Err(RegistryError::invalid(format!("{what} of {} characters: at most {max}", name.chars().count())));
+    }
+    Ok(())
+}
 
 /// Where an experiment's artifacts go: served by this registry's artifact API.
 fn artifact_location(experiment_id: i64) -> String {
@@ -56,6 +126,8 @@ fn parse_id(what: &str, id: &str) -> Result<i64> {
 #[derive(Clone)]
 pub struct Store {
     pub(super) pool: AnyPool,
+    /// Where the tables are, without credentials, for messages.
+    describe: String,
 }
 
 impl Store {
@@ -73,6 +145,15 @@ impl Store {
         for statement in SCHEMA.split(';') {
             sqlx::query(statement).execute(&pool).await?;
         }
+        for (table, column, ddl) in ADDED_COLUMNS {
+            // Both dialects answer a missing column with an error; only then is it added.
+            let probe = format!("SELECT {column} FROM {table} WHERE 1 = 0");
+            if sqlx::query(AssertSqlSafe(probe)).fetch_all(&pool).await.is_err() {
+                sqlx::query(AssertSqlSafe(format!("ALTER TABLE {table} ADD COLUMN {column} {ddl}")))
+                    .execute(&pool)
+                    .await?;
+            }
+        }
         sqlx::query(
             "INSERT INTO experiments VALUES (0, 'Default', $1, 'active', $2, $2) ON CONFLICT (experiment_id) DO NOTHING",
         )
@@ -80,10 +161,14 @@ impl Store {
         .bind(now_ms())
         .execute(&pool)
         .await?;
-        Ok(Self { pool })
+        Ok(Self { pool, describe: cartflow_core::redact::url(&url) })
+    }
+
+    /// Where the tables are, without any password.
+    pub fn describe(&self) -> String {
+        self.describe.clone()
     }
 }
-
 /// Sets a tag of the thing `owner` names in `table` (keyed by `key`, the tag key last).
 async fn upsert<'q, T>(pool: &AnyPool, table: &str, key: &str, owner: T, tag: &'q Tag) -> Result<()>
 where
@@ -98,6 +183,20 @@ where
     .bind(&tag.value)
     .execute(pool)
     .await?;
+    Ok(())
+}
+
+/// Deletes tag `key` of the thing `owner` names in `table` (its column `column`).
+async fn unset<'q, T>(pool: &AnyPool, table: &str, column: &str, owner: T, key: &'q str) -> Result<()>
+where
+    T: 'q + Send + sqlx::Encode<'q, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    // `table` and `column` are this module's constants.
+    sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE {column} = $1 AND key = $2")))
+        .bind(owner)
+        .bind(key)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 

@@ -5,7 +5,11 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{Store, artifact_location, metric_from, parse_id, run_info_from, tag_from, upsert};
+use super::{
+    MAX_EXPERIMENT_NAME_LEN, MAX_EXPERIMENT_TAG_VALUE_LEN, MAX_METRICS_PER_BATCH, MAX_PARAM_VALUE_LEN,
+    MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VALUE_LEN, Store, artifact_location, check_len, check_name, metric_from,
+    parse_id, run_info_from, tag_from, unset, upsert,
+};
 use crate::proto::{Experiment, Metric, Param, Run, RunData, RunInfo, Tag, now_ms};
 use crate::{RegistryError, Result};
 
@@ -13,8 +17,9 @@ impl Store {
     // ---- experiments
 
     pub async fn create_experiment(&self, name: &str, tags: &[Tag]) -> Result<String> {
-        if name.is_empty() {
-            return Err(RegistryError::invalid("experiment name must not be empty"));
+        check_name("experiment name", name, MAX_EXPERIMENT_NAME_LEN)?;
+        for tag in tags {
+            check_len("experiment tag", &tag.key, &tag.value, MAX_EXPERIMENT_TAG_VALUE_LEN)?;
         }
         if self.experiment_by_name(name).await.is_ok() {
             return Err(RegistryError::exists(format!("experiment {name:?} already exists")));
@@ -66,6 +71,15 @@ impl Store {
         self.experiment_from(row).await
     }
 
+    /// An experiment that may take new runs and models (not deleted).
+    pub(super) async fn active_experiment(&self, id: &str) -> Result<Experiment> {
+        let experiment = self.experiment(id).await?;
+        if experiment.lifecycle_stage != "active" {
+            return Err(RegistryError::invalid(format!("experiment {id} is deleted")));
+        }
+        Ok(experiment)
+    }
+
     pub async fn experiment_by_name(&self, name: &str) -> Result<Experiment> {
         let row = sqlx::query("SELECT * FROM experiments WHERE name = $1")
             .bind(name)
@@ -105,7 +119,11 @@ impl Store {
     }
 
     pub async fn rename_experiment(&self, id: &str, name: &str) -> Result<()> {
-        self.experiment(id).await?;
+        check_name("experiment name", name, MAX_EXPERIMENT_NAME_LEN)?;
+        let experiment = self.experiment(id).await?;
+        if experiment.name != name && self.experiment_by_name(name).await.is_ok() {
+            return Err(RegistryError::exists(format!("experiment {name:?} already exists")));
+        }
         sqlx::query("UPDATE experiments SET name = $1, last_update_time = $2 WHERE experiment_id = $3")
             .bind(name)
             .bind(now_ms())
@@ -115,7 +133,14 @@ impl Store {
         Ok(())
     }
 
+    pub async fn delete_experiment_tag(&self, id: &str, key: &str) -> Result<()> {
+        self.experiment(id).await?;
+        unset(&self.pool, "experiment_tags", "experiment_id", parse_id("experiment_id", id)?, key).await
+    }
+
     pub async fn set_experiment_tag(&self, id: &str, tag: &Tag) -> Result<()> {
+        check_len("experiment tag", &tag.key, &tag.value, MAX_EXPERIMENT_TAG_VALUE_LEN)?;
+        self.experiment(id).await?;
         upsert(
             &self.pool,
             "experiment_tags (experiment_id, key, value)",
@@ -136,10 +161,7 @@ impl Store {
         start_time: i64,
         tags: &[Tag],
     ) -> Result<Run> {
-        let experiment = self.experiment(experiment_id).await?;
-        if experiment.lifecycle_stage != "active" {
-            return Err(RegistryError::invalid(format!("experiment {experiment_id} is deleted")));
-        }
+        let experiment = self.active_experiment(experiment_id).await?;
         let run_id = uuid::Uuid::new_v4().simple().to_string();
         let name = if name.is_empty() { format!("run-{}", &run_id[..8]) } else { name.to_owned() };
         sqlx::query("INSERT INTO runs VALUES ($1, $2, $3, $4, 'RUNNING', $5, NULL, 'active', $6)")
@@ -169,7 +191,8 @@ impl Store {
     pub async fn run(&self, run_id: &str) -> Result<Run> {
         let info = self.run_info(run_id).await?;
         let mut data = self.run_data("= $1", Some(run_id)).await?;
-        Ok(Run { info, data: data.remove(run_id).unwrap_or_default() })
+        let (inputs, outputs) = self.run_io("= $1", Some(run_id)).await?.remove(run_id).unwrap_or_default();
+        Ok(Run { info, data: data.remove(run_id).unwrap_or_default(), inputs, outputs })
     }
 
     /// Params, tags and latest metrics of the runs whose id matches
@@ -251,6 +274,24 @@ impl Store {
 
     /// Logs metrics, params and tags at once. A param, once logged, keeps its value.
     pub async fn log_batch(&self, run_id: &str, metrics: &[Metric], params: &[Param], tags: &[Tag]) -> Result<()> {
+        if metrics.len() > MAX_METRICS_PER_BATCH || params.len() + tags.len() > MAX_PARAMS_TAGS_PER_BATCH {
+            return Err(RegistryError::invalid(format!(
+                "a batch of {} metrics, {} params and {} tags: at most {MAX_METRICS_PER_BATCH} metrics and \
+                 {MAX_PARAMS_TAGS_PER_BATCH} params and tags together",
+                metrics.len(),
+                params.len(),
+                tags.len()
+            )));
+        }
+        for p in params {
+            check_len("param", &p.key, &p.value, MAX_PARAM_VALUE_LEN)?;
+        }
+        for t in tags {
+            check_len("tag", &t.key, &t.value, MAX_TAG_VALUE_LEN)?;
+        }
+        for m in metrics {
+            check_len("metric", &m.key, "", 0)?;
+        }
         let info = self.run_info(run_id).await?;
         if info.lifecycle_stage != "active" {
             return Err(RegistryError::invalid(format!("run {run_id} is deleted")));
@@ -304,12 +345,7 @@ impl Store {
     }
 
     pub async fn delete_tag(&self, run_id: &str, key: &str) -> Result<()> {
-        sqlx::query("DELETE FROM tags WHERE run_uuid = $1 AND key = $2")
-            .bind(run_id)
-            .bind(key)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        unset(&self.pool, "tags", "run_uuid", run_id, key).await
     }
 
     pub async fn metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>> {
@@ -340,14 +376,16 @@ impl Store {
         )))
         .fetch_all(&self.pool)
         .await?;
-        let mut data =
-            self.run_data(&format!("IN (SELECT run_uuid FROM runs WHERE experiment_id IN ({list}))"), None).await?;
+        let those = format!("IN (SELECT run_uuid FROM runs WHERE experiment_id IN ({list}))");
+        let mut data = self.run_data(&those, None).await?;
+        let mut io = self.run_io(&those, None).await?;
         let mut runs = Vec::new();
         for row in rows {
             let info = run_info_from(&row)?;
             if stages.contains(&info.lifecycle_stage.as_str()) {
                 let data = data.remove(&info.run_id).unwrap_or_default();
-                runs.push(Run { info, data });
+                let (inputs, outputs) = io.remove(&info.run_id).unwrap_or_default();
+                runs.push(Run { info, data, inputs, outputs });
             }
         }
         Ok(runs)

@@ -227,8 +227,9 @@ fn bench_cartflow(
         }
     }
     let url = format!("{}/predict", started.url);
-    let one = load(&url, &started.admin_token, single, b.connections, b.seconds);
-    let hundred = load(&url, &started.admin_token, hundreds, b.connections, b.seconds);
+    let token = started.admin.as_ref().map(|a| a.token.clone()).unwrap_or_default();
+    let one = load(&url, &token, single, b.connections, b.seconds);
+    let hundred = load(&url, &token, hundreds, b.connections, b.seconds);
     ctx.control.stop();
     started.wait()?;
     Ok((one, hundred))

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use cartflow_features::FEATURES;
@@ -14,7 +14,9 @@ use cartflow_stream::topics::VALIDATED;
 use cartflow_warehouse::{TrainingOptions, Warehouse};
 
 use super::{Ctx, per_sec, time_arg};
-use crate::cli::{FeaturesBuildArgs, FeaturesCommand, FeaturesMaterializeArgs, FeaturesServeArgs, FeaturesStreamArgs};
+use crate::cli::{
+    FeaturesBuildArgs, FeaturesCommand, FeaturesMaterializeArgs, FeaturesServeArgs, FeaturesStreamArgs,
+};
 use crate::telemetry::{self, progress, thousands};
 
 pub fn run(ctx: &Ctx, command: FeaturesCommand) -> Result<()> {
@@ -148,10 +150,11 @@ fn build(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
     let url = a.postgres.unwrap_or_else(|| ctx.cfg.features.postgres.clone());
     if !url.is_empty() {
         let started = Instant::now();
+        let shown = cartflow_core::redact::url(&url);
         let rows =
-            warehouse.export_training_set(&url).with_context(|| format!("loading the training set into {url}"))?;
+            warehouse.export_training_set(&url).with_context(|| format!("loading the training set into {shown}"))?;
         println!(
-            "loaded {} rows into feature_store.cart_features at {url} in {:.2} s",
+            "loaded {} rows into feature_store.cart_features at {shown} in {:.2} s",
             thousands(rows),
             started.elapsed().as_secs_f64()
         );
@@ -239,8 +242,9 @@ fn materialize_incremental(warehouse: &Warehouse, store: &dyn OnlineStore, start
 
 fn serve(ctx: &Ctx, a: FeaturesServeArgs) -> Result<()> {
     let online = a.online.online.clone().unwrap_or_else(|| ctx.cfg.features.online.clone());
+    let addr = a.addr.clone().unwrap_or_else(|| ctx.cfg.features.addr.clone());
+    let listener = super::http::listen(ctx, &addr, "the feature API", &a.listen)?;
     let store = ctx.cfg.open_online(Some(&online))?;
-    let addr = a.addr.unwrap_or_else(|| ctx.cfg.features.addr.clone());
     let control = ctx.control.with_drain(false);
     // The embedded store lives in this process: the streamer must run here.
     let streamer = (online == "embedded").then(|| spawn_streamer(ctx, store.clone(), &control));
@@ -248,33 +252,21 @@ fn serve(ctx: &Ctx, a: FeaturesServeArgs) -> Result<()> {
     cartflow_serve::describe_metrics();
     let health = ctx.health.clone();
     let describe = store.describe();
-    let api = cartflow_serve::router(
-        store.clone(),
-        cartflow_serve::Telemetry {
-            metrics: Arc::new(|| telemetry::metrics_handle().render()),
-            health: Arc::new(
-                move || serde_json::json!({ "status": "ok", "online_store": describe, "stages": health.snapshot() }),
-            ),
-        },
+    let telemetry = cartflow_serve::Telemetry {
+        metrics: Arc::new(|| telemetry::metrics_handle().render()),
+        status: Arc::new(move || serde_json::json!({ "online_store": describe, "stages": health.snapshot() })),
+    };
+    let api = cartflow_serve::router(store.clone(), telemetry, listener.tokens.clone(), ctx.cfg.serve.limits());
+    println!(
+        "feature API on {} (POST /features, POST /get-online-features, /metrics, /status, /health)",
+        listener.url()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("binding {addr} for the feature API"))?;
-        let local = listener.local_addr()?;
-        println!("feature API on http://{local} (POST /features, POST /get-online-features, /metrics, /health)");
-        println!("reading {}{}", store.describe(), if streamer.is_some() { ", kept current here" } else { "" });
-        let stopped = control.clone();
-        axum::serve(listener, api)
-            .with_graceful_shutdown(async move {
-                while !stopped.stopped() {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            })
-            .await
-            .context("serving the feature API")
-    })?;
+    if let Some(admin) = &listener.admin {
+        println!("token     {}", admin.shown());
+    }
+    println!("reading {}{}", store.describe(), if streamer.is_some() { ", kept current here" } else { "" });
+    let rt = super::http::runtime(2)?;
+    rt.block_on(listener.server.serve(api, super::http::stopped(control))).context("serving the feature API")?;
     if let Some(handle) = streamer {
         let stats = handle.join().map_err(|_| anyhow::anyhow!("the feature streamer panicked"))??;
         println!("streamed {} events while serving; state snapshotted", thousands(stats.read));

@@ -5,6 +5,7 @@ mod bench_serve;
 mod cdc;
 mod features;
 mod generate;
+mod http;
 mod insights;
 mod lake_sink;
 mod produce;
@@ -70,11 +71,14 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 impl Ctx {
-    /// Starts `/metrics` and `/health` when asked.
+    /// Starts `/metrics`, `/status` and `/health` when asked, behind the tokens every server asks.
     pub fn serve_metrics(&self, running: &Running) -> Result<()> {
         telemetry::metrics_handle();
         if let Some(addr) = &running.metrics_addr {
-            telemetry::serve_metrics(addr, self.health.clone())?;
+            let listener = http::listen(self, addr, "/metrics", &crate::cli::ListenArgs::default())?;
+            let app = telemetry::metrics_app(self.health.clone(), listener.tokens.clone());
+            tracing::info!("metrics on {}/metrics, health on {}/health", listener.url(), listener.url());
+            http::spawn(http::runtime(1)?, listener.server, app, self.control.clone(), "metrics-http")?;
         }
         Ok(())
     }

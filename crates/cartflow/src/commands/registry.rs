@@ -1,13 +1,13 @@
 //! `cartflow registry serve`: the MLflow-compatible tracking server and its
-//! web UI; also started in-process by `train` when the registry is embedded.
+//! web UI, behind the same tokens, limits and listener as every server; also
+//! started in-process by `train` when the registry is embedded.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use axum::routing::get;
 
 use super::Ctx;
+use super::http::AdminToken;
 use crate::cli::{RegistryCommand, RegistryServeArgs};
 use crate::telemetry;
 
@@ -17,7 +17,7 @@ pub fn run(ctx: &Ctx, command: RegistryCommand) -> Result<()> {
     }
 }
 
-/// The registry named by the configuration (and overrides), opened.
+/// The registry named by the configuration (and overrides), opened with its limits.
 pub(super) async fn open(
     ctx: &Ctx,
     store: Option<String>,
@@ -26,41 +26,44 @@ pub(super) async fn open(
     let (default_store, default_artifacts) = ctx.cfg.registry_locations()?;
     let store = store.unwrap_or(default_store);
     let artifacts = artifacts.unwrap_or(default_artifacts);
-    cartflow_registry::open(&store, &artifacts)
-        .await
-        .with_context(|| format!("opening the registry (store {store}, artifacts {artifacts})"))
+    let mut registry = cartflow_registry::open(&store, &artifacts).await.with_context(|| {
+        format!("opening the registry (store {}, artifacts {artifacts})", cartflow_core::redact::url(&store))
+    })?;
+    registry.limits = cartflow_registry::RegistryLimits {
+        api: ctx.cfg.serve.limits(),
+        max_artifact_bytes: ctx.cfg.registry.max_artifact_mb.max(1) << 20,
+        ..Default::default()
+    };
+    Ok(registry)
 }
 
-fn app(registry: cartflow_registry::Registry, describe: String) -> axum::Router {
+/// The registry's API and UI with `/metrics`, `/status` and `/health`, behind `tokens`.
+fn app(registry: cartflow_registry::Registry, describe: String, tokens: Arc<cartflow_http::Tokens>) -> axum::Router {
     telemetry::metrics_handle();
-    cartflow_registry::app(registry).route("/metrics", get(|| async { telemetry::metrics_handle().render() })).route(
-        "/health",
-        get(move || async move { axum::Json(serde_json::json!({ "status": "ok", "registry": describe })) }),
-    )
+    let telemetry = cartflow_serve::Telemetry {
+        metrics: Arc::new(|| telemetry::metrics_handle().render()),
+        status: Arc::new(move || serde_json::json!({ "registry": describe })),
+    };
+    cartflow_http::finish(cartflow_registry::app(registry).merge(cartflow_serve::telemetry_routes(&telemetry)), tokens)
 }
 
 fn serve(ctx: &Ctx, a: RegistryServeArgs) -> Result<()> {
-    let addr = a.addr.unwrap_or_else(|| ctx.cfg.registry.addr.clone());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let control = ctx.control.clone();
-    rt.block_on(async {
-        let registry = open(ctx, a.store, a.artifacts).await?;
-        let listener =
-            tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("binding {addr} for the registry"))?;
-        let local = listener.local_addr()?;
-        println!(
-            "registry on http://{local}: MLflow API /api/2.0/mlflow/…, artifacts /api/2.0/mlflow-artifacts/…, UI /ui/"
-        );
-        println!("use it from MLflow: MLFLOW_TRACKING_URI=http://{local}");
-        axum::serve(listener, app(registry, local.to_string()))
-            .with_graceful_shutdown(async move {
-                while !control.stopped() {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            })
-            .await
-            .context("serving the registry")
-    })
+    let addr = a.addr.clone().unwrap_or_else(|| ctx.cfg.registry.addr.clone());
+    let listener = super::http::listen(ctx, &addr, "the registry", &a.listen)?;
+    let rt = super::http::runtime(2)?;
+    let registry = rt.block_on(open(ctx, a.store, a.artifacts))?;
+    let url = listener.url();
+    let describe = registry.store.describe();
+    println!("registry on {url}: MLflow API /api/2.0/mlflow/…, artifacts /api/2.0/mlflow-artifacts/…, UI /ui/");
+    match &listener.admin {
+        Some(admin) => {
+            println!("token     {}", admin.shown());
+            println!("use it from MLflow: MLFLOW_TRACKING_URI={url} MLFLOW_TRACKING_TOKEN={}", admin.for_shell());
+        }
+        None => println!("use it from MLflow: MLFLOW_TRACKING_URI={url}"),
+    }
+    let app = app(registry, describe, listener.tokens.clone());
+    rt.block_on(listener.server.serve(app, super::http::stopped(ctx.control.clone()))).context("serving the registry")
 }
 
 /// Serves this data directory's registry on a free loopback port from a
@@ -71,18 +74,13 @@ pub fn spawn_embedded(ctx: &Ctx) -> Result<String> {
     if let Some(url) = URL.get() {
         return Ok(url.clone());
     }
-    let (admin, _) = super::serve::admin_token(&ctx.cfg.data_dir)?;
-    let tokens = Arc::new(super::serve::tokens(ctx, &admin)?);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let (registry, listener) = rt.block_on(async {
-        let registry = open(ctx, None, None).await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        anyhow::Ok((registry, listener))
-    })?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let app =
-        app(registry, url.clone()).layer(axum::middleware::from_fn_with_state(tokens, cartflow_serve::auth::layer));
-    std::thread::spawn(move || rt.block_on(async move { axum::serve(listener, app).await }));
+    let listener = super::http::listen_internal(ctx, "the embedded registry")?;
+    let rt = super::http::runtime(1)?;
+    let registry = rt.block_on(open(ctx, None, None))?;
+    let url = listener.url();
+    let app = app(registry, url.clone(), listener.tokens.clone());
+    // Never stopped: it serves the process's own train and serve until the process ends.
+    super::http::spawn(rt, listener.server, app, cartflow_stream::StageControl::new(false), "registry")?;
     Ok(URL.get_or_init(|| url).clone())
 }
 
@@ -91,8 +89,8 @@ pub fn spawn_embedded(ctx: &Ctx) -> Result<String> {
 /// `MLFLOW_TRACKING_TOKEN` when it is set, as MLflow's own client does.
 pub fn client(ctx: &Ctx, url: &str) -> Result<cartflow_registry::Client> {
     if url == "embedded" {
-        let (admin, _) = super::serve::admin_token(&ctx.cfg.data_dir)?;
-        return Ok(cartflow_registry::Client::new(&spawn_embedded(ctx)?).with_token(Some(&admin)));
+        let admin = AdminToken::of(&ctx.cfg.data_dir)?;
+        return Ok(cartflow_registry::Client::new(&spawn_embedded(ctx)?).with_token(Some(&admin.token)));
     }
     let token = std::env::var(super::serve::TRACKING_TOKEN_ENV).ok();
     Ok(cartflow_registry::Client::new(url).with_token(token.as_deref()))

@@ -117,7 +117,8 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
         Some(super::serve::start(ctx, super::serve::ServeOptions { addr: a.addr.clone(), ..Default::default() })?)
     };
     if let Some(s) = &server {
-        println!("  dashboard {}/dashboard?token={} (live while the pipeline runs)", s.url, s.admin_token);
+        let token = s.admin.as_ref().map_or(String::new(), |a| format!("?token={}", a.for_shell()));
+        println!("  dashboard {}/dashboard{token} (live while the pipeline runs)", s.url);
     }
     let produce =
         ProduceConfig { inject_invalid: a.inject_invalid, seed: a.generator.seed, ..ProduceConfig::default() };
@@ -176,10 +177,9 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
         println!("  serve     could not load the champion yet ({e:#}); retrying every {} s", ctx.cfg.serve.poll_secs);
     }
     super::serve::print_started(&server, "  ");
-    println!(
-        "  try: curl -H 'Authorization: Bearer {}' -H 'content-type: application/json' {}/predict \\",
-        server.admin_token, server.url
-    );
+    let auth =
+        server.admin.as_ref().map_or(String::new(), |a| format!("-H \"Authorization: Bearer {}\" ", a.for_shell()));
+    println!("  try: curl {auth}-H 'content-type: application/json' {}/predict \\", server.url);
     println!("         -d '[{{\"user_id\": 1, \"product_id\": 2, \"user_session\": \"s\", \"price\": 35.5}}]'");
     println!("  serving until Ctrl-C");
     server.wait_and_report()

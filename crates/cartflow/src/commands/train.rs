@@ -208,10 +208,11 @@ pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<Trained> {
     metrics.push(metric("train_seconds", outcome.seconds, 0));
     client.log_batch(&parent.run_id, &metrics, &run_params, &[])?;
     for (name, bytes) in outcome.artifacts()? {
-        let path =
-            if name == "model.json" || name == "feature_spec.json" { format!("model/{name}") } else { name.to_owned() };
-        client.upload(&parent.artifact_uri, &path, &bytes)?;
+        if name != "model.json" {
+            client.upload(&parent.artifact_uri, name, &bytes)?;
+        }
     }
+    let logged = log_model(&client, &experiment, &parent.run_id, &outcome.model, &run_params)?;
 
     // Champion or challenger, judged on this training set's validation window.
     let name = &ctx.cfg.registry.model_name;
@@ -221,7 +222,7 @@ pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<Trained> {
         None => (CHAMPION, "there was no champion".to_owned()),
         Some(champion) => {
             let bytes = client
-                .download(&champion.source, "model.json")
+                .version_file(name, &champion.version, "model.json")
                 .with_context(|| format!("downloading champion version {}", champion.version))?;
             let model = Model::from_json(&bytes).with_context(|| format!("champion version {}", champion.version))?;
             let (p, y) = cartflow_train::score(&model, &frame)?;
@@ -245,7 +246,8 @@ pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<Trained> {
             }
         }
     };
-    let version = client.create_model_version(name, &format!("{}/model", parent.artifact_uri), &parent.run_id)?;
+    let id = &logged.info.model_id;
+    let version = client.create_model_version(name, &format!("models:/{id}"), &parent.run_id, Some(id))?;
     client.set_alias(name, alias, &version.version)?;
     client.log_batch(
         &parent.run_id,
@@ -261,6 +263,31 @@ pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<Trained> {
         println!("{name} v{} is {alias}: {why}", version.version);
     }
     Ok(Trained { outcome, version: version.version, alias, registry: format!("{registry}, run {}", parent.run_id) })
+}
+
+/// The model as MLflow 3 logs one (`mlflow.<flavor>.log_model`): a logged
+/// model of the run, named `model`, holding an MLflow model directory with a
+/// `python_function` flavor, so `mlflow.pyfunc.load_model` scores with it.
+fn log_model(
+    client: &Client,
+    experiment: &str,
+    run_id: &str,
+    model: &Model,
+    params: &[Param],
+) -> Result<cartflow_registry::proto::LoggedModel> {
+    let logged = client.create_logged_model(experiment, "model", run_id, params)?;
+    let created = cartflow_core::time::rfc3339(cartflow_core::time::now_micros());
+    let origin = cartflow_model::mlflow::Origin {
+        artifact_uri: &logged.info.artifact_uri,
+        run_id,
+        model_id: &logged.info.model_id,
+        created: &created,
+    };
+    for (path, bytes) in cartflow_model::mlflow::files(model, &origin) {
+        client.upload(&logged.info.artifact_uri, path, &bytes)?;
+    }
+    client.finalize_logged_model(&logged)?;
+    Ok(logged)
 }
 
 fn print_summary(t: &Trained) {

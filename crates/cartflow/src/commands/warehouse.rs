@@ -73,7 +73,9 @@ fn export(ctx: &Ctx, a: WarehouseExportArgs) -> Result<()> {
     }
     let schema = a.schema.unwrap_or_else(|| ctx.cfg.warehouse.schema.clone());
     let warehouse = open(ctx, a.lake)?;
-    let report = warehouse.export_postgres(&url, &schema).with_context(|| format!("exporting gold to {url}"))?;
+    let report = warehouse
+        .export_postgres(&url, &schema)
+        .with_context(|| format!("exporting gold to {}", cartflow_core::redact::url(&url)))?;
     let tables: Vec<String> = report.tables.iter().map(|(name, rows)| format!("{name} {}", thousands(*rows))).collect();
     println!("exported gold to schema {schema}: {}", tables.join(", "));
     println!("with keys, indexes and {} views, in {:.2} s", report.views, report.seconds);
