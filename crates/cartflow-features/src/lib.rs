@@ -4,7 +4,8 @@
 //! - [`state`]: what each entity remembers (session events, user and product counts);
 //! - [`entities`]: the state machine that applies events (inserts, CDC deletes, duplicates);
 //! - [`compute`]: a cart's features as of its time, from that state;
-//! - [`training`]: the point-in-time training set, by replaying history.
+//! - [`training`]: the point-in-time training set, by replaying history;
+//! - [`feast`]: the catalogue as a Feast feature repository, for Feast's SDK.
 //!
 //! The streaming path (online store) and the batch path (training set) both
 //! apply events through [`Entities`] and answer through [`compute`]; that is
@@ -12,6 +13,7 @@
 
 pub mod compute;
 pub mod entities;
+pub mod feast;
 pub mod spec;
 pub mod state;
 pub mod training;

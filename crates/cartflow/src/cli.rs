@@ -265,6 +265,23 @@ pub enum FeaturesCommand {
     /// Serves the feature API (`POST /features`, Feast's `POST /get-online-features`).
     /// With the embedded store it also runs the streamer, which holds the state.
     Serve(FeaturesServeArgs),
+    /// Writes a Feast feature repository (feature_store.yaml and the views and
+    /// services of the catalogue) whose remote online store is this feature API,
+    /// so Feast's SDK reads cartflow's features.
+    FeastRepo(FeastRepoArgs),
+}
+
+#[derive(Args)]
+pub struct FeastRepoArgs {
+    /// Directory to write into (created)
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The feature API's URL [default: http://<features.addr>]
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The lake whose training set is the repository's offline source [default: lake.location]
+    #[arg(long)]
+    pub lake: Option<String>,
 }
 
 #[derive(Args)]

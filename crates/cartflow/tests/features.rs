@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::process::Command;
 
 use cartflow_core::time::Micros;
 use cartflow_core::{Event, EventType};
@@ -550,3 +551,87 @@ fn the_feature_api_answers_cartflow_and_feast_requests_and_says_what_is_wrong() 
     server.wait().unwrap();
 }
 
+/// The Python environment with Feast (`pip install 'feast[redis]'`), which
+/// `.ci/run` makes apart from MLflow's so their pins cannot clash.
+fn feast_venv() -> std::path::PathBuf {
+    let venv = std::env::var("FEAST_VENV").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+        std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/cartflow/feast-venv")
+    });
+    assert!(
+        venv.join("bin/feast").exists(),
+        "this test needs Feast in {}: run .ci/run, which installs it",
+        venv.display()
+    );
+    venv
+}
+
+#[test]
+fn feasts_sdk_reads_cartflows_features_and_answers_as_feasts_own_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    land(d, 20_000, 21);
+    let changes = validated_events(d);
+    let port = free_port();
+    let log = std::fs::File::create(d.join("features.log")).unwrap();
+    let mut server = cartflow(d)
+        .args(["features", "serve", "--addr", &format!("127.0.0.1:{port}")])
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let api = loop {
+        assert!(started.elapsed().as_secs() < 60, "the streamer did not catch up");
+        if let Ok(token) = std::fs::read_to_string(d.join("data/auth/token")) {
+            let api = Api { port, token: token.trim().to_owned() };
+            if api.status().is_some_and(|h| h["stages"]["features"]["read"].as_u64() == Some(changes.len() as u64)) {
+                break api;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // The repository Feast's users apply, generated from the catalogue.
+    let url = format!("http://127.0.0.1:{port}");
+    ok(cartflow(d).args(["features", "feast-repo", "--url", &url, "--out"]).arg(d.join("feast")));
+    let venv = feast_venv();
+    let path = format!("{}:{}", venv.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let applied = Command::new(venv.join("bin/feast"))
+        .arg("apply")
+        .current_dir(d.join("feast"))
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "feast apply: {}", String::from_utf8_lossy(&applied.stderr));
+    // The same definitions on Feast's own server, with its SQLite online store, nothing materialized.
+    std::fs::create_dir_all(d.join("feast-own/data")).unwrap();
+    std::fs::copy(d.join("feast/cartflow_repo.py"), d.join("feast-own/cartflow_repo.py")).unwrap();
+    std::fs::write(
+        d.join("feast-own/feature_store.yaml"),
+        "project: cartflow\nprovider: local\nregistry: data/registry.db\nonline_store:\n  type: sqlite\n  path: data/online.db\nentity_key_serialization_version: 3\n",
+    )
+    .unwrap();
+    let cart = &changes.iter().rev().find(|c| is_cart(&c.event)).unwrap().event;
+    let cart = serde_json::json!({
+        "user_id": cart.user_id, "product_id": cart.product_id, "user_session": cart.user_session,
+        "event_time": cartflow_core::time::rfc3339(cart.event_time), "price": cart.price, "brand": cart.brand,
+        "category_code": cart.category_code,
+    });
+    std::fs::write(d.join("cart.json"), cart.to_string()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/feast_client.py");
+    let out = Command::new(venv.join("bin/python"))
+        .arg(script)
+        .args([&url, &d.join("feast").display().to_string(), &d.join("feast-own").display().to_string()])
+        .arg(d.join("cart.json"))
+        .env("FEAST_OIDC_TOKEN", &api.token)
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("ok"),
+        "feast_client.py: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -15,7 +15,7 @@ use cartflow_warehouse::{TrainingOptions, Warehouse};
 
 use super::{Ctx, per_sec, time_arg};
 use crate::cli::{
-    FeaturesBuildArgs, FeaturesCommand, FeaturesMaterializeArgs, FeaturesServeArgs, FeaturesStreamArgs,
+    FeastRepoArgs, FeaturesBuildArgs, FeaturesCommand, FeaturesMaterializeArgs, FeaturesServeArgs, FeaturesStreamArgs,
 };
 use crate::telemetry::{self, progress, thousands};
 
@@ -26,7 +26,32 @@ pub fn run(ctx: &Ctx, command: FeaturesCommand) -> Result<()> {
         FeaturesCommand::Build(a) => build(ctx, a),
         FeaturesCommand::Materialize(a) => materialize(ctx, a),
         FeaturesCommand::Serve(a) => serve(ctx, a),
+        FeaturesCommand::FeastRepo(a) => feast_repo(ctx, a),
     }
+}
+
+fn feast_repo(ctx: &Ctx, a: FeastRepoArgs) -> Result<()> {
+    use cartflow_features::feast;
+    let url = a.url.unwrap_or_else(|| format!("http://{}", ctx.cfg.features.addr));
+    let lake = a.lake.unwrap_or_else(|| ctx.cfg.lake_location());
+    let source = format!("{}/features/{}", lake.trim_end_matches('/'), cartflow_warehouse::training::TRAINING_TABLE);
+    std::fs::create_dir_all(a.out.join("data")).with_context(|| format!("creating {}", a.out.display()))?;
+    for (name, text) in [
+        ("feature_store.yaml", feast::feature_store_yaml(&url)),
+        ("cartflow_repo.py", feast::repo_py(&source, ctx.cfg.features.session_ttl_secs)),
+    ] {
+        let path = a.out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!(
+        "a Feast repository in {}: 4 feature views, services cart_v1 and cart_v2, online store {url}",
+        a.out.display()
+    );
+    println!("next: cd {} && feast apply; then FEAST_OIDC_TOKEN=<a features:read token> and", a.out.display());
+    println!(
+        "      FeatureStore(repo_path=\".\").get_online_features(features=[\"session_activity:activity_count\"], entity_rows=[…])"
+    );
+    Ok(())
 }
 
 fn list(json: bool) -> Result<()> {
