@@ -55,6 +55,7 @@ pub fn run_feature_streamer(
     control: &StageControl,
     progress: &mut dyn FnMut(&StreamerStats),
 ) -> Result<StreamerStats> {
+    let _running = crate::metrics::Running::start("features");
     let online = |e: cartflow_online::OnlineError| StageError::Config(format!("online store: {e}"));
     let mut stats = StreamerStats::default();
     let mut consumer = log.consumer(ConsumerConfig::group(&cfg.group, &[VALIDATED]))?;

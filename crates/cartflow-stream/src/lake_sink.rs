@@ -133,6 +133,7 @@ pub fn run_lake_sink(
     control: &StageControl,
     progress: &mut dyn FnMut(&LakeSinkStats),
 ) -> Result<LakeSinkStats> {
+    let _running = crate::metrics::Running::start("lake-sink");
     let mut stats = LakeSinkStats::default();
     let mut consumer = log.consumer(ConsumerConfig::group(&cfg.group, &[VALIDATED, INVALID]))?;
     let last = lake.latest_manifest()?;

@@ -10,6 +10,9 @@ pub const BATCH_SECONDS: &str = "cartflow_batch_duration_seconds";
 pub const INVALID_RATE: &str = "cartflow_invalid_rate";
 pub const ALERT_FIRING: &str = "cartflow_alert_firing";
 pub const ALERT_NOTIFICATIONS: &str = "cartflow_alert_notifications_total";
+/// 1 while a stage runs in the process (0 after a clean stop; the series goes
+/// stale when the process dies): what alerts watch instead of a scrape job's name.
+pub const STAGE_RUNNING: &str = "cartflow_stage_running";
 
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
@@ -26,6 +29,31 @@ pub fn describe() {
     describe_gauge!(INVALID_RATE, "Share of invalid records over the alert window.");
     describe_gauge!(ALERT_FIRING, "1 while the named alert fires.");
     describe_counter!(ALERT_NOTIFICATIONS, "Webhook notifications, by status and outcome.");
+    describe_gauge!(STAGE_RUNNING, "1 while the named stage runs in this process.");
+    describe_counter!(
+        crate::feature_streamer::STREAMER_DUPLICATES,
+        "Exact duplicate events the feature streamer counted once (all nine fields equal)."
+    );
+    describe_counter!(
+        crate::feature_streamer::STREAMER_EXPIRED,
+        "Sessions the feature streamer let go after the session TTL without events."
+    );
+}
+
+/// Marks a stage as running for as long as it lives.
+pub struct Running(&'static str);
+
+impl Running {
+    pub fn start(stage: &'static str) -> Self {
+        metrics::gauge!(STAGE_RUNNING, "stage" => stage).set(1.0);
+        Running(stage)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        metrics::gauge!(STAGE_RUNNING, "stage" => self.0).set(0.0);
+    }
 }
 
 /// Records between a consumer's positions and its inputs' ends, summed;

@@ -133,6 +133,11 @@ fn serve_scores_with_the_champion_follows_the_alias_and_checks_tokens() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Its exposition passes Prometheus' own linter.
+    let (status, metrics) = call(&format!("{}/metrics", server.url), Some(&admin), None);
+    assert_eq!(status, 200);
+    assert_promtool_clean("serve", metrics.as_str().unwrap());
+
     // Bad requests are 4xx with a JSON error naming what is wrong, never 200.
     let (status, body) = call(&predict, Some(SHOP), Some("[]"));
     assert_eq!(status, 400, "{body}");

@@ -405,3 +405,28 @@ pub fn assert_exactly_once_on(log: &dyn EventLog) -> (usize, usize) {
     assert_eq!(seen.len(), raw.len(), "outputs for inputs that do not exist");
     (valid.len(), invalid.len())
 }
+
+/// Runs Debian's `promtool` (installed by .ci/run) in `dir`, with `stdin`; fails the test when it fails.
+pub fn promtool(args: &[&str], dir: &Path, stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian's prometheus package; .ci/run installs it)");
+    child.stdin.take().unwrap().write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool {args:?}: {text}");
+    text
+}
+
+/// `promtool check metrics` finds nothing to say about an exposition.
+pub fn assert_promtool_clean(what: &str, metrics: &str) {
+    assert!(metrics.contains("# HELP"), "{what}: no exposition: {metrics}");
+    let text = promtool(&["check", "metrics"], Path::new("."), Some(metrics));
+    assert!(text.trim().is_empty(), "{what}: promtool check metrics: {text}");
+}
