@@ -157,8 +157,11 @@ async fn describe(client: &Client, table: &str) -> Result<Table> {
 fn last_position(log: &dyn EventLog, topic: &str) -> Result<Option<Position>> {
     let Some(info) = log.topic(topic)? else { return Ok(None) };
     if info.partitions.len() != 1 {
+        let records: u64 = info.partitions.iter().map(|p| p.end - p.start).sum();
         return Err(CdcError::Table(format!(
-            "topic {topic} has {} partitions: change capture keeps one, in commit order",
+            "topic {topic} has {} partitions ({records} records): change capture keeps one, in commit order. \
+             A stage of an older cartflow made it when it subscribed first; delete it with \
+             `cartflow topics delete {topic}` (add --force if its records may go) and start the capture again",
             info.partitions.len()
         )));
     }
@@ -211,36 +214,32 @@ pub async fn run_cdc(
     control: &StageControl,
     progress: &mut dyn FnMut(&CdcStats),
 ) -> Result<CdcStats> {
+    let _running = cartflow_stream::metrics::Running::start("cdc");
     let client = connect(&cfg.postgres).await?;
     let table = describe(&client, &cfg.table).await?;
     let topic = format!("{}.{}.{}", cfg.server_name, table.schema, table.name);
-    log.ensure_topic(&topic, 1)?;
+    log.ensure_topic(&topic, cartflow_stream::topics::CDC_PARTITIONS)?;
     let mut stats = CdcStats::default();
     let mut w =
         Writer { producer: log.producer()?, topic: topic.clone(), table: &table, server_name: &cfg.server_name };
 
     ensure_publication(&client, cfg).await?;
-    let slot_exists = client
-        .query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &[&cfg.slot])
-        .await
-        .map_err(pg("reading the slots"))?
-        .is_some();
+    Slot::lock(&client, cfg, &table.db).await?;
+    let slot = Slot::find(&client, cfg, &table.db).await?;
     let mut resume = position::resume(last_position(log, &topic)?);
     if resume == Resume::Fresh {
-        if slot_exists {
-            // A slot left by a start that wrote nothing: its snapshot never landed.
-            client
-                .execute("SELECT pg_drop_replication_slot($1)", &[&cfg.slot])
-                .await
-                .map_err(pg("dropping the slot"))?;
+        if let Some(slot) = &slot {
+            // A slot this capture made at a start that wrote nothing: its snapshot never landed.
+            slot.drop_if_ours(&client, cfg, &topic).await?;
         }
         client
             .execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", &[&cfg.slot])
             .await
             .map_err(pg("creating the replication slot"))?;
+        mark_ours(&client, cfg).await?;
         tracing::info!(slot = cfg.slot, "created the replication slot; taking the initial snapshot");
         resume = Resume::Snapshot { after_pk: i64::MIN, cuts: Vec::new() };
-    } else if !slot_exists {
+    } else if slot.is_none() {
         return Err(CdcError::Table(format!(
             "{topic} has records but the slot {:?} is gone, so changes since then are lost: \
              start over with an empty topic, or restore the slot",
@@ -253,6 +252,111 @@ pub async fn run_cdc(
     let Resume::Stream { mut after, mut cuts } = resume else { unreachable!("the snapshot ends in streaming") };
     stream(&client, cfg, &mut w, &mut after, &mut cuts, &mut stats, control, progress).await?;
     Ok(stats)
+}
+
+/// A replication slot of the name this capture uses. Slots are cluster-wide:
+/// one of that name may belong to another database's capture, or be in use.
+struct Slot {
+    database: String,
+    plugin: String,
+    active_pid: Option<i32>,
+}
+
+/// What the publication's comment says when this capture made the slot.
+fn ownership(cfg: &CdcConfig) -> String {
+    format!("cartflow cdc of {} through slot {}", cfg.table, cfg.slot)
+}
+
+/// Marks the slot as this capture's, in its publication (which lives in this database).
+async fn mark_ours(client: &Client, cfg: &CdcConfig) -> Result<()> {
+    let name = cfg.publication.replace('"', "\"\"");
+    let comment = ownership(cfg).replace('\'', "''");
+    client
+        .batch_execute(&format!("COMMENT ON PUBLICATION \"{name}\" IS '{comment}'"))
+        .await
+        .map_err(pg("marking the slot as this capture's"))
+}
+
+impl Slot {
+    /// Takes the capture's lock on its slot name for this session's life: a
+    /// capture reads its slot through SQL, so the slot itself shows active only
+    /// for the moment of each read, and a second capture must not take it then.
+    async fn lock(client: &Client, cfg: &CdcConfig, db: &str) -> Result<()> {
+        let key = format!("cartflow cdc slot {}", cfg.slot);
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
+            .await
+            .map_err(pg("taking the capture's lock"))?
+            .get(0);
+        if !locked {
+            return Err(CdcError::Table(format!(
+                "replication slot {:?} of database {db:?} is in use by another capture: give this one a slot \
+                 of its own with --slot NAME (or cdc.slot)",
+                cfg.slot
+            )));
+        }
+        Ok(())
+    }
+
+    /// The slot named `cfg.slot`, refused when it is not this database's or is in use.
+    async fn find(client: &Client, cfg: &CdcConfig, db: &str) -> Result<Option<Slot>> {
+        let row = client
+            .query_opt(
+                "SELECT database::text, plugin::text, active_pid FROM pg_replication_slots WHERE slot_name = $1",
+                &[&cfg.slot],
+            )
+            .await
+            .map_err(pg("reading the slots"))?;
+        let Some(row) = row else { return Ok(None) };
+        let slot = Slot {
+            database: row.get::<_, Option<String>>(0).unwrap_or_default(),
+            plugin: row.get(1),
+            active_pid: row.get(2),
+        };
+        let fix = "give this capture a slot of its own with --slot NAME (or cdc.slot)";
+        if slot.database != db {
+            return Err(CdcError::Table(format!(
+                "replication slot {:?} belongs to database {:?}, not {db:?} (slots are cluster-wide): {fix}",
+                cfg.slot, slot.database
+            )));
+        }
+        if let Some(pid) = slot.active_pid {
+            return Err(CdcError::Table(format!(
+                "replication slot {:?} of database {db:?} is in use by server process {pid} (another capture?): {fix}",
+                cfg.slot
+            )));
+        }
+        if slot.plugin != "pgoutput" {
+            return Err(CdcError::Table(format!(
+                "replication slot {:?} of database {db:?} decodes with {}, not pgoutput: not a capture's; {fix}",
+                cfg.slot, slot.plugin
+            )));
+        }
+        Ok(Some(slot))
+    }
+
+    /// Drops the slot when this capture made it and its topic holds nothing;
+    /// a slot someone else made is refused, not dropped.
+    async fn drop_if_ours(&self, client: &Client, cfg: &CdcConfig, topic: &str) -> Result<()> {
+        let comment: Option<String> = client
+            .query_opt(
+                "SELECT obj_description(oid, 'pg_publication') FROM pg_publication WHERE pubname = $1",
+                &[&cfg.publication],
+            )
+            .await
+            .map_err(pg("reading the publication"))?
+            .and_then(|r| r.get(0));
+        if comment.as_deref() != Some(ownership(cfg).as_str()) {
+            return Err(CdcError::Table(format!(
+                "replication slot {:?} of database {:?} exists but this capture did not make it, and {topic} is empty: \
+                 drop it yourself if it is unused (SELECT pg_drop_replication_slot('{}')), or give this capture \
+                 a slot of its own with --slot NAME (or cdc.slot)",
+                cfg.slot, self.database, cfg.slot
+            )));
+        }
+        client.execute("SELECT pg_drop_replication_slot($1)", &[&cfg.slot]).await.map_err(pg("dropping the slot"))?;
+        Ok(())
+    }
 }
 
 async fn ensure_publication(client: &Client, cfg: &CdcConfig) -> Result<()> {

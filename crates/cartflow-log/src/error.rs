@@ -14,6 +14,10 @@ pub enum LogError {
     GroupBusy(String),
     #[error("this consumer has no group: it cannot commit")]
     NoGroup,
+    #[error("no topic {0}")]
+    NoTopic(String),
+    #[error("topic {topic} may be in use: consumer group {group:?} has a running member; stop it first")]
+    TopicInUse { topic: String, group: String },
     #[error("{0}")]
     Backend(String),
 }

@@ -32,6 +32,9 @@ pub trait EventLog: Send + Sync {
     fn topic(&self, name: &str) -> Result<Option<TopicInfo>>;
     /// Every consumer group with its committed offsets.
     fn groups(&self) -> Result<Vec<GroupInfo>>;
+    /// Deletes a topic with its records (and, on the embedded log, the
+    /// groups' committed offsets of it), like `kafka-topics --delete`.
+    fn delete_topic(&self, topic: &str) -> Result<()>;
     fn producer(&self) -> Result<Box<dyn Producer>>;
     fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>>;
 }

@@ -3,6 +3,10 @@
 
 pub const RAW: &str = "tracking.raw_user_behavior";
 pub const CDC: &str = "tracking_postgres_cdc.public.events";
+/// A change capture's topic keeps changes in commit order: one partition.
+/// Whoever touches it first (the capture, or a validator subscribing)
+/// creates it so.
+pub const CDC_PARTITIONS: u32 = 1;
 pub const VALIDATED: &str = "tracking.user_behavior.validated";
 pub const INVALID: &str = "tracking.user_behavior.invalid";
 

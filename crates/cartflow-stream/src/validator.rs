@@ -106,6 +106,10 @@ pub fn run_validator(
     control: &StageControl,
     progress: &mut dyn FnMut(&ValidatorStats),
 ) -> Result<ValidatorStats> {
+    let _running = crate::metrics::Running::start("validate");
+    // Subscribing creates missing topics with the default partitions: the CDC
+    // topic must be made with its own shape first.
+    log.ensure_topic(CDC, CDC_PARTITIONS)?;
     let mut consumer = log.consumer(ConsumerConfig::group(&cfg.group, &[RAW, CDC]))?;
     let mut exactly_once = ExactlyOnce::recover(log, consumer.as_mut(), &[VALIDATED, INVALID])?;
     let mut producer = log.producer()?;

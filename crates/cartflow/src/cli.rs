@@ -80,7 +80,7 @@ pub enum Command {
     Registry(RegistryCommand),
     /// Run SQL over the lake and the warehouse (bronze.*, silver.events, gold.*) and print the result
     Sql(SqlArgs),
-    /// List topics with partitions, end offsets and each consumer group's lag
+    /// List topics with partitions, end offsets and each consumer group's lag; `topics delete` deletes one
     Topics(TopicsArgs),
     /// Print a topic's records, one JSON object per line
     Tail(TailArgs),
@@ -352,10 +352,26 @@ pub struct SqlArgs {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct TopicsArgs {
+    #[command(subcommand)]
+    pub command: Option<TopicsCommand>,
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum TopicsCommand {
+    /// Delete topics with their records and the groups' offsets of them (kafka-topics --delete)
+    Delete {
+        /// Topics to delete
+        #[arg(required = true)]
+        topics: Vec<String>,
+        /// Delete topics that hold records too (they are lost)
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Args)]

@@ -170,3 +170,92 @@ fn a_capture_killed_and_restarted_neither_loses_nor_repeats_a_change() {
     assert_eq!(live.len(), 11_000, "every inserted row was captured");
     assert!(kills >= 3);
 }
+
+/// The README's order: produce, validate, then the capture — the validator's
+/// subscription must not make the CDC topic with the wrong shape; a data
+/// directory where an older one did says how to fix it, and the fix works.
+fn readme_order(
+    d: &std::path::Path,
+    configure: &dyn Fn(&mut Command) -> &mut Command,
+    log: &dyn cartflow_log::EventLog,
+) {
+    let src = Source::new();
+    src.seed(d, 300, 3);
+    ok(configure(cartflow(d).args(["produce", "--generate", "1000"])));
+    ok(configure(cartflow(d).args(["validate", "--drain"])));
+    let out = stdout(&ok(configure(src.cdc(d).arg("--drain"))));
+    assert!(out.contains("300"), "{out}");
+    assert_eq!(log.topic(CDC).unwrap().unwrap().partitions.len(), 1);
+
+    // A topic of the wrong shape, as older subscribers made it.
+    ok(configure(cartflow(d).args(["topics", "delete", CDC, "--force"])));
+    log.ensure_topic(CDC, 4).unwrap();
+    let other = Source::new();
+    other.seed(d, 10, 4);
+    let failed = configure(other.cdc(d).arg("--drain")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success() && stderr.contains(&format!("cartflow topics delete {CDC}")), "{stderr}");
+    ok(configure(cartflow(d).args(["topics", "delete", CDC])));
+    ok(configure(other.cdc(d).arg("--drain")));
+    assert_eq!(log.topic(CDC).unwrap().unwrap().partitions.len(), 1);
+    ok(configure(cartflow(d).args(["validate", "--drain"])));
+}
+
+#[test]
+fn the_readmes_order_produce_validate_cdc_works_on_the_embedded_log() {
+    let dir = tempfile::tempdir().unwrap();
+    readme_order(dir.path(), &|c| c, &open_log(dir.path()));
+}
+
+#[test]
+fn the_readmes_order_produce_validate_cdc_works_on_kafka() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = KafkaBroker::start(dir.path());
+    readme_order(dir.path(), &|c| broker.configure(c), &broker.log());
+}
+
+fn slot_exists(db: &TestDatabase, slot: &str) -> bool {
+    db.query(&format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'")) == "1"
+}
+
+#[test]
+fn a_capture_never_drops_or_takes_a_slot_it_does_not_own() {
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Source::new();
+    a.seed(one.path(), 50, 5);
+    ok(a.cdc(one.path()).arg("--drain"));
+    assert!(slot_exists(&a.db, &a.slot));
+
+    // Another database, the same slot name: refused, naming the slot, its database and --slot.
+    let b = Source::new();
+    b.seed(two.path(), 50, 6);
+    let out =
+        cartflow(two.path()).args(["cdc", "--postgres", &b.db.url(), "--slot", &a.slot, "--drain"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&a.slot) && stderr.contains(&a.db.name) && stderr.contains("--slot"), "{stderr}");
+    assert!(slot_exists(&a.db, &a.slot), "the other database's slot was dropped");
+
+    // A slot of this database that the capture did not make, with an empty topic: refused, kept.
+    b.db.query(&format!("SELECT 'made' FROM pg_create_logical_replication_slot('{}', 'pgoutput')", b.slot));
+    let out = b.cdc(two.path()).arg("--drain").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("did not make it"), "{stderr}");
+    assert!(slot_exists(&b.db, &b.slot));
+
+    // A slot in use by a running capture: the second is refused and the first goes on.
+    let mut running = a.cdc(one.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    let held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    while a.db.query(held) == "0" {
+        assert!(started.elapsed() < Duration::from_secs(30), "the capture did not take its slot");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let three = tempfile::tempdir().unwrap();
+    let out = a.cdc(three.path()).arg("--drain").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("in use"), "{stderr}");
+    let _ = running.kill();
+    let _ = running.wait();
+    assert!(slot_exists(&a.db, &a.slot));
+}

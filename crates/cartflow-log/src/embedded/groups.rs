@@ -50,8 +50,35 @@ impl Groups {
         for c in offsets {
             all.insert((c.topic.clone(), c.partition), c.clone());
         }
-        let list: Vec<&CommittedOffset> = all.values().collect();
-        let bytes = serde_json::to_vec_pretty(&list).expect("offsets serialize");
+        self.write(group, &all.values().collect::<Vec<_>>())
+    }
+
+    /// The groups with a running member (their lock is held).
+    pub(crate) fn running(&self) -> Result<Vec<String>> {
+        let mut busy = Vec::new();
+        for g in self.list()? {
+            let path = self.dir.join(format!("{}.lock", g.group));
+            let Ok(file) = OpenOptions::new().write(true).open(&path) else { continue };
+            if matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)) {
+                busy.push(g.group);
+            }
+        }
+        Ok(busy)
+    }
+
+    /// Removes every group's committed offsets of `topic`.
+    pub(crate) fn forget(&self, topic: &str) -> Result<()> {
+        for g in self.list()? {
+            if g.offsets.iter().any(|c| c.topic == topic) {
+                let kept: Vec<CommittedOffset> = g.offsets.into_iter().filter(|c| c.topic != topic).collect();
+                self.write(&g.group, &kept.iter().collect::<Vec<_>>())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, group: &str, list: &[&CommittedOffset]) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(list).expect("offsets serialize");
         let path = self.dir.join(format!("{group}.json"));
         let tmp = self.dir.join(format!(".{group}.json.tmp"));
         let mut f = File::create(&tmp).at(&tmp)?;

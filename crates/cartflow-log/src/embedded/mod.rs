@@ -226,6 +226,25 @@ impl EventLog for EmbeddedLog {
         self.inner.groups.list()
     }
 
+    /// Hides the topic's folder at once (a rename), forgets the groups'
+    /// offsets of it, then removes the files. Refused while a group has a
+    /// running member: it could be reading the topic.
+    fn delete_topic(&self, topic: &str) -> Result<()> {
+        check_name(topic)?;
+        if self.inner.partitions(topic)?.is_none() {
+            return Err(LogError::NoTopic(topic.to_owned()));
+        }
+        if let Some(group) = self.inner.groups.running()?.into_iter().next() {
+            return Err(LogError::TopicInUse { topic: topic.to_owned(), group });
+        }
+        let dir = self.inner.topic_dir(topic);
+        let trash = self.inner.root.join("topics").join(format!(".deleted-{topic}-{}", std::process::id()));
+        std::fs::rename(&dir, &trash).at(&dir)?;
+        writer::sync_dir(&self.inner.root.join("topics"))?;
+        self.inner.groups.forget(topic)?;
+        std::fs::remove_dir_all(&trash).at(&trash)
+    }
+
     fn producer(&self) -> Result<Box<dyn Producer>> {
         Ok(Box::new(EmbeddedProducer {
             inner: self.inner.clone(),

@@ -2,7 +2,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::*;
-use crate::{ConsumerConfig, EventLog, ProducerRecord, TopicPartition};
+use crate::{CommittedOffset, ConsumerConfig, EventLog, ProducerRecord, TopicPartition};
 
 fn log_at(dir: &Path, opts: EmbeddedOptions) -> EmbeddedLog {
     EmbeddedLog::open(dir, opts).unwrap()
@@ -210,4 +210,27 @@ fn a_seek_far_into_a_partition_returns_records_on_the_first_poll() {
     let batch = c.poll(100, Duration::from_millis(1)).unwrap();
     assert_eq!(batch.len(), 100);
     assert_eq!(batch[0].offset, 55_000);
+}
+
+#[test]
+fn a_deleted_topic_is_gone_with_its_committed_offsets_and_comes_back_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path(), EmbeddedOptions::default()).unwrap();
+    log.ensure_topic("wrong", 4).unwrap();
+    let mut p = log.producer().unwrap();
+    p.send(ProducerRecord::new("wrong", Some(b"k"), b"v")).unwrap();
+    p.flush().unwrap();
+    {
+        let mut c = log.consumer(ConsumerConfig::group("g", &["wrong"])).unwrap();
+        c.commit(&[CommittedOffset { topic: "wrong".into(), partition: 0, offset: 1, metadata: String::new() }])
+            .unwrap();
+        // A running member may be reading it: refused.
+        assert!(matches!(log.delete_topic("wrong"), Err(LogError::TopicInUse { .. })));
+    }
+    log.delete_topic("wrong").unwrap();
+    assert!(log.topic("wrong").unwrap().is_none());
+    assert!(log.groups().unwrap().iter().all(|g| g.offsets.iter().all(|o| o.topic != "wrong")));
+    assert!(matches!(log.delete_topic("wrong"), Err(LogError::NoTopic(_))));
+    log.ensure_topic("wrong", 1).unwrap();
+    assert_eq!(log.topic("wrong").unwrap().unwrap().partitions.len(), 1);
 }

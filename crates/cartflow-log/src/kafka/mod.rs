@@ -260,6 +260,30 @@ impl EventLog for KafkaLog {
         names.into_iter().map(|group| Ok(GroupInfo { offsets: self.committed_by(&group, &topics)?, group })).collect()
     }
 
+    fn delete_topic(&self, topic: &str) -> Result<()> {
+        crate::embedded::check_name(topic)?;
+        if self.partition_ids(topic)?.is_none() {
+            return Err(LogError::NoTopic(topic.to_owned()));
+        }
+        let results = futures::executor::block_on(
+            self.admin.delete_topics(&[topic], &AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT))),
+        )
+        .map_err(|e| backend(&format!("deleting topic {topic}"), e))?;
+        for r in results {
+            if let Err((name, code)) = r {
+                return Err(LogError::Backend(format!("kafka: deleting topic {name}: {code}")));
+            }
+        }
+        // Metadata can lag a deletion by a moment.
+        for _ in 0..50 {
+            if self.partition_ids(topic)?.is_none() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(LogError::Backend(format!("kafka: topic {topic} was deleted but still shows in the metadata")))
+    }
+
     fn producer(&self) -> Result<Box<dyn Producer>> {
         let log = self.clone();
         let ensure = move |topic: &str| log.ensure_topic(topic, 0);

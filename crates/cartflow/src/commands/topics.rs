@@ -1,13 +1,35 @@
-//! `cartflow topics`: topics, partitions, end offsets and consumer lag.
+//! `cartflow topics`: topics, partitions, end offsets and consumer lag;
+//! `cartflow topics delete`: a topic gone, like `kafka-topics --delete`.
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use super::Ctx;
-use crate::cli::TopicsArgs;
+use crate::cli::{TopicsArgs, TopicsCommand};
 use crate::telemetry::thousands;
 
 pub fn run(ctx: &Ctx, a: TopicsArgs) -> Result<()> {
+    match a.command {
+        Some(TopicsCommand::Delete { topics, force }) => delete(ctx, &topics, force),
+        None => list(ctx, a.json),
+    }
+}
+
+fn delete(ctx: &Ctx, topics: &[String], force: bool) -> Result<()> {
+    let log = ctx.cfg.open_log()?;
+    for name in topics {
+        let Some(topic) = log.topic(name)? else { bail!("no topic {name}") };
+        let records: u64 = topic.partitions.iter().map(|p| p.end - p.start).sum();
+        if records > 0 && !force {
+            bail!("topic {name} holds {} records: add --force to delete them with it", thousands(records));
+        }
+        log.delete_topic(name).with_context(|| format!("deleting topic {name}"))?;
+        println!("deleted {name} ({} partitions, {} records)", topic.partitions.len(), thousands(records));
+    }
+    Ok(())
+}
+
+fn list(ctx: &Ctx, json_out: bool) -> Result<()> {
     let log = ctx.cfg.open_log()?;
     let topics = log.topics()?;
     // Some Kafka-protocol brokers do not list groups: the topics still help.
@@ -15,7 +37,7 @@ pub fn run(ctx: &Ctx, a: TopicsArgs) -> Result<()> {
         tracing::warn!("consumer groups unavailable: {e}");
         Vec::new()
     });
-    if a.json {
+    if json_out {
         println!("{}", serde_json::to_string_pretty(&json!({ "topics": topics, "groups": groups }))?);
         return Ok(());
     }
