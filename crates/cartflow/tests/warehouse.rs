@@ -233,14 +233,34 @@ fn export_loads_gold_into_postgres_with_keys_and_views_idempotently() {
     assert!(String::from_utf8_lossy(&no_gold.stderr).contains("warehouse build"));
     build(d, &[]);
     let db = TestDatabase::create();
-    for _ in 0..2 {
-        let out = stdout(&ok(cartflow(d).args(["warehouse", "export", "--postgres", &db.url()])));
+    for round in 0..2 {
+        let exported = ok(cartflow(d).args(["warehouse", "export", "--postgres", &db.url()]));
+        let (out, err) = (stdout(&exported), String::from_utf8_lossy(&exported.stderr).into_owned());
         assert!(out.contains("exported gold to schema dwh"), "{out}");
+        assert!(!out.contains("NOTICE") && !err.contains("NOTICE"), "{out}{err}");
+        if round == 0 {
+            // What a BI user builds on the export, which the next export must leave alone.
+            db.query("CREATE VIEW dwh.my_carts AS SELECT count(*) AS n FROM dwh.fact_cart_outcomes");
+            db.query("CREATE VIEW dwh.my_sessions AS SELECT user_id, events FROM dwh.vw_user_session_summary");
+        }
         for table in ["fact_events", "fact_cart_outcomes", "dim_user", "dim_product", "dim_category", "dim_date"] {
             let want = sql_count(d, &format!("SELECT * FROM gold.{table}"));
             assert_eq!(db.query(&format!("SELECT count(*) FROM dwh.{table}")), want.to_string(), "{table}");
         }
     }
+    assert_eq!(
+        db.query("SELECT n FROM dwh.my_carts"),
+        sql_count(d, "SELECT * FROM gold.fact_cart_outcomes").to_string()
+    );
+    assert_eq!(
+        db.query("SELECT count(*) FROM dwh.my_sessions"),
+        db.query("SELECT count(*) FROM dwh.vw_user_session_summary")
+    );
+    let counts = db.query(
+        "SELECT string_agg(DISTINCT data_type, ',') FROM information_schema.columns WHERE table_schema = 'dwh' \
+         AND table_name LIKE 'vw_%' AND column_name IN ('events', 'views', 'carts', 'purchases', 'products', 'first_carts')",
+    );
+    assert_eq!(counts, "bigint", "the views' counts");
     let keys = db.query(
         "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.table_constraints \
          WHERE table_schema = 'dwh' AND constraint_type = 'PRIMARY KEY'",
@@ -300,6 +320,18 @@ fn duckdb_running_the_same_sql_on_the_same_lake_agrees_with_gold() {
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(got["silver_rows"].as_u64().unwrap() as usize, distinct_events(d).len());
     assert_eq!(got["differences"], serde_json::json!([]));
+}
+
+#[test]
+fn duckdb_pyarrow_and_polars_read_the_lakes_hour_folders_as_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let csv = generate(d, "events.csv", 20_000, "2019-10-01 00:00:00 UTC", 19);
+    land_files(d, &[&csv]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lake_readers.py");
+    let out = std::process::Command::new("python3").arg(script).arg(d.join("data/lake")).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("ok"), "{text}{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

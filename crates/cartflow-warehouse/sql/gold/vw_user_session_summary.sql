@@ -21,10 +21,11 @@ SELECT
     MIN(first_time) AS session_start,
     MAX(last_time) AS session_end,
     EXTRACT(EPOCH FROM MAX(last_time)) - EXTRACT(EPOCH FROM MIN(first_time)) AS duration_seconds,
-    SUM(events) AS events,
-    SUM(views) AS views,
-    SUM(carts) AS carts,
-    SUM(purchases) AS purchases,
+    -- Sums of counts are BIGINT like the counts (PostgreSQL would make them NUMERIC).
+    CAST(SUM(events) AS BIGINT) AS events,
+    CAST(SUM(views) AS BIGINT) AS views,
+    CAST(SUM(carts) AS BIGINT) AS carts,
+    CAST(SUM(purchases) AS BIGINT) AS purchases,
     COUNT(*) AS products,
     SUM(revenue) AS revenue,
     SUM(purchases) > 0 AS converted
