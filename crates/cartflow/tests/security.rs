@@ -468,7 +468,10 @@ fn a_model_without_inputs_is_refused_at_load_and_predict_never_panics() {
     assert_eq!(send("PUT", &put, Some(&admin), Some(&blind.to_string())).0, 200);
     api("registered-models/create", json!({ "name": "purchase_prediction_model" }));
     let source = format!("mlflow-artifacts:{uri}/model");
-    api("model-versions/create", json!({ "name": "purchase_prediction_model", "source": source, "run_id": run["run"]["info"]["run_id"] }));
+    api(
+        "model-versions/create",
+        json!({ "name": "purchase_prediction_model", "source": source, "run_id": run["run"]["info"]["run_id"] }),
+    );
     api("registered-models/alias", json!({ "name": "purchase_prediction_model", "alias": "champion", "version": "1" }));
     let started = Instant::now();
     let status = loop {
