@@ -16,6 +16,7 @@ use cartflow_log::{CommittedOffset, Consumer, EventLog, Record, TopicPartition, 
 use crate::Result;
 use crate::topics::SOURCE_POSITION;
 
+#[derive(Default)]
 pub(crate) struct ExactlyOnce {
     /// Output partition → offset from which this stage's uncommitted outputs may appear.
     watermarks: BTreeMap<TopicPartition, u64>,
@@ -102,23 +103,9 @@ impl ExactlyOnce {
         }
     }
 
-    /// Commits the consumer's positions with the watermarks as metadata.
-    pub(crate) fn commit(&self, consumer: &mut dyn Consumer) -> Result<()> {
-        let metadata = encode_watermarks(&self.watermarks);
-        let offsets: Vec<CommittedOffset> = consumer
-            .assignment()
-            .iter()
-            .filter_map(|tp| {
-                Some(CommittedOffset {
-                    topic: tp.topic.to_string(),
-                    partition: tp.partition,
-                    offset: consumer.position(tp)?,
-                    metadata: metadata.clone(),
-                })
-            })
-            .collect();
-        consumer.commit(&offsets)?;
-        Ok(())
+    /// The consumer's positions to commit, with the watermarks as metadata.
+    pub(crate) fn offsets(&self, consumer: &dyn Consumer) -> Vec<CommittedOffset> {
+        crate::driver::positions(consumer, &encode_watermarks(&self.watermarks))
     }
 }
 

@@ -7,11 +7,12 @@
 use std::time::{Duration, Instant};
 
 use cartflow_core::Event;
-use cartflow_log::{CommittedOffset, ConsumerConfig, EventLog, Record};
+use cartflow_log::{CommittedOffset, Consumer, EventLog, Rebalance, Record};
 use cartflow_online::{Change, OnlineStore};
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{BATCH_SECONDS, EVENTS_IN, EVENTS_OUT, measure_lag};
+use crate::driver::Stage;
+use crate::metrics::EVENTS_OUT;
 use crate::topics::{CHANGE_OP, VALIDATED};
 use crate::{Result, StageControl, StageError};
 
@@ -55,72 +56,89 @@ pub fn run_feature_streamer(
     control: &StageControl,
     progress: &mut dyn FnMut(&StreamerStats),
 ) -> Result<StreamerStats> {
-    let _running = crate::metrics::Running::start("features");
-    let online = |e: cartflow_online::OnlineError| StageError::Config(format!("online store: {e}"));
-    let mut stats = StreamerStats::default();
-    let mut consumer = log.consumer(ConsumerConfig::group(&cfg.group, &[VALIDATED]))?;
-    let stored = store.offsets().map_err(online)?;
-    for tp in consumer.assignment() {
-        let at = stored.iter().find(|o| *o.topic == *tp.topic && o.partition == tp.partition).map_or(0, |o| o.offset);
-        consumer.seek(&tp, at)?;
+    let mut stage =
+        Streamer { store, cfg, changes: Vec::new(), last_snapshot: Instant::now(), stats: StreamerStats::default() };
+    crate::driver::drive(log, &cfg.group, &[VALIDATED], &mut stage, control, progress)
+}
+
+/// The feature streamer as a stage: each batch applied to the store with the
+/// position after it, in one write.
+struct Streamer<'a> {
+    store: &'a dyn OnlineStore,
+    cfg: &'a StreamerConfig,
+    /// The batch taken, not yet applied.
+    changes: Vec<Change>,
+    last_snapshot: Instant,
+    stats: StreamerStats,
+}
+
+fn online(e: cartflow_online::OnlineError) -> StageError {
+    StageError::Config(format!("online store: {e}"))
+}
+
+impl Stage for Streamer<'_> {
+    type Stats = StreamerStats;
+    const NAME: &'static str = "features";
+
+    fn batch_size(&self) -> usize {
+        self.cfg.batch
     }
-    let mut last_snapshot = Instant::now();
-    let mut checked_lag = Instant::now() - Duration::from_secs(1);
-    loop {
-        let stopped = control.stopped();
-        let batch = if stopped { Vec::new() } else { consumer.poll(cfg.batch, Duration::from_millis(200))? };
-        if let Some(change) = consumer.take_rebalance() {
-            crate::one_member_only("features", &cfg.group, &change)?;
+
+    /// Resumes from the store's offsets, not the group's.
+    fn assigned(&mut self, _: &dyn EventLog, consumer: &mut dyn Consumer, moved: Option<&Rebalance>) -> Result<()> {
+        if let Some(change) = moved {
+            return crate::one_member_only(Self::NAME, &self.cfg.group, change);
         }
-        let idle = batch.is_empty();
-        if !idle {
-            let started = Instant::now();
-            stats.read += batch.len() as u64;
-            metrics::counter!(EVENTS_IN, "stage" => "features", "topic" => VALIDATED).increment(batch.len() as u64);
-            let changes = to_changes(&batch, &mut stats);
-            let offsets: Vec<CommittedOffset> = consumer
-                .assignment()
-                .into_iter()
-                .filter_map(|tp| {
-                    let offset = consumer.position(&tp)?;
-                    Some(CommittedOffset {
-                        topic: tp.topic.to_string(),
-                        partition: tp.partition,
-                        offset,
-                        metadata: "features".into(),
-                    })
-                })
-                .collect();
-            let applied = store.apply(&changes, &offsets).map_err(online)?;
-            consumer.commit(&offsets)?;
-            stats.counted += applied.counted;
-            stats.duplicates += applied.duplicates;
-            stats.unknown_deletes += applied.unknown_deletes;
-            metrics::counter!(EVENTS_OUT, "stage" => "features", "topic" => "online-store").increment(applied.counted);
-            metrics::counter!(STREAMER_DUPLICATES).increment(applied.duplicates);
-            metrics::histogram!(BATCH_SECONDS, "stage" => "features").record(started.elapsed().as_secs_f64());
+        let stored = self.store.offsets().map_err(online)?;
+        for tp in consumer.assignment() {
+            let at =
+                stored.iter().find(|o| *o.topic == *tp.topic && o.partition == tp.partition).map_or(0, |o| o.offset);
+            consumer.seek(&tp, at)?;
         }
-        let due = last_snapshot.elapsed() >= Duration::from_secs(cfg.snapshot_secs);
-        if idle || checked_lag.elapsed() >= Duration::from_secs(1) {
-            stats.lag = measure_lag("features", consumer.as_mut())?;
-            checked_lag = Instant::now();
-            progress(&stats);
-        }
-        let finishing = stopped || (idle && stats.lag == 0 && control.draining());
-        if due || finishing {
-            let expired = store.expire().map_err(online)? as u64;
-            stats.expired_sessions += expired;
+        Ok(())
+    }
+
+    fn process(&mut self, batch: Vec<Record>, _: &dyn Consumer) -> Result<()> {
+        self.stats.read += batch.len() as u64;
+        self.changes = to_changes(&batch, &mut self.stats);
+        Ok(())
+    }
+
+    fn due(&self, _: bool) -> bool {
+        !self.changes.is_empty()
+    }
+
+    /// The store takes the batch and the position after it at once.
+    fn write(&mut self, consumer: &dyn Consumer) -> Result<Vec<CommittedOffset>> {
+        let offsets = crate::driver::positions(consumer, Self::NAME);
+        let applied = self.store.apply(&std::mem::take(&mut self.changes), &offsets).map_err(online)?;
+        let s = &mut self.stats;
+        s.counted += applied.counted;
+        s.duplicates += applied.duplicates;
+        s.unknown_deletes += applied.unknown_deletes;
+        metrics::counter!(EVENTS_OUT, "stage" => Self::NAME, "topic" => "online-store").increment(applied.counted);
+        metrics::counter!(STREAMER_DUPLICATES).increment(applied.duplicates);
+        Ok(offsets)
+    }
+
+    /// Sessions past their TTL go, and the embedded store snapshots, every
+    /// `snapshot_secs` and at the end.
+    fn tick(&mut self, finishing: bool) -> Result<()> {
+        if finishing || self.last_snapshot.elapsed() >= Duration::from_secs(self.cfg.snapshot_secs) {
+            let expired = self.store.expire().map_err(online)? as u64;
+            self.stats.expired_sessions += expired;
             metrics::counter!(STREAMER_EXPIRED).increment(expired);
-            store.checkpoint().map_err(online)?;
-            stats.snapshots += 1;
-            last_snapshot = Instant::now();
+            self.store.checkpoint().map_err(online)?;
+            self.stats.snapshots += 1;
+            self.last_snapshot = Instant::now();
         }
-        if finishing {
-            progress(&stats);
-            break;
-        }
+        Ok(())
     }
-    Ok(stats)
+
+    fn stats(&mut self, lag: u64) -> &StreamerStats {
+        self.stats.lag = lag;
+        &self.stats
+    }
 }
 
 /// Records as changes: CDC deletes (`op` d) take their event back.

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use cartflow_core::Event;
 use cartflow_lake::{Lake, LakeEvent, LakeInvalid, Manifest};
-use cartflow_log::{CommittedOffset, ConsumerConfig, EventLog, Record, TopicPartition};
+use cartflow_log::{CommittedOffset, Consumer, EventLog, Rebalance, Record, TopicPartition};
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{BATCH_SECONDS, EVENTS_IN, EVENTS_OUT, measure_lag};
+use crate::driver::Stage;
+use crate::metrics::EVENTS_OUT;
 use crate::topics::*;
 use crate::{Result, StageControl};
 
@@ -133,82 +134,105 @@ pub fn run_lake_sink(
     control: &StageControl,
     progress: &mut dyn FnMut(&LakeSinkStats),
 ) -> Result<LakeSinkStats> {
-    let _running = crate::metrics::Running::start("lake-sink");
-    let mut stats = LakeSinkStats::default();
-    let mut consumer = log.consumer(ConsumerConfig::group(&cfg.group, &[VALIDATED, INVALID]))?;
-    let last = lake.latest_manifest()?;
-    let resume = last.as_ref().map(Manifest::next_offsets).unwrap_or_default();
-    let mut start = BTreeMap::new();
-    for tp in consumer.assignment() {
-        let at = resume.get(&tp_key(&tp)).copied().unwrap_or(0);
-        consumer.seek(&tp, at)?;
-        start.insert(tp, at);
-    }
-    let mut seq = last.as_ref().map_or(0, |m| m.seq);
-    if let Some(m) = &last {
-        stats.repaired_files = repair(log, lake, m)?;
-    }
-    let removed = lake.remove_staging_files(last.as_ref())?;
-    if removed > 0 {
-        tracing::info!(removed, "removed staging files a killed lake sink left");
+    let mut stage =
+        LakeSink { lake, cfg, seq: 0, pending: Pending::new(BTreeMap::new()), stats: LakeSinkStats::default() };
+    crate::driver::drive(log, &cfg.group, &[VALIDATED, INVALID], &mut stage, control, progress)
+}
+
+/// The lake sink as a stage: rows buffered across polls, one commit (a
+/// manifest, then its files) when the buffer is large or old enough.
+struct LakeSink<'a> {
+    lake: &'a Lake,
+    cfg: &'a LakeSinkConfig,
+    /// The last commit's number.
+    seq: u64,
+    pending: Pending,
+    stats: LakeSinkStats,
+}
+
+impl Stage for LakeSink<'_> {
+    type Stats = LakeSinkStats;
+    const NAME: &'static str = "lake-sink";
+
+    fn batch_size(&self) -> usize {
+        16_384
     }
 
-    let mut pending = Pending::new(start);
-    let mut checked_lag = Instant::now() - Duration::from_secs(1);
-    loop {
-        let stopped = control.stopped();
-        let batch = if stopped { Vec::new() } else { consumer.poll(16_384, Duration::from_millis(200))? };
-        if let Some(change) = consumer.take_rebalance() {
-            crate::one_member_only("lake-sink", &cfg.group, &change)?;
+    /// The manifests, not the group, say where to resume; the last commit's
+    /// missing files are put again and a kill's staging files removed.
+    fn assigned(&mut self, log: &dyn EventLog, consumer: &mut dyn Consumer, moved: Option<&Rebalance>) -> Result<()> {
+        if let Some(change) = moved {
+            return crate::one_member_only(Self::NAME, &self.cfg.group, change);
         }
-        let idle = batch.is_empty();
-        stats.read += batch.len() as u64;
-        count_in(&batch);
-        pending.add(batch);
-        if idle || checked_lag.elapsed() >= Duration::from_secs(1) {
-            stats.lag = measure_lag("lake-sink", consumer.as_mut())?;
-            checked_lag = Instant::now();
-            progress(&stats);
+        let last = self.lake.latest_manifest()?;
+        let resume = last.as_ref().map(Manifest::next_offsets).unwrap_or_default();
+        let mut start = BTreeMap::new();
+        for tp in consumer.assignment() {
+            let at = resume.get(&tp_key(&tp)).copied().unwrap_or(0);
+            consumer.seek(&tp, at)?;
+            start.insert(tp, at);
         }
-        let caught_up = idle && stats.lag == 0;
-        let finishing = stopped || (caught_up && control.draining());
-        let due = pending.len() >= cfg.max_records
-            || pending.bytes >= cfg.max_bytes
-            || pending.since.is_some_and(|t| t.elapsed() >= Duration::from_secs(cfg.max_age_secs))
-            || finishing;
-        if due && pending.len() > 0 {
-            seq += 1;
-            let started = Instant::now();
-            let end: BTreeMap<TopicPartition, u64> =
-                pending.start.keys().map(|tp| (tp.clone(), consumer.position(tp).unwrap_or(0))).collect();
-            let inputs = pending.start.iter().map(|(tp, s)| (tp_key(tp), [*s, end[tp]])).collect();
-            let files = Lake::encode(seq, &pending.events, &pending.invalid)?;
-            lake.commit(seq, inputs, &files)?;
-            let offsets: Vec<CommittedOffset> = end
-                .iter()
-                .map(|(tp, o)| CommittedOffset {
-                    topic: tp.topic.to_string(),
-                    partition: tp.partition,
-                    offset: *o,
-                    metadata: format!("lake commit {seq}"),
-                })
-                .collect();
-            consumer.commit(&offsets)?;
-            stats.commits += 1;
-            stats.files += files.len() as u64;
-            stats.events += pending.events.len() as u64;
-            stats.invalid += pending.invalid.len() as u64;
-            metrics::counter!(EVENTS_OUT, "stage" => "lake-sink", "topic" => "lake").increment(pending.len() as u64);
-            metrics::histogram!(BATCH_SECONDS, "stage" => "lake-sink").record(started.elapsed().as_secs_f64());
-            tracing::debug!(seq, files = files.len(), rows = pending.len(), "lake commit");
-            pending = Pending::new(end);
-            progress(&stats);
+        self.pending = Pending::new(start);
+        self.seq = last.as_ref().map_or(0, |m| m.seq);
+        if let Some(m) = &last {
+            self.stats.repaired_files = repair(log, self.lake, m)?;
         }
-        if finishing {
-            break;
+        let removed = self.lake.remove_staging_files(last.as_ref())?;
+        if removed > 0 {
+            tracing::info!(removed, "removed staging files a killed lake sink left");
         }
+        Ok(())
     }
-    Ok(stats)
+
+    fn process(&mut self, batch: Vec<Record>, _: &dyn Consumer) -> Result<()> {
+        self.stats.read += batch.len() as u64;
+        self.pending.add(batch);
+        Ok(())
+    }
+
+    fn due(&self, finishing: bool) -> bool {
+        let p = &self.pending;
+        p.len() > 0
+            && (p.len() >= self.cfg.max_records
+                || p.bytes >= self.cfg.max_bytes
+                || p.since.is_some_and(|t| t.elapsed() >= Duration::from_secs(self.cfg.max_age_secs))
+                || finishing)
+    }
+
+    /// The commit: its manifest (the commit point), then its files.
+    fn write(&mut self, consumer: &dyn Consumer) -> Result<Vec<CommittedOffset>> {
+        self.seq += 1;
+        let seq = self.seq;
+        let end: BTreeMap<TopicPartition, u64> =
+            self.pending.start.keys().map(|tp| (tp.clone(), consumer.position(tp).unwrap_or(0))).collect();
+        let inputs = self.pending.start.iter().map(|(tp, s)| (tp_key(tp), [*s, end[tp]])).collect();
+        let files = Lake::encode(seq, &self.pending.events, &self.pending.invalid)?;
+        self.lake.commit(seq, inputs, &files)?;
+        let s = &mut self.stats;
+        s.commits += 1;
+        s.files += files.len() as u64;
+        s.events += self.pending.events.len() as u64;
+        s.invalid += self.pending.invalid.len() as u64;
+        metrics::counter!(EVENTS_OUT, "stage" => Self::NAME, "topic" => "lake").increment(self.pending.len() as u64);
+        tracing::debug!(seq, files = files.len(), rows = self.pending.len(), "lake commit");
+        // The group's offsets are advisory here (the manifest is the truth): they show the lag.
+        let offsets = end
+            .iter()
+            .map(|(tp, o)| CommittedOffset {
+                topic: tp.topic.to_string(),
+                partition: tp.partition,
+                offset: *o,
+                metadata: format!("lake commit {seq}"),
+            })
+            .collect();
+        self.pending = Pending::new(end);
+        Ok(offsets)
+    }
+
+    fn stats(&mut self, lag: u64) -> &LakeSinkStats {
+        self.stats.lag = lag;
+        &self.stats
+    }
 }
 
 /// Puts the files of the last commit that are missing (the writer died
@@ -229,14 +253,4 @@ fn repair(log: &dyn EventLog, lake: &Lake, m: &Manifest) -> Result<u64> {
     tracing::warn!(seq = m.seq, files = files.len(), "repairing the last lake commit: putting files a crash left out");
     lake.put_files(&files)?;
     Ok(files.len() as u64)
-}
-
-fn count_in(batch: &[Record]) {
-    let mut by_topic: BTreeMap<&str, u64> = BTreeMap::new();
-    for r in batch {
-        *by_topic.entry(&r.topic).or_default() += 1;
-    }
-    for (topic, n) in by_topic {
-        metrics::counter!(EVENTS_IN, "stage" => "lake-sink", "topic" => topic.to_owned()).increment(n);
-    }
 }

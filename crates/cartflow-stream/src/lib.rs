@@ -1,5 +1,6 @@
 //! The streaming stages. Each reads and writes through the `EventLog` trait
-//! only, so the same code runs on the embedded log and on Kafka:
+//! only, so the same code runs on the embedded log and on Kafka, and each
+//! consuming stage is a [`driver::Stage`] run by one loop, [`driver::drive`]:
 //!
 //! - [`produce`]: CSV files or the generator → `tracking.raw_user_behavior`;
 //! - [`validator`]: raw and CDC topics → `validated` / `invalid`, exactly once;
@@ -9,6 +10,7 @@
 
 pub mod alerts;
 pub mod control;
+pub mod driver;
 mod exactly_once;
 pub mod feature_streamer;
 mod inject;

@@ -4,17 +4,16 @@
 //! committing its input offsets only after its outputs are durable.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cartflow_core::{ChangeOp, Event, Invalid, RawEvent, Rules, parse_message, validate};
-use cartflow_log::{ConsumerConfig, EventLog, ProducerRecord, Record};
+use cartflow_log::{CommittedOffset, Consumer, EventLog, ProducerRecord, Rebalance, Record};
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{AlertConfig, Alerter};
+use crate::driver::Stage;
 use crate::exactly_once::{ExactlyOnce, source_position};
-use crate::metrics::{
-    BATCH_SECONDS, DUPLICATES_SKIPPED, EVENTS_IN, EVENTS_OUT, INVALID as INVALID_METRIC, measure_lag,
-};
+use crate::metrics::{DUPLICATES_SKIPPED, EVENTS_OUT, INVALID as INVALID_METRIC};
 use crate::topics::*;
 use crate::{Result, StageControl};
 
@@ -106,82 +105,112 @@ pub fn run_validator(
     control: &StageControl,
     progress: &mut dyn FnMut(&ValidatorStats),
 ) -> Result<ValidatorStats> {
-    let _running = crate::metrics::Running::start("validate");
     // Subscribing creates missing topics with the default partitions: the CDC
     // topic must be made with its own shape first.
     log.ensure_topic(CDC, CDC_PARTITIONS)?;
-    let mut consumer = log.consumer(ConsumerConfig::group(&cfg.group, &[RAW, CDC]))?;
-    let mut exactly_once = ExactlyOnce::recover(log, consumer.as_mut(), &[VALIDATED, INVALID])?;
-    let mut producer = log.producer()?;
-    let mut alerter = alerts.map(|a| Alerter::new(a, "validate"));
-    let mut stats = ValidatorStats::default();
-    let mut counted_at = Instant::now() - Duration::from_secs(1);
+    let mut stage = Validator {
+        cfg,
+        exactly_once: ExactlyOnce::default(),
+        producer: log.producer()?,
+        alerter: alerts.map(|a| Alerter::new(a, "validate")),
+        stats: ValidatorStats::default(),
+        dirty: false,
+        unreported: (0, 0),
+    };
+    crate::driver::drive(log, &cfg.group, &[RAW, CDC], &mut stage, control, progress)
+}
 
-    while !control.stopped() {
-        let batch = consumer.poll(cfg.batch_size, Duration::from_millis(100))?;
-        if let Some(change) = consumer.take_rebalance() {
-            // Partitions another validator held may have outputs it made durable
-            // but never committed: find them before reading on.
-            tracing::info!(gained = change.gained.len(), lost = change.lost.len(), "validator: partitions moved");
-            exactly_once = ExactlyOnce::recover(log, consumer.as_mut(), &[VALIDATED, INVALID])?;
-        }
-        if batch.is_empty() || counted_at.elapsed() >= Duration::from_secs(1) {
-            stats.lag = measure_lag("validate", consumer.as_mut())?;
-            counted_at = Instant::now();
-            progress(&stats);
-            if batch.is_empty() && control.draining() && stats.lag == 0 {
-                break;
-            }
-            if batch.is_empty() {
-                continue;
-            }
-        }
-        let started = Instant::now();
-        let rules = cfg.rules(SystemTime::now())?;
-        let (valid_before, invalid_before, replayed_before) = (stats.valid, stats.invalid, stats.replayed_skipped);
-        let replayed: Vec<bool> = batch.iter().map(|r| exactly_once.already_written(r)).collect();
+/// The validator as a stage: each batch validated on all cores, written in
+/// input order, flushed and committed before the next.
+struct Validator<'a> {
+    cfg: &'a ValidatorConfig,
+    exactly_once: ExactlyOnce,
+    producer: Box<dyn cartflow_log::Producer>,
+    alerter: Option<Alerter>,
+    stats: ValidatorStats,
+    /// A batch was taken and not yet flushed and committed.
+    dirty: bool,
+    /// (records, invalid) written since the alerter last looked.
+    unreported: (u64, u64),
+}
+
+impl Stage for Validator<'_> {
+    type Stats = ValidatorStats;
+    const NAME: &'static str = "validate";
+
+    fn batch_size(&self) -> usize {
+        self.cfg.batch_size
+    }
+
+    fn poll_wait(&self) -> Duration {
+        Duration::from_millis(100)
+    }
+
+    /// Partitions another validator held may have outputs it made durable but
+    /// never committed: find them before reading on (at start, after rebalances).
+    fn assigned(&mut self, log: &dyn EventLog, consumer: &mut dyn Consumer, _: Option<&Rebalance>) -> Result<()> {
+        self.exactly_once = ExactlyOnce::recover(log, consumer, &[VALIDATED, INVALID])?;
+        Ok(())
+    }
+
+    fn process(&mut self, batch: Vec<Record>, _: &dyn Consumer) -> Result<()> {
+        let rules = self.cfg.rules(SystemTime::now())?;
+        let s = &mut self.stats;
+        let (valid_before, invalid_before, replayed_before) = (s.valid, s.invalid, s.replayed_skipped);
+        let replayed: Vec<bool> = batch.iter().map(|r| self.exactly_once.already_written(r)).collect();
         let checked = check_batch(&batch, &replayed, &rules);
-        stats.read += batch.len() as u64;
+        s.read += batch.len() as u64;
         for (record, outcome) in batch.iter().zip(checked) {
             match outcome {
-                Checked::Replayed => stats.replayed_skipped += 1,
+                Checked::Replayed => s.replayed_skipped += 1,
                 Checked::Valid { json, session, op } => {
-                    write_valid(producer.as_mut(), record, &json, session.as_deref(), op)?;
-                    stats.valid += 1;
+                    write_valid(self.producer.as_mut(), record, &json, session.as_deref(), op)?;
+                    s.valid += 1;
                 }
                 Checked::Invalid(why) => {
-                    write_invalid(producer.as_mut(), record, &why)?;
-                    stats.invalid += 1;
-                    *stats.by_reason.entry(why.reason.as_str()).or_default() += 1;
+                    write_invalid(self.producer.as_mut(), record, &why)?;
+                    s.invalid += 1;
+                    *s.by_reason.entry(why.reason.as_str()).or_default() += 1;
                     metrics::counter!(INVALID_METRIC, "reason" => why.reason.as_str(), "field" => why.field.to_string())
                         .increment(1);
                 }
-                Checked::Tombstone => stats.tombstones += 1,
+                Checked::Tombstone => s.tombstones += 1,
             }
         }
-        // Durable outputs first, then the input offsets.
-        let ends = producer.flush()?;
-        exactly_once.flushed(&ends);
-        exactly_once.commit(consumer.as_mut())?;
-
-        count_batch(
-            &batch,
-            stats.valid - valid_before,
-            stats.invalid - invalid_before,
-            stats.replayed_skipped - replayed_before,
-        );
-        metrics::histogram!(BATCH_SECONDS, "stage" => "validate").record(started.elapsed().as_secs_f64());
-        if let Some(a) = alerter.as_mut() {
-            a.observe(
-                now_ms(),
-                (stats.valid - valid_before) + (stats.invalid - invalid_before),
-                stats.invalid - invalid_before,
-            );
-        }
+        let (valid, invalid) = (s.valid - valid_before, s.invalid - invalid_before);
+        count_out(valid, invalid, s.replayed_skipped - replayed_before);
+        self.unreported.0 += valid + invalid;
+        self.unreported.1 += invalid;
+        self.dirty = true;
+        Ok(())
     }
-    stats.lag = measure_lag("validate", consumer.as_mut())?;
-    progress(&stats);
-    Ok(stats)
+
+    /// Every batch is flushed and committed before the next is read.
+    fn due(&self, _: bool) -> bool {
+        self.dirty
+    }
+
+    fn write(&mut self, consumer: &dyn Consumer) -> Result<Vec<CommittedOffset>> {
+        let ends = self.producer.flush()?;
+        self.exactly_once.flushed(&ends);
+        self.dirty = false;
+        Ok(self.exactly_once.offsets(consumer))
+    }
+
+    fn tick(&mut self, _: bool) -> Result<()> {
+        if let Some(a) = self.alerter.as_mut()
+            && self.unreported.0 > 0
+        {
+            a.observe(cartflow_core::time::now_micros() / 1000, self.unreported.0, self.unreported.1);
+        }
+        self.unreported = (0, 0);
+        Ok(())
+    }
+
+    fn stats(&mut self, lag: u64) -> &ValidatorStats {
+        self.stats.lag = lag;
+        &self.stats
+    }
 }
 
 /// A record's outcome with its normalized JSON already made.
@@ -256,21 +285,10 @@ fn write_invalid(producer: &mut dyn cartflow_log::Producer, record: &Record, why
     Ok(())
 }
 
-fn count_batch(batch: &[Record], valid: u64, invalid: u64, replayed: u64) {
-    let mut by_topic: BTreeMap<&str, u64> = BTreeMap::new();
-    for r in batch {
-        *by_topic.entry(&r.topic).or_default() += 1;
-    }
-    for (topic, n) in by_topic {
-        metrics::counter!(EVENTS_IN, "stage" => "validate", "topic" => topic.to_owned()).increment(n);
-    }
+fn count_out(valid: u64, invalid: u64, replayed: u64) {
     metrics::counter!(EVENTS_OUT, "stage" => "validate", "topic" => VALIDATED).increment(valid);
     metrics::counter!(EVENTS_OUT, "stage" => "validate", "topic" => INVALID).increment(invalid);
     if replayed > 0 {
         metrics::counter!(DUPLICATES_SKIPPED, "stage" => "validate").increment(replayed);
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
