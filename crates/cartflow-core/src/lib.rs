@@ -16,3 +16,24 @@ pub use envelope::{ChangeOp, Message, parse_message};
 pub use event::{CSV_HEADER, Event, EventType, FIELDS};
 pub use raw::{RawEvent, Scalar};
 pub use validate::{Invalid, InvalidReason, Rules, validate};
+
+/// Makes a type whose configuration spelling is one string (`embedded`,
+/// `kafka://…`) go through serde as that string, by its `FromStr` and
+/// `Display`: put `#[serde(try_from = "String", into = "String")]` on it.
+#[macro_export]
+macro_rules! serde_as_string {
+    ($t:ty) => {
+        impl TryFrom<String> for $t {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                s.parse()
+            }
+        }
+
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.to_string()
+            }
+        }
+    };
+}

@@ -8,6 +8,7 @@
 //! exactly-once downstream by tagging outputs with their source position
 //! (see `cartflow-stream`'s exactly-once output).
 
+mod backend;
 pub mod embedded;
 mod error;
 pub mod kafka;
@@ -16,7 +17,8 @@ mod types;
 
 use std::time::Duration;
 
-pub use embedded::{EmbeddedLog, EmbeddedOptions, FsyncPolicy};
+pub use backend::LogBackend;
+pub use embedded::{EmbeddedConfig, EmbeddedLog, EmbeddedOptions, FsyncPolicy};
 pub use error::{LogError, Result};
 pub use kafka::{KafkaLog, KafkaOptions};
 pub use partitioner::{murmur2, partition_for_key};

@@ -10,6 +10,7 @@
 //! Both apply events through the shared state machine and answer through the
 //! shared `compute`, so they give the same features as the training set.
 
+mod backend;
 mod codec;
 mod memory;
 mod redis_store;
@@ -20,6 +21,7 @@ use cartflow_features::{CartFeatures, CartQuery, Entities, EntityView};
 use cartflow_log::CommittedOffset;
 use futures::future::BoxFuture;
 
+pub use backend::OnlineBackend;
 pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
 

@@ -13,11 +13,13 @@
 pub mod api;
 pub mod client;
 pub mod filter;
+mod location;
 pub mod proto;
 pub mod store;
 pub mod ui;
 
 pub use client::Client;
+pub use location::RegistryLocation;
 pub use store::Store;
 
 /// MLflow's error codes that this server answers with.

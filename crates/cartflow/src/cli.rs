@@ -41,6 +41,14 @@ pub struct Running {
     pub metrics_addr: Option<String>,
 }
 
+/// Where the lake is, for every command that reads or writes it.
+#[derive(Args, Clone, Default)]
+pub struct LakeArg {
+    /// The lake: a directory or s3://bucket/prefix [default: lake.location, else <data-dir>/lake]
+    #[arg(long = "lake")]
+    pub location: Option<String>,
+}
+
 /// How a server listens: over TLS or not, with API tokens or (on loopback only) without.
 #[derive(Args, Clone, Default)]
 pub struct ListenArgs {
@@ -206,9 +214,8 @@ pub struct LakeSinkArgs {
     /// Stop once caught up with the inputs instead of running until Ctrl-C
     #[arg(long)]
     pub drain: bool,
-    /// Lake location: a directory or s3://bucket/prefix (overrides lake.location)
-    #[arg(long)]
-    pub lake: Option<String>,
+    #[command(flatten)]
+    pub lake: LakeArg,
     #[command(flatten)]
     pub running: Running,
 }
@@ -229,9 +236,8 @@ pub struct WarehouseBuildArgs {
     /// Only event hours before this time
     #[arg(long)]
     pub until: Option<String>,
-    /// Lake location (overrides lake.location)
-    #[arg(long)]
-    pub lake: Option<String>,
+    #[command(flatten)]
+    pub lake: LakeArg,
 }
 
 #[derive(Args)]
@@ -242,9 +248,8 @@ pub struct WarehouseExportArgs {
     /// Schema to load into (overrides warehouse.schema)
     #[arg(long)]
     pub schema: Option<String>,
-    /// Lake location (overrides lake.location)
-    #[arg(long)]
-    pub lake: Option<String>,
+    #[command(flatten)]
+    pub lake: LakeArg,
 }
 
 #[derive(Subcommand)]
@@ -279,16 +284,15 @@ pub struct FeastRepoArgs {
     /// The feature API's URL [default: http://<features.addr>]
     #[arg(long)]
     pub url: Option<String>,
-    /// The lake whose training set is the repository's offline source [default: lake.location]
-    #[arg(long)]
-    pub lake: Option<String>,
+    #[command(flatten)]
+    pub lake: LakeArg,
 }
 
 #[derive(Args)]
 pub struct OnlineArgs {
     /// The online store: `embedded` or `redis://host:port/db` (default: features.online).
-    #[arg(long)]
-    pub online: Option<String>,
+    #[arg(long, value_parser = str::parse::<cartflow_online::OnlineBackend>)]
+    pub online: Option<cartflow_online::OnlineBackend>,
 }
 
 #[derive(Args)]
@@ -307,9 +311,8 @@ pub struct FeaturesBuildArgs {
     /// Only events before this time: carts, and the purchases that label them.
     #[arg(long)]
     pub until: Option<String>,
-    /// The lake (default: lake.location, else <data-dir>/lake).
-    #[arg(long)]
-    pub lake: Option<String>,
+    #[command(flatten)]
+    pub lake: LakeArg,
     /// Also load the rows into `feature_store.cart_features` of this PostgreSQL
     /// database (default: features.postgres; empty: the lake only).
     #[arg(long)]
@@ -322,8 +325,8 @@ pub struct FeaturesMaterializeArgs {
     /// landed events after it (also those the log no longer keeps).
     #[arg(long)]
     pub incremental: bool,
-    #[arg(long)]
-    pub lake: Option<String>,
+    #[command(flatten)]
+    pub lake: LakeArg,
     #[command(flatten)]
     pub online: OnlineArgs,
 }
@@ -344,11 +347,10 @@ pub struct SqlArgs {
     /// The statement, e.g. "SELECT event_type, count(*) FROM silver.events GROUP BY 1"
     pub query: String,
     /// Output: an aligned table, CSV with a header, or JSON lines
-    #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
-    pub format: String,
-    /// Lake location (overrides lake.location)
-    #[arg(long)]
-    pub lake: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    #[command(flatten)]
+    pub lake: LakeArg,
 }
 
 #[derive(Args)]
@@ -466,8 +468,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub online: OnlineArgs,
     /// Registry to follow: `embedded` (served here too) or http://host:port [default: registry.url]
-    #[arg(long)]
-    pub registry: Option<String>,
+    #[arg(long, value_parser = str::parse::<cartflow_registry::RegistryLocation>)]
+    pub registry: Option<cartflow_registry::RegistryLocation>,
     #[command(flatten)]
     pub listen: ListenArgs,
 }
@@ -495,6 +497,20 @@ pub struct RunArgs {
     pub running: Running,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// An aligned table with a row count
+    Table,
+    /// CSV with a header line
+    Csv,
+    /// One JSON object per line
+    Json,
+}
+
+fn feature_set(s: &str) -> Result<cartflow_features::FeatureSet, String> {
+    cartflow_features::FeatureSet::parse(s).ok_or_else(|| format!("{s:?}: expected v1 or v2"))
+}
+
 /// A share between 0 and 1, for `--inject-invalid`.
 fn share(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -506,8 +522,8 @@ fn share(s: &str) -> Result<f64, String> {
 #[derive(Args)]
 pub struct TrainArgs {
     /// Feature set: v1 (the reference design's six) or v2 (all) [default: train.features]
-    #[arg(long)]
-    pub features: Option<String>,
+    #[arg(long, value_parser = feature_set)]
+    pub features: Option<cartflow_features::FeatureSet>,
     /// Tuning trials [default: train.trials, 20]
     #[arg(long)]
     pub trials: Option<usize>,
@@ -517,9 +533,9 @@ pub struct TrainArgs {
     /// Seconds after which no new trial starts [default: no limit]
     #[arg(long)]
     pub timeout: Option<u64>,
-    /// Tracking server to log to: `embedded` or http://host:port (cartflow's or MLflow's)
-    #[arg(long)]
-    pub registry: Option<String>,
+    /// Tracking server to log to: `embedded` or http://host:port (cartflow's or MLflow's) [default: registry.url]
+    #[arg(long, value_parser = str::parse::<cartflow_registry::RegistryLocation>)]
+    pub registry: Option<cartflow_registry::RegistryLocation>,
     #[arg(long)]
     pub seed: Option<u64>,
 }

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use cartflow_cdc::CdcConfig;
-use cartflow_lake::Lake;
-use cartflow_log::{EmbeddedLog, EmbeddedOptions, EventLog, FsyncPolicy, KafkaLog, KafkaOptions};
+use cartflow_log::{EmbeddedConfig, KafkaOptions, LogBackend};
+use cartflow_online::OnlineBackend;
+use cartflow_registry::RegistryLocation;
 use cartflow_stream::alerts::AlertConfig;
 use cartflow_stream::feature_streamer::StreamerConfig;
 use cartflow_stream::lake_sink::LakeSinkConfig;
@@ -23,9 +24,9 @@ pub struct Config {
     /// Where all embedded state lives (log, lake, stores, registry).
     pub data_dir: PathBuf,
     /// The event log: `embedded` (files under the data directory) or `kafka://host:port`.
-    pub log: String,
-    pub embedded_log: EmbeddedLogConfig,
-    pub kafka: KafkaConfig,
+    pub log: LogBackend,
+    pub embedded_log: EmbeddedConfig,
+    pub kafka: KafkaOptions,
     pub validator: ValidatorConfig,
     pub alerts: AlertConfig,
     pub lake: LakeConfig,
@@ -49,8 +50,10 @@ pub struct ServeConfig {
     /// How often the registry is asked whether the alias moved.
     pub poll_secs: u64,
     /// PEM certificate chain and private key: both given, the server speaks HTTPS only.
-    pub tls_cert: String,
-    pub tls_key: String,
+    #[serde(deserialize_with = "optional")]
+    pub tls_cert: Option<String>,
+    #[serde(deserialize_with = "optional")]
+    pub tls_key: Option<String>,
     /// Largest request body accepted.
     pub max_body_kb: usize,
     /// Requests taking longer are answered 503.
@@ -68,8 +71,8 @@ impl Default for ServeConfig {
             addr: "127.0.0.1:8000".into(),
             alias: "champion".into(),
             poll_secs: 5,
-            tls_cert: String::new(),
-            tls_key: String::new(),
+            tls_cert: None,
+            tls_key: None,
             max_body_kb: 1024,
             timeout_ms: 10_000,
             header_timeout_ms: 10_000,
@@ -103,7 +106,7 @@ pub struct AuthConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     /// `v1` (the reference design's six features) or `v2` (all).
-    pub features: String,
+    pub features: cartflow_features::FeatureSet,
     pub trials: usize,
     /// Trials at once; 0 is one per core.
     pub parallel: usize,
@@ -114,22 +117,24 @@ pub struct TrainConfig {
 
 impl Default for TrainConfig {
     fn default() -> Self {
-        TrainConfig { features: "v2".into(), trials: 20, parallel: 0, timeout_secs: 0, seed: 42 }
+        TrainConfig { features: cartflow_features::FeatureSet::V2, trials: 20, parallel: 0, timeout_secs: 0, seed: 42 }
     }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
-    /// Where `train` logs: `embedded` (this data directory's registry, served in-process)
-    /// or the URL of an MLflow-compatible tracking server (cartflow's or MLflow's).
-    pub url: String,
+    /// Where `train` logs and `serve` follows: `embedded` (this data directory's registry,
+    /// served in-process) or the URL of an MLflow-compatible tracking server (cartflow's or MLflow's).
+    pub url: RegistryLocation,
     /// Where `registry serve` listens (MLflow's default port is 5000; 5001 leaves it free).
     pub addr: String,
-    /// The registry's tables: empty is SQLite at `<data_dir>/registry/mlflow.db`, or `postgres://…`.
-    pub store: String,
-    /// Artifacts: empty is `<data_dir>/registry/artifacts`, or a directory or `s3://bucket/prefix`.
-    pub artifacts: String,
+    /// The registry's tables: SQLite at `<data_dir>/registry/mlflow.db` when unset, or `postgres://…`.
+    #[serde(deserialize_with = "optional")]
+    pub store: Option<String>,
+    /// Artifacts: `<data_dir>/registry/artifacts` when unset, or a directory or `s3://bucket/prefix`.
+    #[serde(deserialize_with = "optional")]
+    pub artifacts: Option<String>,
     /// The experiment training runs are logged to.
     pub experiment: String,
     /// The registered model new versions go to.
@@ -141,10 +146,10 @@ pub struct RegistryConfig {
 impl Default for RegistryConfig {
     fn default() -> Self {
         RegistryConfig {
-            url: "embedded".into(),
+            url: RegistryLocation::Embedded,
             addr: "127.0.0.1:5001".into(),
-            store: String::new(),
-            artifacts: String::new(),
+            store: None,
+            artifacts: None,
             experiment: "cart-purchase".into(),
             model_name: "purchase_prediction_model".into(),
             max_artifact_mb: 1024,
@@ -156,26 +161,27 @@ impl Default for RegistryConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct FeaturesConfig {
     /// The online store: `embedded` (in memory, snapshots under `<data_dir>/features`) or `redis://host:port/db`.
-    pub online: String,
+    pub online: OnlineBackend,
     /// Prefix of every Redis key, so stores can share a server.
     pub redis_prefix: String,
     /// A session's visit ends after this long without events.
     pub session_ttl_secs: u64,
     /// Where `features serve` listens (Feast's feature server uses port 6566).
     pub addr: String,
-    /// PostgreSQL URL `features build` also loads `feature_store.cart_features` into; empty: the lake only.
-    pub postgres: String,
+    /// PostgreSQL URL `features build` also loads `feature_store.cart_features` into; unset: the lake only.
+    #[serde(deserialize_with = "optional")]
+    pub postgres: Option<String>,
     pub streamer: StreamerConfig,
 }
 
 impl Default for FeaturesConfig {
     fn default() -> Self {
         FeaturesConfig {
-            online: "embedded".into(),
+            online: OnlineBackend::Embedded,
             redis_prefix: "cartflow".into(),
             session_ttl_secs: 86_400,
             addr: "127.0.0.1:6566".into(),
-            postgres: String::new(),
+            postgres: None,
             streamer: StreamerConfig::default(),
         }
     }
@@ -191,7 +197,8 @@ impl FeaturesConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct WarehouseConfig {
     /// PostgreSQL URL `warehouse export` loads gold into, e.g. `postgres://user@host/db`.
-    pub postgres: String,
+    #[serde(deserialize_with = "optional")]
+    pub postgres: Option<String>,
     /// The PostgreSQL schema it loads into.
     pub schema: String,
     /// Memory queries may use before sorts and aggregations spill to disk.
@@ -200,68 +207,30 @@ pub struct WarehouseConfig {
 
 impl Default for WarehouseConfig {
     fn default() -> Self {
-        WarehouseConfig {
-            postgres: String::new(),
-            schema: "dwh".into(),
-            memory_mb: cartflow_warehouse::DEFAULT_MEMORY_MB,
-        }
+        WarehouseConfig { postgres: None, schema: "dwh".into(), memory_mb: cartflow_warehouse::DEFAULT_MEMORY_MB }
     }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LakeConfig {
-    /// A directory, `file:///path` or `s3://bucket/prefix`; empty is `<data_dir>/lake`.
-    pub location: String,
+    /// A directory, `file:///path` or `s3://bucket/prefix`; `<data_dir>/lake` when unset.
+    #[serde(deserialize_with = "optional")]
+    pub location: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EmbeddedLogConfig {
-    /// Partitions of a topic created on first use.
-    pub partitions: u32,
-    /// `flush` (fsync every flush), `never`, or an interval such as `200ms`.
-    pub fsync: String,
-    pub segment_mb: u64,
-    /// Closed segments older than this are deleted; 0 keeps them.
-    pub retention_hours: u64,
-    /// Oldest closed segments go while a partition is larger; 0 is no limit.
-    pub retention_mb: u64,
-}
-
-/// The Kafka backend (`log = "kafka://host:port"`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaConfig {
-    /// Partitions of the topics cartflow creates.
-    pub partitions: u32,
-    /// Replicas of the topics cartflow creates.
-    pub replication: i32,
-    /// A stage process silent this long loses its partitions to the others of its group.
-    pub session_timeout_ms: u32,
-    /// librdkafka properties passed as given (`security.protocol`, `sasl.*`, `ssl.*`, tuning).
-    pub properties: std::collections::BTreeMap<String, String>,
-}
-
-impl Default for KafkaConfig {
-    fn default() -> Self {
-        let d = KafkaOptions::default();
-        KafkaConfig {
-            partitions: d.partitions,
-            replication: d.replication,
-            session_timeout_ms: d.session_timeout_ms,
-            properties: d.properties,
-        }
-    }
+/// An optional setting: unset, or set to "" (as `CARTFLOW_FEATURES__POSTGRES=` sets it), is none.
+fn optional<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("cartflow-data"),
-            log: "embedded".into(),
-            embedded_log: EmbeddedLogConfig::default(),
-            kafka: KafkaConfig::default(),
+            log: LogBackend::Embedded,
+            embedded_log: EmbeddedConfig::default(),
+            kafka: KafkaOptions::default(),
             validator: ValidatorConfig::default(),
             alerts: AlertConfig::default(),
             lake: LakeConfig::default(),
@@ -273,18 +242,6 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             serve: ServeConfig::default(),
             auth: AuthConfig::default(),
-        }
-    }
-}
-
-impl Default for EmbeddedLogConfig {
-    fn default() -> Self {
-        EmbeddedLogConfig {
-            partitions: 4,
-            fsync: "flush".into(),
-            segment_mb: 64,
-            retention_hours: 168,
-            retention_mb: 0,
         }
     }
 }
@@ -306,90 +263,45 @@ impl Config {
         fig = fig.merge(Env::prefixed("CARTFLOW_").split("__").ignore(&["config"]));
         fig.extract().context("invalid configuration")
     }
+}
 
-    /// Where the lake is: the configured location or `<data_dir>/lake`.
-    pub fn lake_location(&self) -> String {
-        if self.lake.location.is_empty() {
-            self.data_dir.join("lake").display().to_string()
-        } else {
-            self.lake.location.clone()
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Opens the lake for the lake sink's commits.
-    pub fn open_lake(&self) -> Result<Lake> {
-        let location = self.lake_location();
-        Lake::open(&location, cartflow_lake::layout::SINK_WRITER)
-            .with_context(|| format!("opening the lake at {location}"))
-    }
+    /// The shipped example parses, says what the defaults are, and the layers
+    /// win in order: defaults < file < `CARTFLOW_*` (flags are the commands').
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure returns figment's own error type
+    fn the_example_file_is_the_defaults_and_the_layers_win_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("cartflow.toml", include_str!("../../../cartflow.toml.example"))?;
+            let example = Config::load(None).map_err(|e| format!("{e:#}"))?;
+            let defaults = Config::default();
+            let as_json = |c: &Config| serde_json::to_value(c).expect("serializes");
+            assert_eq!(as_json(&example), as_json(&defaults), "cartflow.toml.example differs from the defaults");
 
-    /// Opens the online store: `online` overrides `features.online`.
-    pub fn open_online(&self, online: Option<&str>) -> Result<std::sync::Arc<dyn cartflow_online::OnlineStore>> {
-        let f = &self.features;
-        let url = online.unwrap_or(&f.online);
-        if url == "embedded" {
-            let path = self.data_dir.join("features").join("online.snapshot");
-            let store = cartflow_online::MemoryStore::open(path.clone(), f.session_ttl())
-                .with_context(|| format!("loading the online store's snapshot {}", path.display()))?;
-            return Ok(std::sync::Arc::new(store));
-        }
-        if url.starts_with("redis://") || url.starts_with("rediss://") {
-            let store = cartflow_online::RedisStore::open(url, &f.redis_prefix, f.session_ttl())
-                .with_context(|| format!("opening the Redis online store at {}", cartflow_core::redact::url(url)))?;
-            return Ok(std::sync::Arc::new(store));
-        }
-        bail!("features.online = {:?}: expected `embedded` or `redis://host:port/db`", cartflow_core::redact::url(url))
-    }
+            jail.create_file(
+                "layered.toml",
+                "log = \"kafka://k1:9092\"\n[features]\nonline = \"redis://:pw@r:6379/0\"\npostgres = \"\"\n[serve]\naddr = \"0.0.0.0:8000\"\n",
+            )?;
+            jail.set_env("CARTFLOW_SERVE__ADDR", "127.0.0.1:9000");
+            jail.set_env("CARTFLOW_REGISTRY__URL", "http://registry:5001");
+            let c = Config::load(Some(Path::new("layered.toml"))).map_err(|e| format!("{e:#}"))?;
+            assert_eq!(c.log, LogBackend::Kafka { url: "kafka://k1:9092".into() });
+            assert_eq!(c.features.online.describe(), "redis://:***@r:6379/0");
+            assert_eq!(c.features.postgres, None, "an empty setting is no setting");
+            assert_eq!(c.serve.addr, "127.0.0.1:9000", "the environment beats the file");
+            assert_eq!(c.registry.url, RegistryLocation::Remote { url: "http://registry:5001".into() });
 
-    /// The registry's store URL and artifact location, defaults under the data directory.
-    pub fn registry_locations(&self) -> Result<(String, String)> {
-        let dir = self.data_dir.join("registry");
-        let store = if self.registry.store.is_empty() {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            format!("sqlite://{}", dir.join("mlflow.db").display())
-        } else {
-            self.registry.store.clone()
-        };
-        let artifacts = if self.registry.artifacts.is_empty() {
-            dir.join("artifacts").display().to_string()
-        } else {
-            self.registry.artifacts.clone()
-        };
-        Ok((store, artifacts))
-    }
-
-    pub fn log_dir(&self) -> PathBuf {
-        self.data_dir.join("log")
-    }
-
-    /// Opens the configured event log.
-    pub fn open_log(&self) -> Result<Box<dyn EventLog>> {
-        if self.log == "embedded" {
-            let c = &self.embedded_log;
-            let fsync: FsyncPolicy = c.fsync.parse().map_err(anyhow::Error::msg).context("embedded_log.fsync")?;
-            let opts = EmbeddedOptions {
-                default_partitions: c.partitions.max(1),
-                fsync,
-                segment_bytes: c.segment_mb.max(1) << 20,
-                retention_ms: (c.retention_hours > 0).then_some(c.retention_hours * 3_600_000),
-                retention_bytes: (c.retention_mb > 0).then_some(c.retention_mb << 20),
-            };
-            let log = EmbeddedLog::open(self.log_dir(), opts)
-                .with_context(|| format!("opening the event log in {}", self.log_dir().display()))?;
-            return Ok(Box::new(log));
-        }
-        if self.log.starts_with("kafka://") {
-            let k = &self.kafka;
-            let opts = KafkaOptions {
-                partitions: k.partitions,
-                replication: k.replication,
-                session_timeout_ms: k.session_timeout_ms,
-                properties: k.properties.clone(),
-            };
-            let log = KafkaLog::connect(&self.log, opts)
-                .with_context(|| format!("connecting to {}", cartflow_core::redact::url(&self.log)))?;
-            return Ok(Box::new(log));
-        }
-        bail!("log = {:?}: expected `embedded` or `kafka://host:port`", self.log)
+            jail.set_env("CARTFLOW_LOG", "kafak://typo:9092");
+            let e = format!("{:#}", Config::load(Some(Path::new("layered.toml"))).unwrap_err());
+            assert!(e.contains("kafka://host:port"), "{e}");
+            jail.set_env("CARTFLOW_LOG", "embedded");
+            jail.create_file("typo.toml", "[serve]\nadr = \"x\"\n")?;
+            let e = format!("{:#}", Config::load(Some(Path::new("typo.toml"))).unwrap_err());
+            assert!(e.contains("adr"), "{e}");
+            Ok(())
+        });
     }
 }

@@ -1,6 +1,7 @@
 //! `cartflow`: the one binary. Parses the command line, loads the layered
 //! configuration, opens the configured backends and runs a command.
 
+mod backends;
 mod cli;
 mod commands;
 mod config;

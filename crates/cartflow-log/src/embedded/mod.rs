@@ -77,6 +77,40 @@ impl FromStr for FsyncPolicy {
     }
 }
 
+/// The embedded log's settings as a person writes them (`[embedded_log]` in
+/// cartflow.toml); [`EmbeddedConfig::options`] turns them into [`EmbeddedOptions`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbeddedConfig {
+    /// Partitions of a topic created on first use.
+    pub partitions: u32,
+    /// `flush` (fsync every flush), `never`, or an interval such as `200ms`.
+    pub fsync: String,
+    pub segment_mb: u64,
+    /// Closed segments older than this are deleted; 0 keeps them.
+    pub retention_hours: u64,
+    /// Oldest closed segments go while a partition is larger; 0 is no limit.
+    pub retention_mb: u64,
+}
+
+impl Default for EmbeddedConfig {
+    fn default() -> Self {
+        EmbeddedConfig { partitions: 4, fsync: "flush".into(), segment_mb: 64, retention_hours: 168, retention_mb: 0 }
+    }
+}
+
+impl EmbeddedConfig {
+    pub fn options(&self) -> std::result::Result<EmbeddedOptions, String> {
+        Ok(EmbeddedOptions {
+            default_partitions: self.partitions.max(1),
+            fsync: self.fsync.parse().map_err(|e| format!("embedded_log.fsync: {e}"))?,
+            segment_bytes: self.segment_mb.max(1) << 20,
+            retention_ms: (self.retention_hours > 0).then_some(self.retention_hours * 3_600_000),
+            retention_bytes: (self.retention_mb > 0).then_some(self.retention_mb << 20),
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EmbeddedOptions {
     /// Partitions of a topic created on first use.

@@ -30,7 +30,9 @@ use crate::{
 /// How long a metadata, offset or admin request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone)]
+/// The Kafka backend's settings: `[kafka]` in cartflow.toml.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct KafkaOptions {
     /// Partitions of topics this backend creates.
     pub partitions: u32,
@@ -38,7 +40,8 @@ pub struct KafkaOptions {
     pub replication: i32,
     /// A group member that stops heartbeating for this long loses its partitions.
     pub session_timeout_ms: u32,
-    /// Further librdkafka properties (security, tuning), passed as given.
+    /// Further librdkafka properties (security, tuning), passed as given
+    /// (`security.protocol`, `sasl.*`, `ssl.*`).
     pub properties: BTreeMap<String, String>,
 }
 

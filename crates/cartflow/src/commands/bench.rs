@@ -172,9 +172,9 @@ fn pipeline(ctx: &Ctx, events: u64, as_json: bool, with_lake: bool) -> Result<()
     let e2e = per_sec(r.validated.read, r.total_secs);
     let produce = per_sec(r.produced.records, r.produce_secs);
     let stages = if with_lake { "CSV → log → validator → lake" } else { "CSV → log → validator" };
-    let backend = match bench_ctx.cfg.log.as_str() {
-        "embedded" => format!("embedded log, fsync {}", bench_ctx.cfg.embedded_log.fsync),
-        url => url.to_owned(),
+    let backend = match &bench_ctx.cfg.log {
+        cartflow_log::LogBackend::Embedded => format!("embedded log, fsync {}", bench_ctx.cfg.embedded_log.fsync),
+        kafka => kafka.to_string(),
     };
     if as_json {
         println!(

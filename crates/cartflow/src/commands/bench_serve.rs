@@ -213,11 +213,11 @@ fn bench_cartflow(
     single: &[String],
     hundreds: &[String],
 ) -> Result<(Load, Load)> {
-    let started = start(
-        ctx,
-        ServeOptions { addr: Some("127.0.0.1:0".into()), online: Some(online.into()), ..Default::default() },
-    )?;
-    if online == "embedded" {
+    let online: cartflow_online::OnlineBackend = online.parse().map_err(anyhow::Error::msg)?;
+    let embedded = online.is_embedded();
+    let started =
+        start(ctx, ServeOptions { addr: Some("127.0.0.1:0".into()), online: Some(online), ..Default::default() })?;
+    if embedded {
         let waiting = Instant::now();
         while ctx.health.snapshot()["features"]["lag"].as_u64() != Some(0) {
             if waiting.elapsed() > Duration::from_secs(300) {
@@ -237,7 +237,7 @@ fn bench_cartflow(
 
 /// Fills Redis under a prefix of its own from the validated topic.
 fn fill_redis(ctx: &Ctx, url: &str) -> Result<std::sync::Arc<dyn cartflow_online::OnlineStore>> {
-    let store = ctx.cfg.open_online(Some(url))?;
+    let store = ctx.cfg.open_online(Some(&url.parse().map_err(anyhow::Error::msg)?))?;
     let log = ctx.cfg.open_log()?;
     let streamer = cartflow_stream::feature_streamer::StreamerConfig {
         group: format!("bench-serve-{}", std::process::id()),

@@ -33,7 +33,7 @@ pub fn run(ctx: &Ctx, command: FeaturesCommand) -> Result<()> {
 fn feast_repo(ctx: &Ctx, a: FeastRepoArgs) -> Result<()> {
     use cartflow_features::feast;
     let url = a.url.unwrap_or_else(|| format!("http://{}", ctx.cfg.features.addr));
-    let lake = a.lake.unwrap_or_else(|| ctx.cfg.lake_location());
+    let lake = a.lake.location.unwrap_or_else(|| ctx.cfg.lake_location());
     let source = format!("{}/features/{}", lake.trim_end_matches('/'), cartflow_warehouse::training::TRAINING_TABLE);
     std::fs::create_dir_all(a.out.join("data")).with_context(|| format!("creating {}", a.out.display()))?;
     for (name, text) in [
@@ -99,7 +99,7 @@ fn stream_with(
 
 fn stream(ctx: &Ctx, a: FeaturesStreamArgs) -> Result<()> {
     ctx.serve_metrics(&a.running)?;
-    let store = ctx.cfg.open_online(a.online.online.as_deref())?;
+    let store = ctx.cfg.open_online(a.online.online.as_ref())?;
     let started = Instant::now();
     let stats = stream_with(ctx, store.as_ref(), &ctx.control.with_drain(a.drain), "features")?;
     print_stream_summary(&stats, store.as_ref(), started.elapsed().as_secs_f64(), "")
@@ -152,7 +152,7 @@ pub(super) fn open_warehouse(ctx: &Ctx, lake: Option<String>) -> Result<Warehous
 
 fn build(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
     let until = time_arg("--until", a.until, cartflow_core::time::parse_timestamp)?;
-    let mut warehouse = open_warehouse(ctx, a.lake)?;
+    let mut warehouse = open_warehouse(ctx, a.lake.location)?;
     let bar = progress(ctx.quiet, None, "training set");
     let report =
         warehouse.build_training_set(&TrainingOptions { until, session_ttl: ctx.cfg.features.session_ttl() })?;
@@ -172,8 +172,7 @@ fn build(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
         report.seconds,
         report.replay_seconds
     );
-    let url = a.postgres.unwrap_or_else(|| ctx.cfg.features.postgres.clone());
-    if !url.is_empty() {
+    if let Some(url) = a.postgres.or_else(|| ctx.cfg.features.postgres.clone()) {
         let started = Instant::now();
         let shown = cartflow_core::redact::url(&url);
         let rows =
@@ -188,8 +187,8 @@ fn build(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
 }
 
 fn materialize(ctx: &Ctx, a: FeaturesMaterializeArgs) -> Result<()> {
-    let store = ctx.cfg.open_online(a.online.online.as_deref())?;
-    let warehouse = open_warehouse(ctx, a.lake)?;
+    let store = ctx.cfg.open_online(a.online.online.as_ref())?;
+    let warehouse = open_warehouse(ctx, a.lake.location)?;
     let started = Instant::now();
     if a.incremental {
         return materialize_incremental(&warehouse, store.as_ref(), started);
@@ -272,7 +271,7 @@ fn serve(ctx: &Ctx, a: FeaturesServeArgs) -> Result<()> {
     let store = ctx.cfg.open_online(Some(&online))?;
     let control = ctx.control.with_drain(false);
     // The embedded store lives in this process: the streamer must run here.
-    let streamer = (online == "embedded").then(|| spawn_streamer(ctx, store.clone(), &control));
+    let streamer = online.is_embedded().then(|| spawn_streamer(ctx, store.clone(), &control));
     telemetry::metrics_handle();
     cartflow_serve::describe_metrics();
     let health = ctx.health.clone();

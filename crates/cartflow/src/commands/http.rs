@@ -71,11 +71,13 @@ pub fn tokens(ctx: &Ctx, admin: &str) -> Result<Tokens> {
 
 /// TLS from the flags, else from `serve.tls_cert`/`serve.tls_key`.
 fn tls(ctx: &Ctx, l: &ListenArgs) -> Result<Option<Tls>> {
-    let cert = l.tls_cert.clone().unwrap_or_else(|| ctx.cfg.serve.tls_cert.clone());
-    let key = l.tls_key.clone().unwrap_or_else(|| ctx.cfg.serve.tls_key.clone());
-    match (cert.is_empty(), key.is_empty()) {
-        (true, true) => Ok(None),
-        (false, false) => Tls::from_pem_files(Path::new(&cert), Path::new(&key)).map(Some).map_err(anyhow::Error::msg),
+    let cert = l.tls_cert.clone().or_else(|| ctx.cfg.serve.tls_cert.clone());
+    let key = l.tls_key.clone().or_else(|| ctx.cfg.serve.tls_key.clone());
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => {
+            Tls::from_pem_files(Path::new(&cert), Path::new(&key)).map(Some).map_err(anyhow::Error::msg)
+        }
         _ => bail!("TLS needs both a certificate and a key (--tls-cert/--tls-key or serve.tls_cert/serve.tls_key)"),
     }
 }

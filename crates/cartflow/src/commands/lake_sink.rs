@@ -12,8 +12,8 @@ use crate::telemetry::{progress, thousands};
 pub fn run(ctx: &Ctx, a: LakeSinkArgs) -> Result<()> {
     ctx.serve_metrics(&a.running)?;
     let mut cfg = ctx.cfg.clone();
-    if let Some(location) = a.lake {
-        cfg.lake.location = location;
+    if let Some(location) = a.lake.location {
+        cfg.lake.location = Some(location);
     }
     let log = cfg.open_log()?;
     let lake = cfg.open_lake()?;

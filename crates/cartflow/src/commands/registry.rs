@@ -5,6 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result};
+use cartflow_registry::RegistryLocation;
 
 use super::Ctx;
 use super::http::AdminToken;
@@ -84,14 +85,18 @@ pub fn spawn_embedded(ctx: &Ctx) -> Result<String> {
     Ok(URL.get_or_init(|| url).clone())
 }
 
-/// A client of the registry at `url`: `embedded` is this data directory's,
-/// served on loopback behind the admin token; any other URL is reached with
+/// A client of the registry: the embedded one is this data directory's,
+/// served on loopback behind the admin token; a remote one is reached with
 /// `MLFLOW_TRACKING_TOKEN` when it is set, as MLflow's own client does.
-pub fn client(ctx: &Ctx, url: &str) -> Result<cartflow_registry::Client> {
-    if url == "embedded" {
-        let admin = AdminToken::of(&ctx.cfg.data_dir)?;
-        return Ok(cartflow_registry::Client::new(&spawn_embedded(ctx)?).with_token(Some(&admin.token)));
+pub fn client(ctx: &Ctx, location: &RegistryLocation) -> Result<cartflow_registry::Client> {
+    match location {
+        RegistryLocation::Embedded => {
+            let admin = AdminToken::of(&ctx.cfg.data_dir)?;
+            Ok(cartflow_registry::Client::new(&spawn_embedded(ctx)?).with_token(Some(&admin.token)))
+        }
+        RegistryLocation::Remote { url } => {
+            let token = std::env::var(super::serve::TRACKING_TOKEN_ENV).ok();
+            Ok(cartflow_registry::Client::new(url).with_token(token.as_deref()))
+        }
     }
-    let token = std::env::var(super::serve::TRACKING_TOKEN_ENV).ok();
-    Ok(cartflow_registry::Client::new(url).with_token(token.as_deref()))
 }

@@ -197,7 +197,7 @@ fn train(ctx: &Ctx) -> Result<()> {
         trials: Some(ctx.cfg.train.trials.min(RUN_TRIALS)),
         parallel: None,
         timeout: Some(RUN_TUNING_SECS),
-        registry: Some("embedded".into()),
+        registry: Some(cartflow_registry::RegistryLocation::Embedded),
         seed: None,
     };
     let t = super::train::train(&quiet, args)?;

@@ -9,7 +9,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Result;
-use cartflow_registry::Client;
+use cartflow_online::OnlineBackend;
+use cartflow_registry::{Client, RegistryLocation};
 use cartflow_serve::model::{ModelSlot, ModelSource};
 use cartflow_stream::feature_streamer::StreamerStats;
 
@@ -63,8 +64,8 @@ pub fn champion(ctx: &Ctx) -> Result<Option<Arc<cartflow_serve::model::ServedMod
 #[derive(Default)]
 pub struct ServeOptions {
     pub addr: Option<String>,
-    pub online: Option<String>,
-    pub registry: Option<String>,
+    pub online: Option<OnlineBackend>,
+    pub registry: Option<RegistryLocation>,
     pub listen: ListenArgs,
 }
 
@@ -73,6 +74,7 @@ pub struct Started {
     pub url: String,
     /// `None` when serving with `--no-auth`.
     pub admin: Option<AdminToken>,
+    /// Where the model comes from and the features, for messages (no credentials).
     pub registry_url: String,
     pub online: String,
     pub slot: Arc<ModelSlot>,
@@ -111,15 +113,17 @@ pub fn start(ctx: &Ctx, o: ServeOptions) -> Result<Started> {
     let store = cfg.open_online(Some(&online))?;
     let control = ctx.control.with_drain(false);
     // The embedded store lives in this process: its streamer must run here.
-    let streamer = (online == "embedded").then(|| super::features::spawn_streamer(ctx, store.clone(), &control));
+    let streamer = online.is_embedded().then(|| super::features::spawn_streamer(ctx, store.clone(), &control));
 
-    let registry_url = o.registry.unwrap_or_else(|| cfg.registry.url.clone());
-    let client = super::registry::client(ctx, &registry_url)?;
+    let registry = o.registry.unwrap_or_else(|| cfg.registry.url.clone());
+    let client = super::registry::client(ctx, &registry)?;
     // The embedded registry is also served here, on the same address and tokens.
     let rt = super::http::runtime(2)?;
-    let extra = match registry_url.as_str() {
-        "embedded" => Some(cartflow_registry::routes(rt.block_on(super::registry::open(ctx, None, None))?)),
-        _ => None,
+    let extra = match registry {
+        RegistryLocation::Embedded => {
+            Some(cartflow_registry::routes(rt.block_on(super::registry::open(ctx, None, None))?))
+        }
+        RegistryLocation::Remote { .. } => None,
     };
     let (slot, source) = follow(ctx, client.clone());
     let stopped = control.clone();
@@ -145,11 +149,8 @@ pub fn start(ctx: &Ctx, o: ServeOptions) -> Result<Started> {
     let url = listener.url();
     let admin = listener.admin.clone();
     let server = super::http::spawn(rt, listener.server, app, control, "serve")?;
-    Ok(Started { url, admin, registry_url: client_base(&registry_url), online, slot, source, server, streamer })
-}
-
-fn client_base(url: &str) -> String {
-    if url == "embedded" { "the embedded registry".into() } else { url.to_owned() }
+    let (registry_url, online) = (registry.describe(), online.describe());
+    Ok(Started { url, admin, registry_url, online, slot, source, server, streamer })
 }
 
 /// What a person needs to use the server, in a few lines.

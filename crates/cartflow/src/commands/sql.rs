@@ -8,12 +8,12 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
 use super::Ctx;
-use crate::cli::SqlArgs;
+use crate::cli::{OutputFormat, SqlArgs};
 
 pub fn run(ctx: &Ctx, a: SqlArgs) -> Result<()> {
     let mut cfg = ctx.cfg.clone();
-    if let Some(location) = a.lake {
-        cfg.lake.location = location;
+    if let Some(location) = a.lake.location {
+        cfg.lake.location = Some(location);
     }
     let warehouse = Warehouse::open(&cfg.lake_location())?;
     let batches = warehouse.sql(&a.query).map_err(|e| {
@@ -22,10 +22,10 @@ pub fn run(ctx: &Ctx, a: SqlArgs) -> Result<()> {
         anyhow::anyhow!("{e}{hint}")
     })?;
     let mut out = std::io::stdout().lock();
-    match a.format.as_str() {
-        "csv" => write_csv(&batches, &mut out)?,
-        "json" => write_json(&batches, &mut out)?,
-        _ => {
+    match a.format {
+        OutputFormat::Csv => write_csv(&batches, &mut out)?,
+        OutputFormat::Json => write_json(&batches, &mut out)?,
+        OutputFormat::Table => {
             writeln!(out, "{}", pretty_format_batches(&batches)?)?;
             let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
             writeln!(out, "{rows} row{}", if rows == 1 { "" } else { "s" })?;

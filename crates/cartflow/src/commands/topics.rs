@@ -42,8 +42,10 @@ fn list(ctx: &Ctx, json_out: bool) -> Result<()> {
         return Ok(());
     }
     if topics.is_empty() {
-        let place =
-            if ctx.cfg.log == "embedded" { ctx.cfg.log_dir().display().to_string() } else { ctx.cfg.log.clone() };
+        let place = match &ctx.cfg.log {
+            cartflow_log::LogBackend::Embedded => ctx.cfg.log_dir().display().to_string(),
+            kafka => cartflow_core::redact::url(&kafka.to_string()),
+        };
         println!("no topics yet in {place} (run `cartflow produce` first)");
         return Ok(());
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use cartflow_features::FeatureSet;
 use cartflow_model::Model;
-use cartflow_registry::Client;
 use cartflow_registry::proto::{Metric, Param, Tag, now_ms};
+use cartflow_registry::{Client, RegistryLocation};
 use cartflow_train::{Frame, Outcome, TrainConfig, TrialReport, TrialState, TuneConfig};
 
 use super::Ctx;
@@ -121,9 +121,11 @@ impl cartflow_train::Observer for TrialLog<'_> {
 /// Trains, logs, registers and decides the alias.
 pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<Trained> {
     let cfg = &ctx.cfg.train;
-    let set_name = a.features.unwrap_or_else(|| cfg.features.clone());
-    let feature_set =
-        FeatureSet::parse(&set_name).with_context(|| format!("--features {set_name:?}: expected v1 or v2"))?;
+    let feature_set = a.features.unwrap_or(cfg.features);
+    let set_name = match feature_set {
+        FeatureSet::V1 => "v1",
+        FeatureSet::V2 => "v2",
+    };
     let trials = a.trials.unwrap_or(cfg.trials);
     if trials == 0 {
         bail!("--trials must be at least 1");
@@ -148,10 +150,11 @@ pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<Trained> {
     let url = a.registry.unwrap_or_else(|| ctx.cfg.registry.url.clone());
     let client = super::registry::client(ctx, &url)?;
     let base = client.base().to_owned();
-    let registry = if url == "embedded" {
-        format!("the embedded registry ({})", ctx.cfg.data_dir.join("registry").display())
-    } else {
-        base.clone()
+    let registry = match &url {
+        RegistryLocation::Embedded => {
+            format!("the embedded registry ({})", ctx.cfg.data_dir.join("registry").display())
+        }
+        remote => remote.describe(),
     };
     let experiment = client
         .experiment_id(&ctx.cfg.registry.experiment)
@@ -187,7 +190,7 @@ pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<Trained> {
     // The run: params, metrics beside the baselines, artifacts.
     let mut run_params = params(&outcome.params);
     run_params.extend([
-        Param { key: "feature_set".into(), value: set_name.clone() },
+        Param { key: "feature_set".into(), value: set_name.to_owned() },
         Param { key: "trials".into(), value: trials.to_string() },
         Param { key: "parallel".into(), value: parallel.to_string() },
         Param { key: "train_rows".into(), value: outcome.split.train_rows.to_string() },

@@ -25,7 +25,7 @@ fn build(ctx: &Ctx, a: WarehouseBuildArgs) -> Result<()> {
         since: time_arg("--since", a.since, Hour::parse)?,
         until: time_arg("--until", a.until, Hour::parse)?,
     };
-    let mut warehouse = open(ctx, a.lake)?;
+    let mut warehouse = open(ctx, a.lake.location)?;
     let bar = progress(ctx.quiet, None, "warehouse");
     let report = warehouse.build(&opts, &mut |p| {
         bar.set_length(p.days as u64);
@@ -67,12 +67,11 @@ fn build(ctx: &Ctx, a: WarehouseBuildArgs) -> Result<()> {
 }
 
 fn export(ctx: &Ctx, a: WarehouseExportArgs) -> Result<()> {
-    let url = a.postgres.unwrap_or_else(|| ctx.cfg.warehouse.postgres.clone());
-    if url.is_empty() {
+    let Some(url) = a.postgres.or_else(|| ctx.cfg.warehouse.postgres.clone()) else {
         bail!("no PostgreSQL to export to: pass --postgres URL or set warehouse.postgres");
-    }
+    };
     let schema = a.schema.unwrap_or_else(|| ctx.cfg.warehouse.schema.clone());
-    let warehouse = open(ctx, a.lake)?;
+    let warehouse = open(ctx, a.lake.location)?;
     let report = warehouse
         .export_postgres(&url, &schema)
         .with_context(|| format!("exporting gold to {}", cartflow_core::redact::url(&url)))?;

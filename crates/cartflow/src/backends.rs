@@ -1,0 +1,81 @@
+//! The one place that turns configured backends into open ones (Quickwit's
+//! `StorageResolver` in spirit): the event log, the online store, the lake,
+//! and where the registry keeps its tables and artifacts. Stages and
+//! commands get traits from here and never look at a backend's spelling.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use cartflow_lake::Lake;
+use cartflow_log::{EmbeddedLog, EventLog, KafkaLog, LogBackend};
+use cartflow_online::{MemoryStore, OnlineBackend, OnlineStore, RedisStore};
+
+use crate::config::Config;
+
+impl Config {
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("log")
+    }
+
+    /// Opens the configured event log.
+    pub fn open_log(&self) -> Result<Box<dyn EventLog>> {
+        match &self.log {
+            LogBackend::Embedded => {
+                let opts = self.embedded_log.options().map_err(anyhow::Error::msg)?;
+                let log = EmbeddedLog::open(self.log_dir(), opts)
+                    .with_context(|| format!("opening the event log in {}", self.log_dir().display()))?;
+                Ok(Box::new(log))
+            }
+            LogBackend::Kafka { url } => {
+                let log = KafkaLog::connect(url, self.kafka.clone())
+                    .with_context(|| format!("connecting to {}", cartflow_core::redact::url(url)))?;
+                Ok(Box::new(log))
+            }
+        }
+    }
+
+    /// Where the lake is: the configured location or `<data_dir>/lake`.
+    pub fn lake_location(&self) -> String {
+        self.lake.location.clone().unwrap_or_else(|| self.data_dir.join("lake").display().to_string())
+    }
+
+    /// Opens the lake for the lake sink's commits.
+    pub fn open_lake(&self) -> Result<Lake> {
+        let location = self.lake_location();
+        Lake::open(&location, cartflow_lake::layout::SINK_WRITER)
+            .with_context(|| format!("opening the lake at {location}"))
+    }
+
+    /// Opens the online store: `online` overrides `features.online`.
+    pub fn open_online(&self, online: Option<&OnlineBackend>) -> Result<Arc<dyn OnlineStore>> {
+        let f = &self.features;
+        match online.unwrap_or(&f.online) {
+            OnlineBackend::Embedded => {
+                let path = self.data_dir.join("features").join("online.snapshot");
+                let store = MemoryStore::open(path.clone(), f.session_ttl())
+                    .with_context(|| format!("loading the online store's snapshot {}", path.display()))?;
+                Ok(Arc::new(store))
+            }
+            redis @ OnlineBackend::Redis { url } => {
+                let store = RedisStore::open(url, &f.redis_prefix, f.session_ttl())
+                    .with_context(|| format!("opening the Redis online store at {}", redis.describe()))?;
+                Ok(Arc::new(store))
+            }
+        }
+    }
+
+    /// The registry's store URL and artifact location, defaults under the data directory.
+    pub fn registry_locations(&self) -> Result<(String, String)> {
+        let dir = self.data_dir.join("registry");
+        let store = match &self.registry.store {
+            Some(url) => url.clone(),
+            None => {
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+                format!("sqlite://{}", dir.join("mlflow.db").display())
+            }
+        };
+        let artifacts = self.registry.artifacts.clone().unwrap_or_else(|| dir.join("artifacts").display().to_string());
+        Ok((store, artifacts))
+    }
+}
