@@ -18,6 +18,7 @@ pub mod encode;
 pub mod frame;
 pub mod metrics;
 pub mod plots;
+pub mod promote;
 pub mod tune;
 
 use std::time::{Duration, Instant};

@@ -12,14 +12,11 @@ use cartflow_features::FeatureSet;
 use cartflow_model::Model;
 use cartflow_registry::proto::{Metric, Param, Tag, now_ms};
 use cartflow_registry::{Client, RegistryLocation};
+use cartflow_train::promote::{CHAMPION, Incumbent, Promotion, promote};
 use cartflow_train::{Frame, Outcome, TrainConfig, TrialReport, TrialState, TuneConfig};
 
 use super::Ctx;
 use crate::cli::TrainArgs;
-
-/// The alias serving loads, and the one a model gets when it does not beat it.
-pub const CHAMPION: &str = "champion";
-pub const CHALLENGER: &str = "challenger";
 
 /// The trainer's record of what it did, for `run`'s summary.
 pub struct Trained {
@@ -220,35 +217,18 @@ pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<Trained> {
     // Champion or challenger, judged on this training set's validation window.
     let name = &ctx.cfg.registry.model_name;
     client.ensure_registered_model(name, "Will the shopper buy the item they just carted? (cartflow)")?;
-    let new_auc = outcome.metrics.roc_auc;
-    let (alias, why) = match client.version_by_alias(name, CHAMPION)? {
-        None => (CHAMPION, "there was no champion".to_owned()),
+    let incumbent = match client.version_by_alias(name, CHAMPION)? {
+        None => None,
         Some(champion) => {
             let bytes = client
                 .version_file(name, &champion.version, "model.json")
                 .with_context(|| format!("downloading champion version {}", champion.version))?;
             let model = Model::from_json(&bytes).with_context(|| format!("champion version {}", champion.version))?;
             let (p, y) = cartflow_train::score(&model, &frame)?;
-            let old_auc = cartflow_train::metrics::roc_auc(&p, &y);
-            if new_auc > old_auc {
-                (
-                    CHAMPION,
-                    format!(
-                        "validation ROC AUC {new_auc:.4} beats champion v{}'s {old_auc:.4} on the same window",
-                        champion.version
-                    ),
-                )
-            } else {
-                (
-                    CHALLENGER,
-                    format!(
-                        "validation ROC AUC {new_auc:.4} does not beat champion v{}'s {old_auc:.4} on the same window",
-                        champion.version
-                    ),
-                )
-            }
+            Some(Incumbent { version: champion.version, roc_auc: cartflow_train::metrics::roc_auc(&p, &y) })
         }
     };
+    let Promotion { alias, reason: why } = promote(outcome.metrics.roc_auc, incumbent.as_ref());
     let id = &logged.info.model_id;
     let version = client.create_model_version(name, &format!("models:/{id}"), &parent.run_id, Some(id))?;
     client.set_alias(name, alias, &version.version)?;
