@@ -7,9 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 events="${1:-1000000}"
 rows="${2:-200000}"
-cargo build --release --bin cartflow
-bin=target/release/cartflow
-[ -n "${CARGO_TARGET_DIR:-}" ] && bin="$CARGO_TARGET_DIR/release/cartflow"
+cargo build --release -p cartflow -p cartflow-bench
+bin=${CARGO_TARGET_DIR:-target}/release/cartflow
 broker_bin="${NISSHI_BIN:-$HOME/.cache/cartflow/tools/bin/nisshi}"
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -28,9 +27,9 @@ trap cleanup EXIT
 sleep 1
 
 echo "== produce → validate, embedded log"
-"$bin" --data-dir "$work/embedded" --quiet bench pipeline --events "$events"
+"$bin-bench" --data-dir "$work/embedded" --quiet pipeline --events "$events"
 echo "== produce → validate, Kafka (nisshi 0.7, memory storage, 8 partitions)"
-CARTFLOW_LOG="kafka://127.0.0.1:$port" "$bin" --data-dir "$work/kafka" --quiet bench pipeline --events "$events"
+CARTFLOW_LOG="kafka://127.0.0.1:$port" "$bin-bench" --data-dir "$work/kafka" --quiet pipeline --events "$events"
 
 echo "== CDC from PostgreSQL ($rows rows)"
 psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $db"

@@ -5,20 +5,20 @@
 #
 #   benches/features.sh [EVENTS] [WORK_DIR]
 #
-# Needs a release build (cargo build --release -p cartflow, or BENCH_BIN=path),
+# Needs a release build (cargo build --release -p cartflow -p cartflow-bench; BENCH_BIN=dir holding both),
 # the local Redis, and wrk (apt-get install wrk; installed here if missing).
 set -euo pipefail
 events=${1:-1000000}
 work=${2:-$(mktemp -d /tmp/cartflow-features-bench.XXXXXX)}
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin=${BENCH_BIN:-$root/target/release/cartflow}  # not CARTFLOW_*: those are configuration
-[ -x "$bin" ] || { echo "build first: cargo build --release -p cartflow" >&2; exit 1; }
+bin=${BENCH_BIN:-${CARGO_TARGET_DIR:-$root/target}/release}/cartflow  # not CARTFLOW_*: those are configuration
+[ -x "$bin" ] && [ -x "$bin-bench" ] || { echo "build first: cargo build --release -p cartflow -p cartflow-bench" >&2; exit 1; }
 command -v wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
 redis=redis://127.0.0.1:6379/0
 cf() { "$bin" --quiet --data-dir "$work/data" "$@"; }
 
 echo "== streamer: $events validated events from the embedded log =="
-cf bench features --events "$events" --redis "$redis"
+"$bin-bench" --quiet --data-dir "$work/data" features --events "$events" --redis "$redis"
 echo
 
 echo "== feature API: landing $events events, training set, materialize =="

@@ -6,10 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 events="${1:-1000000}"
 python3 -m pip install --quiet --disable-pip-version-check fastapi uvicorn redis xgboost numpy
-cargo build --release -p cartflow
+cargo build --release -p cartflow -p cartflow-bench
 data=$(mktemp -d)
 trap 'rm -rf "$data"' EXIT
-bin=target/release/cartflow
-[ -n "${CARGO_TARGET_DIR:-}" ] && bin="$CARGO_TARGET_DIR/release/cartflow"
+bin=${CARGO_TARGET_DIR:-target}/release/cartflow
 "$bin" --data-dir "$data" --quiet run --once --events "$events"
-"$bin" --data-dir "$data" --quiet bench serve --redis redis://127.0.0.1:6379/0 --python
+"$bin-bench" --data-dir "$data" --quiet serve --redis redis://127.0.0.1:6379/0 --python

@@ -107,19 +107,30 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// A configured token that cannot be used, by its name (never its secret).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token {0:?}: at least 16 characters, so it cannot be guessed")]
+    TooShort(String),
+    #[error("token {0:?}: give it at least one scope")]
+    NoScope(String),
+    #[error("token {0:?}: the same secret is configured twice")]
+    Duplicate(String),
+}
+
 impl Tokens {
-    pub fn new(tokens: &[TokenConfig]) -> Result<Self, String> {
+    pub fn new(tokens: &[TokenConfig]) -> Result<Self, TokenError> {
         let mut by_digest = HashMap::new();
         for t in tokens {
             if t.token.len() < 16 {
-                return Err(format!("token {:?}: at least 16 characters, so it cannot be guessed", t.name));
+                return Err(TokenError::TooShort(t.name.clone()));
             }
             if t.scopes.is_empty() {
-                return Err(format!("token {:?}: give it at least one scope", t.name));
+                return Err(TokenError::NoScope(t.name.clone()));
             }
             let known = Principal { name: t.name.clone(), scopes: t.scopes.clone() };
             if by_digest.insert(digest(&t.token), known).is_some() {
-                return Err(format!("token {:?}: the same secret is configured twice", t.name));
+                return Err(TokenError::Duplicate(t.name.clone()));
             }
         }
         Ok(Self { by_digest, open: false, secure_cookies: false })
@@ -372,10 +383,10 @@ mod tests {
     #[test]
     fn weak_or_repeated_tokens_are_refused_and_never_printed() {
         let short = TokenConfig { name: "x".into(), token: "short".into(), scopes: vec![Scope::Admin] };
-        assert!(Tokens::new(&[short]).err().unwrap().contains("at least 16"));
+        assert!(Tokens::new(&[short]).err().unwrap().to_string().contains("at least 16"));
         let a = TokenConfig { name: "a".into(), token: "s".repeat(16), scopes: vec![Scope::Admin] };
         let b = TokenConfig { name: "b".into(), ..a.clone() };
         assert!(!format!("{a:?}").contains("ssss"));
-        assert!(Tokens::new(&[a, b]).err().unwrap().contains("twice"));
+        assert!(Tokens::new(&[a, b]).err().unwrap().to_string().contains("twice"));
     }
 }

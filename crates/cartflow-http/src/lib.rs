@@ -11,6 +11,7 @@
 //!
 //! Errors are JSON `{"error": …, "status": …}` with a 4xx or 5xx status, never a 200.
 
+pub mod admin;
 pub mod auth;
 pub mod headers;
 pub mod html;
@@ -20,9 +21,10 @@ pub mod server;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-pub use auth::{Principal, Scope, TokenConfig, Tokens};
+pub use admin::AdminToken;
+pub use auth::{Principal, Scope, TokenConfig, TokenError, Tokens};
 pub use limits::Limits;
-pub use server::{Server, Tls};
+pub use server::{BindError, Server, Tls};
 
 /// A failed request: its status and a message that says what was wrong.
 #[derive(Debug)]

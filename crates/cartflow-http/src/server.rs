@@ -71,7 +71,40 @@ pub fn open_mode_allowed(addr: &SocketAddr) -> bool {
     addr.ip().is_loopback()
 }
 
+/// Why a server did not start listening.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("binding {addr}: {source}")]
+    Io { addr: String, source: std::io::Error },
+    #[error("serving without API tokens (--no-auth) is allowed only on a loopback address (127.0.0.1, ::1), not {0}")]
+    OpenOffLoopback(SocketAddr),
+}
+
 impl Server {
+    /// Binds `addr` for a server answering `tokens`: without tokens (open
+    /// mode) only on loopback, with a warning on stderr naming the address.
+    pub fn bind_for(
+        addr: &str,
+        limits: Limits,
+        tls: Option<Tls>,
+        tokens: &crate::Tokens,
+        what: &str,
+    ) -> Result<Server, BindError> {
+        let server =
+            Server::bind(addr, limits, tls).map_err(|source| BindError::Io { addr: addr.to_owned(), source })?;
+        if tokens.is_open() {
+            if !open_mode_allowed(&server.local) {
+                return Err(BindError::OpenOffLoopback(server.local));
+            }
+            eprintln!(
+                "WARNING: {what} on {} asks no API token (--no-auth): anyone who can reach this machine's loopback \
+                 may read and change everything it serves",
+                server.url()
+            );
+        }
+        Ok(server)
+    }
+
     pub fn bind(addr: &str, limits: Limits, tls: Option<Tls>) -> std::io::Result<Server> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;

@@ -6,6 +6,7 @@
 //! ([`cartflow_http`]); `/health` alone is open, and says only "ok".
 //! Errors are JSON `{"error": …}` with a 4xx or 5xx status, never a 200.
 
+pub mod builder;
 pub mod dashboard;
 pub mod features_api;
 pub mod latency;
@@ -23,6 +24,7 @@ use cartflow_http::auth::{Scope, Tokens, scoped};
 use cartflow_http::{Limits, headers};
 use cartflow_online::{OnlineError, OnlineStore};
 
+pub use builder::{BoundServer, RunningServer, ServerBuilder};
 pub use cartflow_http::ApiError;
 
 /// Rows (cart events, Feast entity rows) one request may ask about: the

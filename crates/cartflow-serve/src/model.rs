@@ -15,14 +15,26 @@ use serde_json::{Value, json};
 pub const SWAPS: &str = "cartflow_model_swaps_total";
 pub const LOAD_ERRORS: &str = "cartflow_model_load_errors_total";
 
+/// What a [`ModelSource`] fails with: its own error (a registry client's, say).
+pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Where model versions come from: the registry, by name and alias.
 pub trait ModelSource: Send + Sync {
     /// The version `alias` names now (`None`: no such alias yet). Polled, so cheap.
-    fn resolve(&self, name: &str, alias: &str) -> Result<Option<String>, String>;
+    fn resolve(&self, name: &str, alias: &str) -> Result<Option<String>, SourceError>;
     /// The model file (`model.json`) of `version`.
-    fn model_file(&self, name: &str, version: &str) -> Result<Vec<u8>, String>;
+    fn model_file(&self, name: &str, version: &str) -> Result<Vec<u8>, SourceError>;
     /// Where the versions come from, for messages.
     fn describe(&self) -> String;
+}
+
+/// Why the alias's model could not be followed.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{from}: {source}")]
+    Source { from: String, source: SourceError },
+    #[error("{name}@{alias} (v{version}) is not a cartflow model: {source}")]
+    Invalid { name: String, alias: String, version: String, source: cartflow_model::ModelError },
 }
 
 /// A loaded model with its compiled scorer and where it came from.
@@ -84,28 +96,34 @@ impl ModelSlot {
     /// Asks `source` once and swaps in the alias's version if it is not the
     /// one served. Returns the version loaded, if any. A failure keeps the
     /// current model and is remembered for `/health`.
-    pub fn refresh(&self, source: &dyn ModelSource) -> Result<Option<String>, String> {
+    pub fn refresh(&self, source: &dyn ModelSource) -> Result<Option<String>, ModelError> {
         let result = self.try_refresh(source);
         let mut last = self.last_error.lock().expect("model error lock");
         match &result {
             Ok(_) => *last = None,
             Err(e) => {
                 metrics::counter!(LOAD_ERRORS).increment(1);
-                *last = Some(e.clone());
+                *last = Some(e.to_string());
             }
         }
         result
     }
 
-    fn try_refresh(&self, source: &dyn ModelSource) -> Result<Option<String>, String> {
-        let Some(version) = source.resolve(&self.name, &self.alias)? else {
+    fn try_refresh(&self, source: &dyn ModelSource) -> Result<Option<String>, ModelError> {
+        let from = |e| ModelError::Source { from: source.describe(), source: e };
+        let Some(version) = source.resolve(&self.name, &self.alias).map_err(from)? else {
             return Ok(None);
         };
         if self.current().is_some_and(|m| m.version == version) {
             return Ok(None);
         }
-        let bytes = source.model_file(&self.name, &version)?;
-        let model = Model::from_json(&bytes).map_err(|e| format!("{}@{} (v{version}): {e}", self.name, self.alias))?;
+        let bytes = source.model_file(&self.name, &version).map_err(from)?;
+        let model = Model::from_json(&bytes).map_err(|e| ModelError::Invalid {
+            name: self.name.clone(),
+            alias: self.alias.clone(),
+            version: version.clone(),
+            source: e,
+        })?;
         let scorer = Scorer::new(&model.ensemble);
         let served = ServedModel {
             model,

@@ -6,7 +6,8 @@
 //! - [`validator`]: raw and CDC topics → `validated` / `invalid`, exactly once;
 //! - [`lake_sink`]: validated and invalid → Parquet in the lake, exactly once;
 //! - [`feature_streamer`]: validated → the online feature store;
-//! - [`alerts`]: the invalid rate over a window → log, metric, webhook.
+//! - [`alerts`]: the invalid rate over a window → log, metric, webhook;
+//! - [`topology`]: produce → validate → lake, concurrently, draining in order.
 
 pub mod alerts;
 pub mod control;
@@ -18,6 +19,7 @@ pub mod lake_sink;
 pub mod metrics;
 pub mod produce;
 pub mod topics;
+pub mod topology;
 pub mod validator;
 
 pub use control::StageControl;

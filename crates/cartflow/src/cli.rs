@@ -92,9 +92,6 @@ pub enum Command {
     Topics(TopicsArgs),
     /// Print a topic's records, one JSON object per line
     Tail(TailArgs),
-    /// Measure throughput
-    #[command(subcommand)]
-    Bench(BenchCommand),
     /// Serve predictions (POST /predict) with the registry's champion, the feature API and the dashboard
     Serve(ServeArgs),
     /// Run the pipeline end to end on the embedded backends and print a summary
@@ -389,75 +386,6 @@ pub struct TailArgs {
     /// Keep printing new records until Ctrl-C
     #[arg(long, short)]
     pub follow: bool,
-}
-
-#[derive(Subcommand)]
-pub enum BenchCommand {
-    /// Parse + validate + normalize throughput on one core
-    Validate {
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
-        /// One JSON object with *_per_sec fields
-        #[arg(long)]
-        json: bool,
-    },
-    /// CSV file → log → validator (→ lake with --lake), end to end, in a temporary data directory
-    Pipeline {
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
-        /// Land the validated events in a lake too (on the local disk)
-        #[arg(long)]
-        lake: bool,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Boosters at equal work: generated events → point-in-time training set →
-    /// forust with fixed parameters (time, validation AUC) and batch inference;
-    /// with --out, the encoded windows as CSV for benches/boosters.py
-    Boosters {
-        #[arg(long, default_value_t = 10_000_000)]
-        events: u64,
-        /// Trees, depth 6, learning rate 0.1, no early stopping
-        #[arg(long, default_value_t = 200)]
-        rounds: usize,
-        /// Directory for train.csv and valid.csv (encoded inputs, label last)
-        #[arg(long)]
-        out: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// POST /predict under load (one cart and 100 carts per request) on this
-    /// data directory's champion (`cartflow run --once` first), features from
-    /// the embedded store and with --redis from Redis; --python adds the
-    /// reference design's serving path on the same features
-    Serve {
-        /// Seconds of load per figure
-        #[arg(long, default_value_t = 5)]
-        seconds: u64,
-        /// Concurrent keep-alive connections
-        #[arg(long, default_value_t = 16)]
-        connections: usize,
-        #[arg(long)]
-        redis: Option<String>,
-        /// Also FastAPI + redis-py + XGBoost (pip: fastapi uvicorn redis xgboost)
-        #[arg(long)]
-        python: bool,
-        #[arg(long, default_value = "benches/serve_peer.py")]
-        peer_script: PathBuf,
-        #[arg(long)]
-        json: bool,
-    },
-    /// The feature streamer: validated events from the embedded log into the
-    /// online store, in memory and (with --redis) in Redis
-    Features {
-        #[arg(long, default_value_t = 1_000_000)]
-        events: u64,
-        /// Also into Redis at this URL (keys under a prefix of their own, removed after).
-        #[arg(long)]
-        redis: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
 }
 
 #[derive(Args)]

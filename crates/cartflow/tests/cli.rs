@@ -18,10 +18,6 @@ fn every_subcommand_has_help() {
         vec!["validate"],
         vec!["topics"],
         vec!["tail"],
-        vec!["bench"],
-        vec!["bench", "validate"],
-        vec!["bench", "pipeline"],
-        vec!["bench", "features"],
         vec!["lake-sink"],
         vec!["warehouse"],
         vec!["warehouse", "build"],
@@ -146,23 +142,6 @@ fn configuration_layers_and_typos() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("embeded_log"), "{}", String::from_utf8_lossy(&out.stderr));
-}
-
-#[test]
-fn bench_json_reports_rates() {
-    let dir = tempfile::tempdir().unwrap();
-    for args in
-        [["bench", "validate", "--events", "20000", "--json"], ["bench", "pipeline", "--events", "20000", "--json"]]
-    {
-        let v: Value = serde_json::from_slice(&ok(cartflow(dir.path()).args(args)).stdout).unwrap();
-        let obj = v.as_object().unwrap();
-        for (k, v) in obj {
-            if v.is_number() {
-                assert!(k.ends_with("_per_sec") && v.as_f64().unwrap() > 0.0, "{k}: {v}");
-            }
-        }
-        assert!(obj.keys().any(|k| k.ends_with("_per_sec")));
-    }
 }
 
 #[test]

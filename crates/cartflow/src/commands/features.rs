@@ -8,8 +8,7 @@ use anyhow::{Context, Result, bail};
 use cartflow_features::FEATURES;
 use cartflow_log::CommittedOffset;
 use cartflow_online::{Change, OnlineStore};
-use cartflow_stream::StageControl;
-use cartflow_stream::feature_streamer::{StreamerStats, run_feature_streamer};
+use cartflow_stream::feature_streamer::StreamerStats;
 use cartflow_stream::topics::VALIDATED;
 use cartflow_warehouse::{TrainingOptions, Warehouse};
 
@@ -18,6 +17,7 @@ use crate::cli::{
     FeastRepoArgs, FeaturesBuildArgs, FeaturesCommand, FeaturesMaterializeArgs, FeaturesServeArgs, FeaturesStreamArgs,
 };
 use crate::telemetry::{self, progress, thousands};
+use crate::wiring::{listen, streamer};
 
 pub fn run(ctx: &Ctx, command: FeaturesCommand) -> Result<()> {
     match command {
@@ -80,51 +80,15 @@ fn list(json: bool) -> Result<()> {
     Ok(())
 }
 
-fn stream_with(
-    ctx: &Ctx,
-    store: &dyn OnlineStore,
-    control: &StageControl,
-    bar_label: &'static str,
-) -> Result<StreamerStats> {
-    let log = ctx.cfg.open_log()?;
-    let bar = progress(ctx.quiet, None, bar_label);
-    let stats = run_feature_streamer(log.as_ref(), store, &ctx.cfg.features.streamer, control, &mut |s| {
-        bar.set_position(s.read);
-        bar.set_message(format!("{} duplicates, lag {}", thousands(s.duplicates), thousands(s.lag)));
-        ctx.health.set("features", serde_json::to_value(s).unwrap_or_default());
-    })?;
-    bar.finish_and_clear();
-    Ok(stats)
-}
-
 fn stream(ctx: &Ctx, a: FeaturesStreamArgs) -> Result<()> {
     ctx.serve_metrics(&a.running)?;
     let store = ctx.cfg.open_online(a.online.online.as_ref())?;
     let started = Instant::now();
-    let stats = stream_with(ctx, store.as_ref(), &ctx.control.with_drain(a.drain), "features")?;
+    let stats = streamer::run(ctx, store.as_ref(), &ctx.control.with_drain(a.drain))?;
     print_stream_summary(&stats, store.as_ref(), started.elapsed().as_secs_f64(), "")
 }
 
-/// Streams validated events into `store` on a thread of its own until
-/// `control` stops; a failure stops `control` too, so the server beside it ends.
-pub(super) fn spawn_streamer(
-    ctx: &Ctx,
-    store: Arc<dyn OnlineStore>,
-    control: &StageControl,
-) -> std::thread::JoinHandle<Result<StreamerStats>> {
-    let control = control.clone();
-    let ctx = Ctx { cfg: ctx.cfg.clone(), quiet: true, control: control.clone(), health: ctx.health.clone() };
-    std::thread::spawn(move || {
-        let result = stream_with(&ctx, store.as_ref(), &control, "features");
-        if let Err(e) = &result {
-            tracing::error!("feature streamer stopped: {e:#}");
-            control.stop();
-        }
-        result
-    })
-}
-
-pub fn print_stream_summary(s: &StreamerStats, store: &dyn OnlineStore, secs: f64, indent: &str) -> Result<()> {
+fn print_stream_summary(s: &StreamerStats, store: &dyn OnlineStore, secs: f64, indent: &str) -> Result<()> {
     println!(
         "streamed {} events into the online store {} in {secs:.2} s ({} events/s)",
         thousands(s.read),
@@ -144,15 +108,9 @@ pub fn print_stream_summary(s: &StreamerStats, store: &dyn OnlineStore, secs: f6
     Ok(())
 }
 
-pub(super) fn open_warehouse(ctx: &Ctx, lake: Option<String>) -> Result<Warehouse> {
-    let location = lake.unwrap_or_else(|| ctx.cfg.lake_location());
-    Warehouse::open_with_memory(&location, ctx.cfg.warehouse.memory_mb)
-        .with_context(|| format!("opening the warehouse over the lake at {location}"))
-}
-
 fn build(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
     let until = time_arg("--until", a.until, cartflow_core::time::parse_timestamp)?;
-    let mut warehouse = open_warehouse(ctx, a.lake.location)?;
+    let mut warehouse = streamer::open_warehouse(ctx, a.lake.location)?;
     let bar = progress(ctx.quiet, None, "training set");
     let report =
         warehouse.build_training_set(&TrainingOptions { until, session_ttl: ctx.cfg.features.session_ttl() })?;
@@ -188,7 +146,7 @@ fn build(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
 
 fn materialize(ctx: &Ctx, a: FeaturesMaterializeArgs) -> Result<()> {
     let store = ctx.cfg.open_online(a.online.online.as_ref())?;
-    let warehouse = open_warehouse(ctx, a.lake.location)?;
+    let warehouse = streamer::open_warehouse(ctx, a.lake.location)?;
     let started = Instant::now();
     if a.incremental {
         return materialize_incremental(&warehouse, store.as_ref(), started);
@@ -267,11 +225,11 @@ fn materialize_incremental(warehouse: &Warehouse, store: &dyn OnlineStore, start
 fn serve(ctx: &Ctx, a: FeaturesServeArgs) -> Result<()> {
     let online = a.online.online.clone().unwrap_or_else(|| ctx.cfg.features.online.clone());
     let addr = a.addr.clone().unwrap_or_else(|| ctx.cfg.features.addr.clone());
-    let listener = super::http::listen(ctx, &addr, "the feature API", &a.listen)?;
+    let listener = listen::listen(ctx, &addr, "the feature API", &a.listen)?;
     let store = ctx.cfg.open_online(Some(&online))?;
     let control = ctx.control.with_drain(false);
     // The embedded store lives in this process: the streamer must run here.
-    let streamer = online.is_embedded().then(|| spawn_streamer(ctx, store.clone(), &control));
+    let streamer = online.is_embedded().then(|| streamer::spawn(ctx, store.clone(), &control));
     telemetry::metrics_handle();
     cartflow_serve::describe_metrics();
     let health = ctx.health.clone();
@@ -289,8 +247,9 @@ fn serve(ctx: &Ctx, a: FeaturesServeArgs) -> Result<()> {
         println!("token     {}", admin.shown());
     }
     println!("reading {}{}", store.describe(), if streamer.is_some() { ", kept current here" } else { "" });
-    let rt = super::http::runtime(2)?;
-    rt.block_on(listener.server.serve(api, super::http::stopped(control))).context("serving the feature API")?;
+    listen::runtime()
+        .block_on(listener.server.serve(api, listen::stopped(control)))
+        .context("serving the feature API")?;
     if let Some(handle) = streamer {
         let stats = handle.join().map_err(|_| anyhow::anyhow!("the feature streamer panicked"))??;
         println!("streamed {} events while serving; state snapshotted", thousands(stats.read));

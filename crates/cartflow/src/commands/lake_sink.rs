@@ -3,11 +3,12 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use cartflow_stream::lake_sink::{LakeSinkStats, run_lake_sink};
+use cartflow_stream::lake_sink::run_lake_sink;
 
-use super::{Ctx, per_sec};
+use super::Ctx;
 use crate::cli::LakeSinkArgs;
 use crate::telemetry::{progress, thousands};
+use crate::wiring::report;
 
 pub fn run(ctx: &Ctx, a: LakeSinkArgs) -> Result<()> {
     ctx.serve_metrics(&a.running)?;
@@ -26,20 +27,6 @@ pub fn run(ctx: &Ctx, a: LakeSinkArgs) -> Result<()> {
         ctx.health.set("lake-sink", serde_json::to_value(s).unwrap_or_default());
     })?;
     bar.finish_and_clear();
-    print_summary(&stats, lake.location(), started.elapsed().as_secs_f64(), "");
+    report::landed(&stats, lake.location(), started.elapsed().as_secs_f64(), "");
     Ok(())
-}
-
-pub fn print_summary(s: &LakeSinkStats, location: &str, secs: f64, indent: &str) {
-    println!(
-        "{indent}landed {} events and {} invalid records in {} Parquet files ({} commits) under {location} in {secs:.2} s ({} records/s)",
-        thousands(s.events),
-        thousands(s.invalid),
-        thousands(s.files),
-        s.commits,
-        thousands(per_sec(s.events + s.invalid, secs) as u64)
-    );
-    if s.repaired_files > 0 {
-        println!("{indent}  repaired {} files of a commit a crash had interrupted", s.repaired_files);
-    }
 }

@@ -1,12 +1,8 @@
 //! One module per subcommand; this one holds what they share.
 
-mod bench;
-mod bench_serve;
 mod cdc;
 mod features;
 mod generate;
-mod http;
-mod insights;
 mod lake_sink;
 mod produce;
 mod registry;
@@ -23,9 +19,10 @@ use anyhow::{Context, Result};
 use cartflow_sources::{GeneratorConfig, Profile};
 use cartflow_stream::StageControl;
 
-use crate::cli::{Cli, Command, GeneratorArgs, Running};
+use crate::cli::{Cli, Command, GeneratorArgs, Global, Running};
 use crate::config::Config;
 use crate::telemetry::{self, Health};
+use crate::wiring::listen;
 
 /// What every command gets: the configuration and how to stop.
 pub struct Ctx {
@@ -35,22 +32,29 @@ pub struct Ctx {
     pub health: Health,
 }
 
-pub fn run(cli: Cli) -> Result<()> {
-    let mut cfg = Config::load(cli.global.config.as_deref())?;
-    if let Some(dir) = cli.global.data_dir {
-        cfg.data_dir = dir;
-    }
-    let control = StageControl::new(false);
-    let on_signal = control.clone();
-    // First Ctrl-C: stop cleanly after the current batch. Second: leave now.
-    let _ = ctrlc::set_handler(move || {
-        if on_signal.stopped() {
-            std::process::exit(130);
+impl Ctx {
+    /// The configuration the global flags name, and a control that the
+    /// first Ctrl-C stops (the second exits at once).
+    pub fn new(global: &Global) -> Result<Ctx> {
+        let mut cfg = Config::load(global.config.as_deref())?;
+        if let Some(dir) = &global.data_dir {
+            cfg.data_dir = dir.clone();
         }
-        eprintln!("stopping (Ctrl-C again to force)…");
-        on_signal.stop();
-    });
-    let ctx = Ctx { cfg, quiet: cli.global.quiet, control, health: Health::default() };
+        let control = StageControl::new(false);
+        let on_signal = control.clone();
+        let _ = ctrlc::set_handler(move || {
+            if on_signal.stopped() {
+                std::process::exit(130);
+            }
+            eprintln!("stopping (Ctrl-C again to force)…");
+            on_signal.stop();
+        });
+        Ok(Ctx { cfg, quiet: global.quiet, control, health: Health::default() })
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let ctx = Ctx::new(&cli.global)?;
     match cli.command {
         Command::Generate(a) => generate::run(&ctx, a),
         Command::Produce(a) => produce::run(&ctx, a),
@@ -64,7 +68,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sql(a) => sql::run(&ctx, a),
         Command::Topics(a) => topics::run(&ctx, a),
         Command::Tail(a) => tail::run(&ctx, a),
-        Command::Bench(b) => bench::run(&ctx, b),
         Command::Serve(a) => serve::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
     }
@@ -75,10 +78,10 @@ impl Ctx {
     pub fn serve_metrics(&self, running: &Running) -> Result<()> {
         telemetry::metrics_handle();
         if let Some(addr) = &running.metrics_addr {
-            let listener = http::listen(self, addr, "/metrics", &crate::cli::ListenArgs::default())?;
+            let listener = listen::listen(self, addr, "/metrics", &crate::cli::ListenArgs::default())?;
             let app = telemetry::metrics_app(self.health.clone(), listener.tokens.clone());
             tracing::info!("metrics on {}/metrics, health on {}/health", listener.url(), listener.url());
-            http::spawn(http::runtime(1)?, listener.server, app, self.control.clone(), "metrics-http")?;
+            listen::spawn(listener.server, app, self.control.clone(), "metrics-http")?;
         }
         Ok(())
     }

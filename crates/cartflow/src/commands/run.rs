@@ -9,91 +9,43 @@
 //! champion the server loads at once. Then it prints a summary and serves
 //! until Ctrl-C (or exits, with `--once`).
 
-use std::time::Instant;
-
 use anyhow::Result;
-use cartflow_lake::Lake;
-use cartflow_log::EventLog;
-use cartflow_stream::lake_sink::{LakeSinkStats, run_lake_sink};
-use cartflow_stream::produce::{ProduceConfig, ProduceStats, Source, run_produce};
-use cartflow_stream::validator::{ValidatorConfig, ValidatorStats, run_validator};
+use cartflow_stream::produce::{ProduceConfig, Source};
+use cartflow_stream::topology::{Pipeline, PipelineRun, Progress, run_pipeline};
 use serde_json::json;
 
 use super::{Ctx, generator_config, per_sec};
 use crate::cli::{RunArgs, TrainArgs};
 use crate::telemetry::{progress, thousands};
+use crate::wiring::server::{ServeOptions, print_started, start};
+use crate::wiring::{report, training};
 
-pub struct PipelineRun {
-    pub produced: ProduceStats,
-    pub validated: ValidatorStats,
-    pub landed: Option<LakeSinkStats>,
-    pub produce_secs: f64,
-    pub validate_secs: f64,
-    pub total_secs: f64,
-}
-
-/// Runs produce → validate (→ lake) concurrently. Each stage drains once the
-/// one before it has finished, so the call returns when everything produced
-/// has gone all the way through (or on Ctrl-C).
-pub fn pipeline(
-    ctx: &Ctx,
-    log: &dyn EventLog,
-    source: Source,
-    total: Option<u64>,
-    produce: &ProduceConfig,
-    validator: &ValidatorConfig,
-    lake: Option<&Lake>,
-) -> Result<PipelineRun> {
-    let started = Instant::now();
-    let validate_control = ctx.control.with_drain(false);
-    let lake_control = ctx.control.with_drain(false);
+/// Runs the pipeline topology with a bar per stage and each stage's
+/// figures on `/health`.
+pub fn pipeline(ctx: &Ctx, p: Pipeline<'_>, total: Option<u64>) -> Result<PipelineRun> {
     let bars = [
         progress(ctx.quiet, total, "produce"),
         progress(ctx.quiet, total, "validate"),
         progress(ctx.quiet, total, "lake"),
     ];
-    let (produced, validated, landed) = std::thread::scope(|s| {
-        let lake_thread = lake.map(|lake| {
-            let (control, bar) = (&lake_control, &bars[2]);
-            s.spawn(move || {
-                run_lake_sink(log, lake, &ctx.cfg.lake_sink, control, &mut |st| {
-                    bar.set_position(st.read);
-                    ctx.health.set("lake-sink", serde_json::to_value(st).unwrap_or_default());
-                })
-            })
-        });
-        let validator_thread = s.spawn(|| {
-            let r = run_validator(log, validator, Some(ctx.cfg.alerts.clone()), &validate_control, &mut |st| {
-                bars[1].set_position(st.read);
-                ctx.health.set("validate", serde_json::to_value(st).unwrap_or_default());
-            });
-            (r, started.elapsed().as_secs_f64())
-        });
-        let produced = run_produce(log, source, produce, &ctx.control, &mut |st| {
+    let run = run_pipeline(p, &ctx.control, &|progress| match progress {
+        Progress::Produce(st) => {
             bars[0].set_position(st.records);
             ctx.health.set("produce", json!({ "records": st.records }));
-        })
-        .map(|p| (p, started.elapsed().as_secs_f64()));
-        // Whatever happened upstream, let each stage finish what is there.
-        validate_control.start_draining();
-        let validated = validator_thread.join().expect("validator thread");
-        lake_control.start_draining();
-        let landed = lake_thread.map(|t| t.join().expect("lake sink thread"));
-        (produced, validated, landed)
+        }
+        Progress::Validate(st) => {
+            bars[1].set_position(st.read);
+            ctx.health.set("validate", serde_json::to_value(st).unwrap_or_default());
+        }
+        Progress::Lake(st) => {
+            bars[2].set_position(st.read);
+            ctx.health.set("lake-sink", serde_json::to_value(st).unwrap_or_default());
+        }
     });
     for bar in bars {
         bar.finish_and_clear();
     }
-    let (produced, produce_secs) = produced?;
-    let (validated, validate_secs) = validated;
-    Ok(PipelineRun {
-        produced,
-        validated: validated?,
-        landed: landed.transpose()?,
-        produce_secs,
-        validate_secs,
-        total_secs: started.elapsed().as_secs_f64(),
-    })
+    Ok(run?)
 }
 
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
@@ -111,18 +63,23 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
         (Source::Files(a.input.clone()), None, format!("{} file(s)", a.input.len()))
     };
     println!("cartflow run: {what} through the embedded pipeline in {}", ctx.cfg.data_dir.display());
-    let server = if a.once {
-        None
-    } else {
-        Some(super::serve::start(ctx, super::serve::ServeOptions { addr: a.addr.clone(), ..Default::default() })?)
-    };
+    let server =
+        if a.once { None } else { Some(start(ctx, ServeOptions { addr: a.addr.clone(), ..Default::default() })?) };
     if let Some(s) = &server {
         let token = s.admin.as_ref().map_or(String::new(), |a| format!("?token={}", a.for_shell()));
-        println!("  dashboard {}/dashboard{token} (live while the pipeline runs)", s.url);
+        println!("  dashboard {}/dashboard{token} (live while the pipeline runs)", s.url());
     }
     let produce =
         ProduceConfig { inject_invalid: a.inject_invalid, seed: a.generator.seed, ..ProduceConfig::default() };
-    let r = pipeline(ctx, log.as_ref(), source, total, &produce, &ctx.cfg.validator, Some(&lake))?;
+    let topology = Pipeline {
+        log: log.as_ref(),
+        source,
+        produce: &produce,
+        validator: &ctx.cfg.validator,
+        alerts: Some(ctx.cfg.alerts.clone()),
+        lake: Some((&lake, &ctx.cfg.lake_sink)),
+    };
+    let r = pipeline(ctx, topology, total)?;
     let v = &r.validated;
     println!(
         "  produce   {} events → tracking.raw_user_behavior in {:.2} s ({} events/s)",
@@ -138,9 +95,9 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
         r.validate_secs,
         thousands(per_sec(v.read, r.validate_secs) as u64)
     );
-    super::validate::print_details(v, "            ");
+    report::validator_details(v, "            ");
     if let Some(l) = &r.landed {
-        super::lake_sink::print_summary(l, lake.location(), r.total_secs, "  lake      ");
+        report::landed(l, lake.location(), r.total_secs, "  lake      ");
     }
     if !ctx.control.stopped() {
         let mut warehouse = cartflow_warehouse::Warehouse::open(lake.location())?;
@@ -173,13 +130,13 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
         );
         return Ok(());
     };
-    if let Err(e) = server.refresh_model() {
+    if let Err(e) = server.server.refresh_model() {
         println!("  serve     could not load the champion yet ({e:#}); retrying every {} s", ctx.cfg.serve.poll_secs);
     }
-    super::serve::print_started(&server, "  ");
+    print_started(&server, "  ");
     let auth =
         server.admin.as_ref().map_or(String::new(), |a| format!("-H \"Authorization: Bearer {}\" ", a.for_shell()));
-    println!("  try: curl {auth}-H 'content-type: application/json' {}/predict \\", server.url);
+    println!("  try: curl {auth}-H 'content-type: application/json' {}/predict \\", server.url());
     println!("         -d '[{{\"user_id\": 1, \"product_id\": 2, \"user_session\": \"s\", \"price\": 35.5}}]'");
     println!("  serving until Ctrl-C");
     server.wait_and_report()
@@ -200,7 +157,7 @@ fn train(ctx: &Ctx) -> Result<()> {
         registry: Some(cartflow_registry::RegistryLocation::Embedded),
         seed: None,
     };
-    let t = super::train::train(&quiet, args)?;
+    let t = training::train(&quiet, args)?;
     let o = &t.outcome;
     let logistic = o.baseline("logistic_regression").map_or(f64::NAN, |m| m.roc_auc);
     println!(

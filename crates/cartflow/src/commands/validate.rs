@@ -3,12 +3,12 @@
 use std::time::Instant;
 
 use anyhow::Result;
-use cartflow_stream::topics::{INVALID, VALIDATED};
-use cartflow_stream::validator::{ValidatorStats, run_validator};
+use cartflow_stream::validator::run_validator;
 
-use super::{Ctx, per_sec};
+use super::Ctx;
 use crate::cli::ValidateArgs;
 use crate::telemetry::{progress, thousands};
+use crate::wiring::report;
 
 pub fn run(ctx: &Ctx, a: ValidateArgs) -> Result<()> {
     ctx.serve_metrics(&a.running)?;
@@ -26,36 +26,6 @@ pub fn run(ctx: &Ctx, a: ValidateArgs) -> Result<()> {
         ctx.health.set("validate", serde_json::to_value(s).unwrap_or_default());
     })?;
     bar.finish_and_clear();
-    print_summary(&stats, started.elapsed().as_secs_f64());
+    report::validated(&stats, started.elapsed().as_secs_f64());
     Ok(())
-}
-
-pub fn print_summary(s: &ValidatorStats, secs: f64) {
-    let out = s.valid + s.invalid;
-    println!(
-        "validated {} records in {secs:.2} s ({} records/s): {} to {VALIDATED}, {} to {INVALID} ({:.2}%)",
-        thousands(s.read),
-        thousands(per_sec(s.read, secs) as u64),
-        thousands(s.valid),
-        thousands(s.invalid),
-        100.0 * s.invalid as f64 / out.max(1) as f64
-    );
-    print_details(s, "  ");
-}
-
-/// The lines under a validator summary: reasons, replays, tombstones.
-pub fn print_details(s: &ValidatorStats, indent: &str) {
-    if !s.by_reason.is_empty() {
-        let reasons: Vec<String> = s.by_reason.iter().map(|(r, n)| format!("{r} {}", thousands(*n))).collect();
-        println!("{indent}invalid by reason: {}", reasons.join(", "));
-    }
-    if s.replayed_skipped > 0 {
-        println!(
-            "{indent}{} replayed records skipped: their output was already durable",
-            thousands(s.replayed_skipped)
-        );
-    }
-    if s.tombstones > 0 {
-        println!("{indent}{} tombstones (empty values) passed over", thousands(s.tombstones));
-    }
 }

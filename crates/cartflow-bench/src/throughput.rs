@@ -1,4 +1,5 @@
-//! `cartflow bench`: throughput figures a person can compare.
+//! Throughput of the validator's rules, the pipeline, the feature streamer
+//! and the booster; `serve` is in [`crate::serve`].
 
 use std::time::Instant;
 
@@ -9,22 +10,22 @@ use cartflow_stream::produce::{ProduceConfig, Source};
 use cartflow_stream::validator::{Outcome, ValidatorConfig, check_record};
 use serde_json::json;
 
-use super::run::pipeline as run_pipeline;
-use super::{Ctx, per_sec};
-use crate::cli::BenchCommand;
-use crate::config::Config;
-use crate::telemetry::thousands;
+use cartflow::commands::{Ctx, per_sec};
+use cartflow::config::Config;
+use cartflow::telemetry::thousands;
+use cartflow_stream::topology::{Pipeline, run_pipeline};
 
-pub fn run(ctx: &Ctx, cmd: BenchCommand) -> Result<()> {
+use crate::Command;
+
+pub fn run(ctx: &Ctx, cmd: Command) -> Result<()> {
     match cmd {
-        BenchCommand::Validate { events, json } => validate(events, json),
-        BenchCommand::Pipeline { events, json, lake } => pipeline(ctx, events, json, lake),
-        BenchCommand::Features { events, redis, json } => features(ctx, events, redis, json),
-        BenchCommand::Boosters { events, rounds, out, json } => boosters(events, rounds, out.as_deref(), json),
-        BenchCommand::Serve { seconds, connections, redis, python, peer_script, json } => super::bench_serve::run(
-            ctx,
-            super::bench_serve::ServeBench { seconds, connections, redis, python, peer_script, json },
-        ),
+        Command::Validate { events, json } => validate(events, json),
+        Command::Pipeline { events, json, lake } => pipeline(ctx, events, json, lake),
+        Command::Features { events, redis, json } => features(ctx, events, redis, json),
+        Command::Boosters { events, rounds, out, json } => boosters(events, rounds, out.as_deref(), json),
+        Command::Serve { seconds, connections, redis, python, peer_script, json } => {
+            crate::serve::run(ctx, crate::serve::ServeBench { seconds, connections, redis, python, peer_script, json })
+        }
     }
 }
 
@@ -163,17 +164,23 @@ fn pipeline(ctx: &Ctx, events: u64, as_json: bool, with_lake: bool) -> Result<()
     }
     std::fs::write(&csv, text)?;
     let cfg = Config { data_dir: dir.path().join("data"), ..ctx.cfg.clone() };
-    let bench_ctx = Ctx { cfg, quiet: true, control: ctx.control.clone(), health: ctx.health.clone() };
-    let log = bench_ctx.cfg.open_log()?;
-    let validator = ValidatorConfig { group: "bench".into(), ..bench_ctx.cfg.validator.clone() };
-    let lake = if with_lake { Some(bench_ctx.cfg.open_lake()?) } else { None };
-    let source = Source::Files(vec![csv]);
-    let r = run_pipeline(&bench_ctx, log.as_ref(), source, None, &ProduceConfig::default(), &validator, lake.as_ref())?;
+    let log = cfg.open_log()?;
+    let validator = ValidatorConfig { group: "bench".into(), ..cfg.validator.clone() };
+    let lake = if with_lake { Some(cfg.open_lake()?) } else { None };
+    let topology = Pipeline {
+        log: log.as_ref(),
+        source: Source::Files(vec![csv]),
+        produce: &ProduceConfig::default(),
+        validator: &validator,
+        alerts: Some(cfg.alerts.clone()),
+        lake: lake.as_ref().map(|lake| (lake, &cfg.lake_sink)),
+    };
+    let r = run_pipeline(topology, &ctx.control, &|_| {})?;
     let e2e = per_sec(r.validated.read, r.total_secs);
     let produce = per_sec(r.produced.records, r.produce_secs);
     let stages = if with_lake { "CSV → log → validator → lake" } else { "CSV → log → validator" };
-    let backend = match &bench_ctx.cfg.log {
-        cartflow_log::LogBackend::Embedded => format!("embedded log, fsync {}", bench_ctx.cfg.embedded_log.fsync),
+    let backend = match &cfg.log {
+        cartflow_log::LogBackend::Embedded => format!("embedded log, fsync {}", cfg.embedded_log.fsync),
         kafka => kafka.to_string(),
     };
     if as_json {

@@ -1,4 +1,4 @@
-//! `cartflow bench serve`: `POST /predict` under load from this process
+//! `cartflow-bench serve`: `POST /predict` under load from this process
 //! (one event loop, keep-alive connections) — one cart per request and
 //! batches of 100, features from the embedded store and (with `--redis`)
 //! from Redis — and, with `--python`, the same requests against the
@@ -20,9 +20,11 @@ use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMi
 use hyper::header::{self, HeaderValue};
 use serde_json::{Value, json};
 
-use super::Ctx;
-use super::serve::{ServeOptions, start};
-use crate::telemetry::{Health, thousands};
+use cartflow::commands::Ctx;
+use cartflow::telemetry::{Health, thousands};
+use cartflow::wiring::registry::champion;
+use cartflow::wiring::server::{ServeOptions, start};
+use cartflow::wiring::streamer::open_warehouse;
 
 /// Carts the requests cycle over: the newest first carts of the training set.
 const SAMPLE: usize = 5000;
@@ -149,7 +151,7 @@ struct Sample {
 }
 
 fn sample(ctx: &Ctx, model: &cartflow_model::Model) -> Result<(Sample, cartflow_train::encode::Encoded)> {
-    let warehouse = super::features::open_warehouse(ctx, None)?;
+    let warehouse = open_warehouse(ctx, None)?;
     let all = warehouse.sql("SELECT * FROM features.cart_features ORDER BY event_time, user_session, product_id")?;
     let frame = cartflow_train::Frame::from_batches(&all)?;
     let every: Vec<usize> = (0..frame.rows()).collect();
@@ -226,7 +228,7 @@ fn bench_cartflow(
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    let url = format!("{}/predict", started.url);
+    let url = format!("{}/predict", started.url());
     let token = started.admin.as_ref().map(|a| a.token.clone()).unwrap_or_default();
     let one = load(&url, &token, single, b.connections, b.seconds);
     let hundred = load(&url, &token, hundreds, b.connections, b.seconds);
@@ -318,7 +320,7 @@ fn start_peer(b: &ServeBench, dir: &Path, redis: &str, token: &str) -> Result<(P
 }
 
 pub fn run(ctx: &Ctx, b: ServeBench) -> Result<()> {
-    let model = super::serve::champion(ctx)?.context(
+    let model = champion(ctx)?.context(
         "no champion to serve: run `cartflow run --once` (or `cartflow train`) on this data directory first",
     )?;
     let (sample, encoded) = sample(ctx, &model.model)?;

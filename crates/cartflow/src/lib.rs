@@ -1,0 +1,50 @@
+//! The `cartflow` command as a library: the command line ([`cli`]), the
+//! layered configuration ([`config`]), the one place backends are opened
+//! ([`backends`]), what commands share ([`wiring`]) and the commands
+//! themselves ([`commands`]). The `cartflow` binary calls [`main`]; the
+//! `cartflow-bench` binary builds on the same pieces.
+
+pub mod allocator;
+pub mod backends;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod telemetry;
+pub mod wiring;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Parses the command line, runs the command, says what went wrong.
+pub fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    telemetry::init_logging(cli.global.quiet);
+    exit(commands::run(cli))
+}
+
+/// The exit code of a command's result, its error printed on stderr.
+pub fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", message(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes, each said once: some errors (DataFusion's)
+/// already print their source, which `{:#}` would repeat.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if !out.contains(&cause) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&cause);
+        }
+    }
+    out
+}
