@@ -7,6 +7,7 @@
 
 pub mod envelope;
 pub mod event;
+pub mod position;
 pub mod raw;
 pub mod redact;
 pub mod time;
@@ -14,6 +15,7 @@ pub mod validate;
 
 pub use envelope::{ChangeOp, Message, parse_message};
 pub use event::{CSV_HEADER, Event, EventType, FIELDS};
+pub use position::{CommittedOffset, TopicPartition};
 pub use raw::{RawEvent, Scalar};
 pub use validate::{Invalid, InvalidReason, Rules, validate};
 

@@ -11,7 +11,9 @@
 mod backend;
 pub mod embedded;
 mod error;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+mod kafka_options;
 mod partitioner;
 mod types;
 
@@ -20,7 +22,9 @@ use std::time::Duration;
 pub use backend::LogBackend;
 pub use embedded::{EmbeddedConfig, EmbeddedLog, EmbeddedOptions, FsyncPolicy};
 pub use error::{LogError, Result};
-pub use kafka::{KafkaLog, KafkaOptions};
+#[cfg(feature = "kafka")]
+pub use kafka::KafkaLog;
+pub use kafka_options::KafkaOptions;
 pub use partitioner::{murmur2, partition_for_key};
 pub use types::*;
 

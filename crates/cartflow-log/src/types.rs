@@ -1,25 +1,8 @@
-use std::fmt;
 use std::sync::Arc;
 
+pub use cartflow_core::position::{CommittedOffset, TopicPartition};
+
 use serde::Serialize;
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub struct TopicPartition {
-    pub topic: Arc<str>,
-    pub partition: u32,
-}
-
-impl TopicPartition {
-    pub fn new(topic: &str, partition: u32) -> Self {
-        TopicPartition { topic: topic.into(), partition }
-    }
-}
-
-impl fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}[{}]", self.topic, self.partition)
-    }
-}
 
 /// A record read from the log.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,17 +51,6 @@ impl<'a> ProducerRecord<'a> {
         self.headers = headers;
         self
     }
-}
-
-/// The next offset a group will read from a partition, with free-form
-/// metadata (Kafka's commit metadata) that stages use for recovery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct CommittedOffset {
-    pub topic: String,
-    pub partition: u32,
-    pub offset: u64,
-    #[serde(default)]
-    pub metadata: String,
 }
 
 /// Where a consumer without a committed offset starts (Kafka's `auto.offset.reset`).

@@ -18,7 +18,7 @@ mod redis_store;
 use cartflow_core::Event;
 use cartflow_core::time::Micros;
 use cartflow_features::{CartFeatures, CartQuery, Entities, EntityView};
-use cartflow_log::CommittedOffset;
+use cartflow_core::CommittedOffset;
 use futures::future::BoxFuture;
 
 pub use backend::OnlineBackend;
@@ -94,7 +94,21 @@ pub struct EntityCounts {
     pub products: u64,
 }
 
-pub trait OnlineStore: Send + Sync {
+/// What the servers may do with a store: read features, never change them.
+pub trait OnlineReader: Send + Sync {
+    fn counts(&self) -> Result<EntityCounts>;
+    /// The newest event time applied: the stream's "now", the default time of a query.
+    fn watermark(&self) -> BoxFuture<'_, Result<Option<Micros>>>;
+    /// A cart's features from the stored state.
+    fn features<'a>(&'a self, q: &'a CartQuery<'a>) -> BoxFuture<'a, Result<Answer>>;
+    /// For messages: `memory (snapshot …)` or `redis://…`.
+    fn describe(&self) -> String;
+}
+
+/// The whole store, as its one writer (the feature streamer, or
+/// `features materialize`) holds it: reads, and the changes with the input
+/// position they reflect.
+pub trait OnlineStore: OnlineReader {
     /// Applies a batch and records `offsets` (the input position after it)
     /// atomically with the state it produced.
     fn apply(&self, changes: &[Change], offsets: &[CommittedOffset]) -> Result<ApplyStats>;
@@ -106,11 +120,4 @@ pub trait OnlineStore: Send + Sync {
     fn checkpoint(&self) -> Result<()>;
     /// Replaces the whole state and its input position (`features materialize`).
     fn replace(&self, entities: Entities, offsets: &[CommittedOffset]) -> Result<EntityCounts>;
-    fn counts(&self) -> Result<EntityCounts>;
-    /// The newest event time applied: the stream's "now", the default time of a query.
-    fn watermark(&self) -> BoxFuture<'_, Result<Option<Micros>>>;
-    /// A cart's features from the stored state.
-    fn features<'a>(&'a self, q: &'a CartQuery<'a>) -> BoxFuture<'a, Result<Answer>>;
-    /// For messages: `memory (snapshot …)` or `redis://…`.
-    fn describe(&self) -> String;
 }

@@ -9,11 +9,11 @@ use std::sync::RwLock;
 
 use cartflow_core::time::Micros;
 use cartflow_features::{CartQuery, Entities};
-use cartflow_log::CommittedOffset;
+use cartflow_core::CommittedOffset;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::{Answer, ApplyStats, Change, EntityCounts, OnlineError, OnlineStore, Result, codec};
+use crate::{Answer, ApplyStats, Change, EntityCounts, OnlineError, OnlineReader, OnlineStore, Result, codec};
 
 #[derive(Serialize, Deserialize)]
 struct Inner {
@@ -119,6 +119,9 @@ impl OnlineStore for MemoryStore {
         Ok(counts(&inner.entities))
     }
 
+}
+
+impl OnlineReader for MemoryStore {
     fn counts(&self) -> Result<EntityCounts> {
         Ok(counts(&self.read().entities))
     }

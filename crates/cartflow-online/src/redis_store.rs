@@ -20,11 +20,11 @@ use std::sync::Mutex;
 use cartflow_core::time::Micros;
 use cartflow_features::state::{ProductState, SessionState, UserState};
 use cartflow_features::{CartQuery, Entities, EntityView};
-use cartflow_log::CommittedOffset;
+use cartflow_core::CommittedOffset;
 use futures::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 
-use crate::{Answer, ApplyStats, Change, EntityCounts, OnlineError, OnlineStore, Result, codec};
+use crate::{Answer, ApplyStats, Change, EntityCounts, OnlineError, OnlineReader, OnlineStore, Result, codec};
 
 pub struct RedisStore {
     client: redis::Client,
@@ -326,6 +326,9 @@ impl OnlineStore for RedisStore {
         Ok(counts)
     }
 
+}
+
+impl OnlineReader for RedisStore {
     fn counts(&self) -> Result<EntityCounts> {
         let count = |kind: &str| -> Result<u64> {
             let pattern = format!("{}:{kind}:*", self.prefix);

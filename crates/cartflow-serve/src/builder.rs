@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use axum::Router;
 use cartflow_http::{BindError, Limits, Tls, Tokens};
-use cartflow_online::OnlineStore;
+use cartflow_online::OnlineReader;
 
 use crate::dashboard::{Insights, ModelReport, Table};
 use crate::model::{ModelError, ModelSlot, ModelSource, ServedModel};
@@ -29,7 +29,7 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(10);
 
 /// What a server is made of before it binds.
 pub struct ServerBuilder {
-    store: Arc<dyn OnlineStore>,
+    store: Arc<dyn OnlineReader>,
     source: Arc<dyn ModelSource>,
     slot: Arc<ModelSlot>,
     poll: Duration,
@@ -65,7 +65,7 @@ impl ServerBuilder {
     /// `source`. Until told otherwise: no token lets anyone in (set
     /// [`tokens`](Self::tokens)), plain HTTP, default limits, an empty
     /// dashboard, `/metrics` empty.
-    pub fn new(store: Arc<dyn OnlineStore>, source: Arc<dyn ModelSource>, model: &str, alias: &str) -> Self {
+    pub fn new(store: Arc<dyn OnlineReader>, source: Arc<dyn ModelSource>, model: &str, alias: &str) -> Self {
         ServerBuilder {
             store,
             source,

@@ -22,7 +22,7 @@ use axum::response::Response;
 use cartflow_core::time::{self, Micros, rfc3339};
 use cartflow_features::spec::{self, FeatureDef, FeatureSet, Value};
 use cartflow_features::{CartAttrs, CartQuery};
-use cartflow_online::{Answer, OnlineStore};
+use cartflow_online::{Answer, OnlineReader};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json_, json};
 
@@ -76,12 +76,12 @@ impl CartEvent {
 /// The times of a request's queries: given ones parsed; missing ones the
 /// store's newest event time (else now), asked of the store once per request.
 pub struct QueryTimes<'a> {
-    store: &'a dyn OnlineStore,
+    store: &'a dyn OnlineReader,
     default: Option<Micros>,
 }
 
 impl<'a> QueryTimes<'a> {
-    pub fn new(store: &'a dyn OnlineStore) -> Self {
+    pub fn new(store: &'a dyn OnlineReader) -> Self {
         QueryTimes { store, default: None }
     }
 
@@ -123,7 +123,7 @@ fn service(name: Option<&str>) -> Result<FeatureSet, ApiError> {
 
 /// `POST /features`.
 pub async fn features(
-    State(store): State<Arc<dyn OnlineStore>>,
+    State(store): State<Arc<dyn OnlineReader>>,
     body: Result<Json<Map<String, Json_>>, JsonRejection>,
 ) -> Response {
     let started = Instant::now();
@@ -146,7 +146,7 @@ fn unprocessable(message: String) -> ApiError {
 /// A cart event plus, optionally, `features` (names) and `feature_service`
 /// (`cart_v1`, or `cart_v2` by default).
 async fn answer_features(
-    store: &dyn OnlineStore,
+    store: &dyn OnlineReader,
     body: Result<Json<Map<String, Json_>>, JsonRejection>,
 ) -> Result<Json<Json_>, ApiError> {
     let Json(mut body) = body.map_err(ApiError::from_json)?;
@@ -202,7 +202,7 @@ const REQUEST_COLUMNS: [&str; 4] = ["event_time", "price", "brand", "category_co
 
 /// `POST /get-online-features`.
 pub async fn get_online_features(
-    State(store): State<Arc<dyn OnlineStore>>,
+    State(store): State<Arc<dyn OnlineReader>>,
     body: Result<Json<FeastRequest>, JsonRejection>,
 ) -> Response {
     let started = Instant::now();
@@ -255,7 +255,7 @@ fn str_at<'a>(col: Option<&'a Vec<Json_>>, i: usize, name: &str) -> Result<Optio
 }
 
 async fn answer_feast(
-    store: &dyn OnlineStore,
+    store: &dyn OnlineReader,
     body: Result<Json<FeastRequest>, JsonRejection>,
 ) -> Result<Json<Json_>, ApiError> {
     let Json(req) = body.map_err(ApiError::from_json)?;

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use cartflow_http::auth::{Scope, Tokens, scoped};
 use cartflow_http::{Limits, headers};
-use cartflow_online::{OnlineError, OnlineStore};
+use cartflow_online::{OnlineError, OnlineReader};
 
 pub use builder::{BoundServer, RunningServer, ServerBuilder};
 pub use cartflow_http::ApiError;
@@ -78,7 +78,7 @@ pub fn describe_metrics() {
 
 /// Everything [`app`] serves, and its limits.
 pub struct Server {
-    pub store: Arc<dyn OnlineStore>,
+    pub store: Arc<dyn OnlineReader>,
     pub model: Arc<model::ModelSlot>,
     pub insights: Arc<dyn dashboard::Insights>,
     pub tokens: Arc<Tokens>,
@@ -133,7 +133,7 @@ pub fn app(s: Server) -> Router {
     cartflow_http::finish(app, s.tokens)
 }
 
-fn feature_routes(store: Arc<dyn OnlineStore>) -> Router {
+fn feature_routes(store: Arc<dyn OnlineReader>) -> Router {
     Router::new()
         .route("/features", scoped(Scope::FeaturesRead, post(features_api::features)))
         .route("/get-online-features", scoped(Scope::FeaturesRead, post(features_api::get_online_features)))
@@ -156,6 +156,6 @@ pub fn telemetry_routes(telemetry: &Telemetry) -> Router {
 }
 
 /// The feature API with `/metrics`, `/status` and `/health`, behind `tokens`.
-pub fn router(store: Arc<dyn OnlineStore>, telemetry: Telemetry, tokens: Arc<Tokens>, limits: Limits) -> Router {
+pub fn router(store: Arc<dyn OnlineReader>, telemetry: Telemetry, tokens: Arc<Tokens>, limits: Limits) -> Router {
     cartflow_http::finish(limits.apply(feature_routes(store).merge(telemetry_routes(&telemetry))), tokens)
 }

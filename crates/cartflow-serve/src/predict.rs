@@ -18,7 +18,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use cartflow_features::CartQuery;
-use cartflow_online::OnlineStore;
+use cartflow_online::OnlineReader;
 use serde::Serialize;
 
 use crate::features_api::{CartEvent, QueryTimes};
@@ -32,7 +32,7 @@ pub const ITEMS: &str = "cartflow_predict_items_total";
 
 #[derive(Clone)]
 pub struct Predictor {
-    pub store: Arc<dyn OnlineStore>,
+    pub store: Arc<dyn OnlineReader>,
     pub model: Arc<ModelSlot>,
     pub latency: Arc<Latency>,
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use cartflow_lake::Lake;
-use cartflow_log::{EmbeddedLog, EventLog, KafkaLog, LogBackend};
+use cartflow_log::{EmbeddedLog, EventLog, LogBackend};
 use cartflow_online::{MemoryStore, OnlineBackend, OnlineStore, RedisStore};
 
 use crate::config::Config;
@@ -27,11 +27,17 @@ impl Config {
                     .with_context(|| format!("opening the event log in {}", self.log_dir().display()))?;
                 Ok(Box::new(log))
             }
+            #[cfg(feature = "kafka")]
             LogBackend::Kafka { url } => {
-                let log = KafkaLog::connect(url, self.kafka.clone())
+                let log = cartflow_log::KafkaLog::connect(url, self.kafka.clone())
                     .with_context(|| format!("connecting to {}", cartflow_core::redact::url(url)))?;
                 Ok(Box::new(log))
             }
+            #[cfg(not(feature = "kafka"))]
+            LogBackend::Kafka { url } => anyhow::bail!(
+                "log = {:?}: this cartflow was built without Kafka (cargo feature `kafka`, on by default)",
+                cartflow_core::redact::url(url)
+            ),
         }
     }
 

@@ -6,7 +6,6 @@
 mod consumer;
 mod producer;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,33 +22,12 @@ pub use consumer::KafkaConsumer;
 pub use producer::KafkaProducer;
 
 use crate::{
-    CommittedOffset, Consumer, ConsumerConfig, EventLog, GroupInfo, LogError, PartitionInfo, Producer, Result,
-    TopicInfo,
+    CommittedOffset, Consumer, ConsumerConfig, EventLog, GroupInfo, KafkaOptions, LogError, PartitionInfo, Producer,
+    Result, TopicInfo,
 };
 
 /// How long a metadata, offset or admin request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The Kafka backend's settings: `[kafka]` in cartflow.toml.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaOptions {
-    /// Partitions of topics this backend creates.
-    pub partitions: u32,
-    /// Replicas of topics this backend creates.
-    pub replication: i32,
-    /// A group member that stops heartbeating for this long loses its partitions.
-    pub session_timeout_ms: u32,
-    /// Further librdkafka properties (security, tuning), passed as given
-    /// (`security.protocol`, `sasl.*`, `ssl.*`).
-    pub properties: BTreeMap<String, String>,
-}
-
-impl Default for KafkaOptions {
-    fn default() -> Self {
-        KafkaOptions { partitions: 8, replication: 1, session_timeout_ms: 10_000, properties: BTreeMap::new() }
-    }
-}
 
 /// Cheap to clone: the clients are shared, so a producer can create the
 /// topics it writes to through the log that made it.
