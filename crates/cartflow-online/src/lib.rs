@@ -15,10 +15,10 @@ mod codec;
 mod memory;
 mod redis_store;
 
+use cartflow_core::CommittedOffset;
 use cartflow_core::Event;
 use cartflow_core::time::Micros;
 use cartflow_features::{CartFeatures, CartQuery, Entities, EntityView};
-use cartflow_core::CommittedOffset;
 use futures::future::BoxFuture;
 
 pub use backend::OnlineBackend;

@@ -7,9 +7,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
+use cartflow_core::CommittedOffset;
 use cartflow_core::time::Micros;
 use cartflow_features::{CartQuery, Entities};
-use cartflow_core::CommittedOffset;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
@@ -118,7 +118,6 @@ impl OnlineStore for MemoryStore {
         inner.offsets = offsets.to_vec();
         Ok(counts(&inner.entities))
     }
-
 }
 
 impl OnlineReader for MemoryStore {

@@ -17,10 +17,10 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
+use cartflow_core::CommittedOffset;
 use cartflow_core::time::Micros;
 use cartflow_features::state::{ProductState, SessionState, UserState};
 use cartflow_features::{CartQuery, Entities, EntityView};
-use cartflow_core::CommittedOffset;
 use futures::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
 
@@ -325,7 +325,6 @@ impl OnlineStore for RedisStore {
         cache.session_ttl = self.session_ttl;
         Ok(counts)
     }
-
 }
 
 impl OnlineReader for RedisStore {

@@ -20,7 +20,7 @@ use axum::Router;
 use cartflow_http::{BindError, Limits, Tls, Tokens};
 use cartflow_online::OnlineReader;
 
-use crate::dashboard::{Insights, ModelReport, Table};
+use crate::dashboard::{Insights, InsightsError, ModelReport, Table};
 use crate::model::{ModelError, ModelSlot, ModelSource, ServedModel};
 use crate::{Server, Telemetry, app};
 
@@ -194,11 +194,11 @@ impl RunningServer {
 struct NoInsights;
 
 impl Insights for NoInsights {
-    fn gold(&self) -> Result<Vec<Table>, String> {
+    fn gold(&self) -> Result<Vec<Table>, InsightsError> {
         Err("no lake configured for this server".into())
     }
 
-    fn model_report(&self, _: &ServedModel) -> Result<ModelReport, String> {
+    fn model_report(&self, _: &ServedModel) -> Result<ModelReport, InsightsError> {
         Err("no lake configured for this server".into())
     }
 }

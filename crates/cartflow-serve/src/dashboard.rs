@@ -34,12 +34,16 @@ pub struct ModelReport {
     pub plots: Vec<(String, String)>,
 }
 
+/// Why an insight is not there (the lake not built yet, the registry down):
+/// the implementation's own error, shown on the page.
+pub type InsightsError = Box<dyn std::error::Error + Send + Sync>;
+
 /// What the page shows beyond this process's own state: gold tables and
 /// the registry's record of the model. Blocking; called off the runtime.
 pub trait Insights: Send + Sync {
     /// The funnel and category performance (or why they are not there).
-    fn gold(&self) -> Result<Vec<Table>, String>;
-    fn model_report(&self, model: &ServedModel) -> Result<ModelReport, String>;
+    fn gold(&self) -> Result<Vec<Table>, InsightsError>;
+    fn model_report(&self, model: &ServedModel) -> Result<ModelReport, InsightsError>;
 }
 
 #[derive(Clone)]
@@ -119,7 +123,7 @@ impl Dashboard {
         html
     }
 
-    fn model(&self, served: Option<&ServedModel>, report: Option<Result<ModelReport, String>>) -> String {
+    fn model(&self, served: Option<&ServedModel>, report: Option<Result<ModelReport, InsightsError>>) -> String {
         let Some(m) = served else {
             return format!(
                 "<h2>Model</h2><p id=\"model\">No model served yet: waiting for {}@{}.</p>",
@@ -147,7 +151,7 @@ impl Dashboard {
                     let _ = write!(html, "<img alt=\"{t}\" title=\"{t}\" src=\"{}\">", esc(url), t = esc(title));
                 }
             }
-            Some(Err(e)) => html += &format!("<p>The registry's record of this version: {}</p>", esc(&e)),
+            Some(Err(e)) => html += &format!("<p>The registry's record of this version: {}</p>", esc(&e.to_string())),
             None => {}
         }
         html
@@ -173,12 +177,12 @@ pub async fn page(State(d): State<Dashboard>) -> Html<String> {
         let (insights, served) = (d.insights.clone(), served.clone());
         tokio::task::spawn_blocking(move || (insights.gold(), served.map(|m| insights.model_report(&m))))
             .await
-            .unwrap_or_else(|e| (Err(format!("dashboard task failed: {e}")), None))
+            .unwrap_or_else(|e| (Err(format!("dashboard task failed: {e}").into()), None))
     };
     let gold = match gold {
         Ok(tables) if tables.is_empty() => "<p>Gold is empty: run `cartflow warehouse build`.</p>".to_owned(),
         Ok(tables) => tables.iter().map(table).collect(),
-        Err(e) => format!("<p>Gold is not readable yet: {}</p>", esc(&e)),
+        Err(e) => format!("<p>Gold is not readable yet: {}</p>", esc(&e.to_string())),
     };
     Html(format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"5\">\

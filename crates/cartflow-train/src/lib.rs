@@ -40,8 +40,8 @@ pub enum TrainError {
     Input(String),
     #[error("booster: {0}")]
     Booster(String),
-    #[error("plot: {0}")]
-    Plot(String),
+    #[error(transparent)]
+    Plot(#[from] plots::PlotError),
 }
 
 /// The training window's share of the span.
@@ -168,7 +168,7 @@ impl Outcome {
             .collect();
         let baseline = |name| self.baseline(name).expect("both baselines are always computed");
         let logistic = baseline("logistic_regression");
-        let plot = |r: Result<String, String>| r.map(String::into_bytes).map_err(TrainError::Plot);
+        let plot = |r: Result<String, plots::PlotError>| r.map(String::into_bytes).map_err(TrainError::Plot);
         Ok(vec![
             ("model.json", self.model.to_json()),
             ("feature_spec.json", json(serde_json::json!({ "feature_set": self.model.feature_set, "inputs": spec }))),

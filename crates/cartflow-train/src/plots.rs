@@ -9,6 +9,15 @@ use crate::metrics::CalibrationBin;
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 
+/// plotters could not draw a plot (its errors are generic over the backend: kept as their text).
+#[derive(Debug, thiserror::Error)]
+#[error("drawing a plot: {0}")]
+pub struct PlotError(String);
+
+fn drawing<E: std::fmt::Display>(e: E) -> PlotError {
+    PlotError(e.to_string())
+}
+
 const SIZE: (u32, u32) = (640, 480);
 
 /// A named curve in a color.
@@ -16,21 +25,21 @@ type Curve<'a> = (&'a str, RGBColor, &'a [(f64, f64)]);
 const MODEL: RGBColor = RGBColor(31, 119, 180);
 const BASELINE: RGBColor = RGBColor(255, 127, 14);
 
-fn svg(draw: impl FnOnce(&Area<'_>) -> Result<(), String>) -> Result<String, String> {
+fn svg(draw: impl FnOnce(&Area<'_>) -> Result<(), PlotError>) -> Result<String, PlotError> {
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE).map_err(drawing)?;
         draw(&root)?;
-        root.present().map_err(|e| e.to_string())?;
+        root.present().map_err(drawing)?;
     }
     Ok(out)
 }
 
 /// A unit-square chart of named curves, with a dashed reference line.
-fn curves(title: &str, x: &str, y: &str, lines: &[Curve<'_>], reference: [(f64, f64); 2]) -> Result<String, String> {
+fn curves(title: &str, x: &str, y: &str, lines: &[Curve<'_>], reference: [(f64, f64); 2]) -> Result<String, PlotError> {
     svg(|root| {
-        let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+        let e = |e: DrawingAreaErrorKind<_>| drawing(e);
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 20))
             .margin(12)
@@ -57,7 +66,12 @@ fn curves(title: &str, x: &str, y: &str, lines: &[Curve<'_>], reference: [(f64, 
     })
 }
 
-pub fn roc(model: &[(f64, f64)], model_auc: f64, baseline: &[(f64, f64)], baseline_auc: f64) -> Result<String, String> {
+pub fn roc(
+    model: &[(f64, f64)],
+    model_auc: f64,
+    baseline: &[(f64, f64)],
+    baseline_auc: f64,
+) -> Result<String, PlotError> {
     let m = format!("model (AUC {model_auc:.3})");
     let b = format!("logistic regression (AUC {baseline_auc:.3})");
     curves(
@@ -75,7 +89,7 @@ pub fn precision_recall(
     baseline: &[(f64, f64)],
     baseline_ap: f64,
     base_rate: f64,
-) -> Result<String, String> {
+) -> Result<String, PlotError> {
     let m = format!("model (AP {model_ap:.3})");
     let b = format!("logistic regression (AP {baseline_ap:.3})");
     curves(
@@ -87,7 +101,7 @@ pub fn precision_recall(
     )
 }
 
-pub fn calibration(bins: &[CalibrationBin]) -> Result<String, String> {
+pub fn calibration(bins: &[CalibrationBin]) -> Result<String, PlotError> {
     let points: Vec<(f64, f64)> =
         bins.iter().filter(|b| b.count > 0).map(|b| (b.mean_predicted, b.observed_rate)).collect();
     curves(
@@ -100,12 +114,12 @@ pub fn calibration(bins: &[CalibrationBin]) -> Result<String, String> {
 }
 
 /// Horizontal bars, largest on top.
-pub fn importance(named: &[(String, f64)]) -> Result<String, String> {
+pub fn importance(named: &[(String, f64)]) -> Result<String, PlotError> {
     let mut named = named.to_vec();
     named.sort_by(|a, b| a.1.total_cmp(&b.1));
     let top = named.iter().map(|(_, v)| *v).fold(0.0f64, f64::max).max(1e-9);
     svg(|root| {
-        let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+        let e = |e: DrawingAreaErrorKind<_>| drawing(e);
         let n = named.len();
         let mut chart = ChartBuilder::on(root)
             .caption("Feature importance (share of split gain)", ("sans-serif", 20))

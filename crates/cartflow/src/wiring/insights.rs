@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cartflow_registry::Client;
-use cartflow_serve::dashboard::{Insights, ModelReport, Table};
+use cartflow_serve::dashboard::{Insights, InsightsError, ModelReport, Table};
 use cartflow_serve::model::ServedModel;
 use cartflow_warehouse::Warehouse;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -83,23 +83,24 @@ fn table(title: &str, batches: &[RecordBatch]) -> anyhow::Result<Table> {
 }
 
 impl Insights for LakeInsights {
-    fn gold(&self) -> Result<Vec<Table>, String> {
+    fn gold(&self) -> Result<Vec<Table>, InsightsError> {
         let mut cached = self.gold.lock().expect("gold cache lock");
         if let Some((_, tables)) = cached.as_ref().filter(|(at, _)| at.elapsed() < GOLD_TTL) {
             return Ok(tables.clone());
         }
+        // `{:#}` keeps the whole chain of causes in the one message shown.
         let tables = self.query().map_err(|e| format!("{e:#}"))?;
         *cached = Some((Instant::now(), tables.clone()));
         Ok(tables)
     }
 
-    fn model_report(&self, model: &ServedModel) -> Result<ModelReport, String> {
-        let version = self.client.model_version(&model.name, &model.version).map_err(|e| e.to_string())?;
-        let run = self.client.run(&version.run_id).map_err(|e| e.to_string())?;
+    fn model_report(&self, model: &ServedModel) -> Result<ModelReport, InsightsError> {
+        let version = self.client.model_version(&model.name, &model.version)?;
+        let run = self.client.run(&version.run_id)?;
         let metrics = METRICS.iter().filter_map(|k| run.metric(k).map(|v| (k.to_string(), v))).collect();
         let mut plots = Vec::new();
         for (title, file) in PLOTS {
-            let url = self.client.artifact_url(&run.info.artifact_uri, file).map_err(|e| e.to_string())?;
+            let url = self.client.artifact_url(&run.info.artifact_uri, file)?;
             let url = if self.mounted { url.strip_prefix(self.client.base()).unwrap_or(&url).to_owned() } else { url };
             plots.push((title.to_owned(), url));
         }
