@@ -210,7 +210,7 @@ fn the_readmes_order_produce_validate_cdc_works_on_the_embedded_log() {
 #[test]
 fn the_readmes_order_produce_validate_cdc_works_on_kafka() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = KafkaBroker::start(dir.path());
+    let broker = needs!(KafkaBroker::start(dir.path()));
     readme_order(dir.path(), &|c| broker.configure(c), &broker.log());
 }
 

@@ -13,7 +13,7 @@ use common::*;
 fn every_streaming_stage_runs_unchanged_on_kafka() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let broker = KafkaBroker::start(d);
+    let broker = needs!(KafkaBroker::start(d));
     let out = ok(broker.configure(&mut cartflow(d)).args([
         "produce",
         "--generate",
@@ -89,7 +89,7 @@ fn outputs(log: &dyn EventLog) -> u64 {
 fn two_validators_share_the_partitions_and_one_killed_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let broker = KafkaBroker::start(d);
+    let broker = needs!(KafkaBroker::start(d));
     let total = 1_000_000u64;
     // A few events first, so the topics exist for the two to split; the rest
     // once they have: validators that start on all of it can finish it

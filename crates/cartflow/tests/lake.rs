@@ -114,7 +114,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 #[test]
 fn the_lake_sink_writes_to_a_real_s3_server_and_survives_a_kill() {
     let dir = tempfile::tempdir().unwrap();
-    let s3 = S3Server::start(dir.path(), "cartflow-test");
+    let s3 = needs!(S3Server::start(dir.path(), "cartflow-test"));
     ok(cartflow(dir.path()).args(["produce", "--generate", "150000", "--inject-invalid", "0.02"]));
     ok(cartflow(dir.path()).args(["validate", "--drain"]));
     let sink = |drain: bool| {

@@ -338,7 +338,7 @@ fn duckdb_pyarrow_and_polars_read_the_lakes_hour_folders_as_numbers() {
 fn the_warehouse_builds_and_answers_over_a_real_s3_server() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let s3 = S3Server::start(d, "warehouse-test");
+    let s3 = needs!(S3Server::start(d, "warehouse-test"));
     let lake = "s3://warehouse-test/lake";
     let csv = generate(d, "events.csv", 20_000, "2019-10-01 00:00:00 UTC", 17);
     ok(cartflow(d).args(["produce", "--input"]).arg(&csv));

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests: they run the real `cartflow` binary as
 //! child processes on a data directory of their own, and read the embedded
-//! log back with `cartflow-log` to check what landed.
+//! log back with `cartflow-log` to check what landed. The services they
+//! start (S3, Kafka, PostgreSQL, Redis) come from `cartflow-testkit`.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -9,6 +10,7 @@ use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use cartflow_log::{EmbeddedLog, EmbeddedOptions, EventLog, Record};
+pub use cartflow_testkit::*;
 
 pub const RAW: &str = "tracking.raw_user_behavior";
 pub const VALIDATED: &str = "tracking.user_behavior.validated";
@@ -56,10 +58,6 @@ pub fn read_topic(dir: &Path, topic: &str) -> Vec<Record> {
 /// invalid, and returns (valid, invalid) counts.
 pub fn assert_exactly_once(dir: &Path) -> (usize, usize) {
     assert_exactly_once_on(&open_log(dir))
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 pub fn real_data(name: &str) -> std::path::PathBuf {
@@ -144,109 +142,6 @@ pub fn assert_lake_exactly_once_on(log: &dyn EventLog, lake_dir: &Path) -> (usiz
 }
 
 /// A server binary `.ci/run` installs under ~/.cache/cartflow/tools, or the one `env` names.
-fn installed_tool(name: &str, env: &str) -> std::path::PathBuf {
-    [
-        std::env::var(env).ok().map(std::path::PathBuf::from),
-        std::env::var("HOME").ok().map(|h| std::path::PathBuf::from(h).join(".cache/cartflow/tools/bin").join(name)),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|p| p.exists())
-    .unwrap_or_else(|| panic!("this test needs {name}: run .ci/run, which installs it, or set {env}"))
-}
-
-/// Waits until something accepts connections on the port.
-fn wait_for_port(port: u16, what: &str, within: Duration) {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < within, "{what} did not start within {within:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A real S3-compatible server on loopback: the s3s-fs that `.ci/run`
-/// installs (or one named by S3S_FS_BIN), keeping objects as files under
-/// `root/<bucket>/`. Stopped when dropped.
-pub struct S3Server {
-    child: std::process::Child,
-    pub port: u16,
-    pub root: std::path::PathBuf,
-}
-
-impl S3Server {
-    pub fn start(dir: &Path, bucket: &str) -> S3Server {
-        let bin = installed_tool("s3s-fs", "S3S_FS_BIN");
-        let root = dir.join("s3");
-        std::fs::create_dir_all(root.join(bucket)).unwrap(); // s3s-fs: a bucket is a folder
-        let port = free_port();
-        let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "test", "--secret-key", "test"])
-            .arg(&root)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for_port(port, "s3s-fs", Duration::from_secs(10));
-        S3Server { child, port, root }
-    }
-
-    /// The usual AWS variables pointing a command at this server.
-    pub fn configure<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
-        cmd.env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port))
-            .env("AWS_ALLOW_HTTP", "true")
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A database of its own on the local PostgreSQL, dropped at the end.
-pub struct TestDatabase {
-    pub name: String,
-}
-
-impl TestDatabase {
-    pub fn create() -> TestDatabase {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let name = format!("cartflow_t_{}_{nanos}", std::process::id());
-        psql("postgres", &format!("CREATE DATABASE {name}"));
-        TestDatabase { name }
-    }
-
-    pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
-    }
-
-    pub fn query(&self, sql: &str) -> String {
-        psql(&self.name, sql)
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .output();
-    }
-}
-
-pub fn psql(db: &str, sql: &str) -> String {
-    let out = std::process::Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("psql runs");
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 /// A server process, killed at the end of the test.
 pub struct Server {
     pub child: Child,
@@ -323,87 +218,6 @@ pub fn chromium_dom(url: &str) -> String {
         .expect("chromium runs");
     assert!(out.status.success(), "chromium {url}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A real Kafka-protocol broker on loopback: the nisshi that `.ci/run`
-/// installs (or one named by NISSHI_BIN), keeping topics in memory. Each test
-/// starts its own, so tests run in parallel. Stopped when dropped.
-pub struct KafkaBroker {
-    child: Child,
-    pub url: String,
-}
-
-impl KafkaBroker {
-    pub fn start(dir: &Path) -> KafkaBroker {
-        let bin = installed_tool("nisshi", "NISSHI_BIN");
-        let port = free_port();
-        let listener = format!("tcp://127.0.0.1:{port}");
-        let out = std::fs::File::create(dir.join("broker.log")).unwrap();
-        let child = Command::new(bin)
-            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
-            .args(["--storage-engine", "memory://nisshi/"])
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
-        wait_for_port(port, "nisshi", Duration::from_secs(20));
-        KafkaBroker { child, url: format!("kafka://127.0.0.1:{port}") }
-    }
-
-    /// Points a cartflow command at this broker.
-    pub fn configure<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
-        cmd.env("CARTFLOW_LOG", &self.url).env("CARTFLOW_KAFKA__PARTITIONS", "4")
-    }
-
-    pub fn log(&self) -> cartflow_log::KafkaLog {
-        cartflow_log::KafkaLog::connect(&self.url, cartflow_log::KafkaOptions::default()).unwrap()
-    }
-}
-
-impl Drop for KafkaBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Every record of a topic on any log, read up to the ends it had when asked.
-pub fn read_all(log: &dyn EventLog, topic: &str) -> Vec<Record> {
-    let Some(info) = log.topic(topic).unwrap() else { return Vec::new() };
-    let mut out = Vec::new();
-    for p in info.partitions {
-        let tp = cartflow_log::TopicPartition::new(topic, p.partition);
-        out.extend(cartflow_log::read_range(log, &tp, p.start, p.end).unwrap());
-    }
-    out
-}
-
-/// [`assert_exactly_once`] on any log.
-pub fn assert_exactly_once_on(log: &dyn EventLog) -> (usize, usize) {
-    let raw = read_all(log, RAW);
-    let valid = read_all(log, VALIDATED);
-    let invalid = read_all(log, INVALID);
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    for r in valid.iter().chain(&invalid) {
-        let src = r.header_str("cartflow.src").expect("every output names its input").to_owned();
-        *seen.entry(src).or_default() += 1;
-    }
-    let duplicated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
-    assert!(duplicated.is_empty(), "inputs with more than one output: {duplicated:?}");
-    let missing: Vec<String> = raw
-        .iter()
-        .map(|r| format!("{}/{}/{}", r.topic, r.partition, r.offset))
-        .filter(|k| !seen.contains_key(k))
-        .take(5)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "inputs with no output ({} of {}): {missing:?}",
-        raw.len() - seen.len().min(raw.len()),
-        raw.len()
-    );
-    assert_eq!(seen.len(), raw.len(), "outputs for inputs that do not exist");
-    (valid.len(), invalid.len())
 }
 
 /// Runs Debian's `promtool` (installed by .ci/run) in `dir`, with `stdin`; fails the test when it fails.

@@ -1,0 +1,87 @@
+//! What every `OnlineStore` must do: start empty, apply batches with the
+//! input position they reflect, answer every cart as the pure feature
+//! definitions do over the same events, count a replayed event once, say a
+//! delete of an unknown event is one, and be replaced as a whole.
+
+use cartflow_core::{CommittedOffset, Event, EventType};
+use cartflow_features::{CartQuery, Entities};
+use cartflow_online::{Change, OnlineStore};
+
+/// Runs the suite on an empty `store` whose sessions last `session_ttl`,
+/// with `events` (in event-time order; a few thousand generated ones do).
+pub fn online_store_suite(store: &dyn OnlineStore, session_ttl: cartflow_core::time::Micros, events: &[Event]) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    assert!(events.iter().any(|e| e.event_type == EventType::Cart), "the suite needs carts among the events");
+
+    // Empty.
+    assert_eq!(store.counts().unwrap(), Default::default(), "a new store holds entities");
+    assert!(store.offsets().unwrap().is_empty(), "a new store reflects an input position");
+    assert_eq!(rt.block_on(store.watermark()).unwrap(), None, "a new store has a watermark");
+    let first = &events[0];
+    let unknown = rt.block_on(store.features(&query(first))).unwrap();
+    assert!(unknown.session_time.is_none() && !unknown.user_found, "an empty store found entities: {unknown:?}");
+
+    // Batches with their input position, beside the pure definitions.
+    let mut reference = Entities::new(session_ttl);
+    let mut position = Vec::new();
+    for (i, batch) in events.chunks(250).enumerate() {
+        let changes: Vec<Change> = batch.iter().map(|e| Change { event: e.clone(), delete: false }).collect();
+        position = vec![offset(0, (i as u64 + 1) * 250), offset(1, i as u64)];
+        let stats = store.apply(&changes, &position).unwrap();
+        let counted = batch.iter().filter(|e| reference.apply(e, false) == cartflow_features::Applied::Counted).count();
+        assert_eq!(stats.counted, counted as u64, "batch {i}: events counted");
+        for cart in batch.iter().filter(|e| e.event_type == EventType::Cart) {
+            let q = query(cart);
+            let answer = rt.block_on(store.features(&q)).unwrap();
+            assert_eq!(answer.features, reference.features(&q), "features of the cart {cart:?}");
+            assert!(answer.user_found, "the cart's user {}", cart.user_id);
+        }
+    }
+    let mut offsets = store.offsets().unwrap();
+    offsets.sort_by_key(|o| o.partition);
+    assert_eq!(offsets, position, "the input position of the last batch");
+    let newest = events.iter().map(|e| e.event_time).max();
+    assert_eq!(rt.block_on(store.watermark()).unwrap(), newest, "the watermark is the newest event time");
+    let counts = store.counts().unwrap();
+    assert_eq!(
+        (counts.sessions as usize, counts.users as usize, counts.products as usize),
+        (reference.sessions.len(), reference.users.len(), reference.products.len()),
+        "entities held"
+    );
+    store.checkpoint().unwrap();
+
+    // A replay (a crash between apply and commit) changes nothing.
+    let replay: Vec<Change> = events[..100].iter().map(|e| Change { event: e.clone(), delete: false }).collect();
+    let stats = store.apply(&replay, &position).unwrap();
+    assert_eq!((stats.counted, stats.duplicates), (0, 100), "a replayed batch");
+    let q = query(events.iter().rev().find(|e| e.event_type == EventType::Cart).unwrap());
+    assert_eq!(rt.block_on(store.features(&q)).unwrap().features, reference.features(&q), "features after a replay");
+
+    // A delete of an event never applied is said to be one.
+    let mut never = first.clone();
+    never.product_id = i64::MAX - 7;
+    let stats = store.apply(&[Change { event: never, delete: true }], &position).unwrap();
+    assert_eq!(stats.unknown_deletes, 1, "a delete of an event never applied");
+
+    // Replaced as a whole (`features materialize`).
+    let counts = store.replace(Entities::new(session_ttl), &[offset(0, 1)]).unwrap();
+    assert_eq!(counts, Default::default(), "replace with nothing");
+    assert_eq!(store.counts().unwrap(), Default::default(), "counts after replace");
+    assert_eq!(store.offsets().unwrap(), vec![offset(0, 1)], "offsets after replace");
+    let gone = rt.block_on(store.features(&q)).unwrap();
+    assert!(!gone.user_found, "a user after replace with nothing");
+}
+
+fn query(e: &Event) -> CartQuery<'_> {
+    CartQuery {
+        time: e.event_time,
+        user_id: e.user_id,
+        product_id: e.product_id,
+        user_session: e.user_session.as_deref(),
+        attrs: None,
+    }
+}
+
+fn offset(partition: u32, offset: u64) -> CommittedOffset {
+    CommittedOffset { topic: "tracking.user_behavior.validated".into(), partition, offset, metadata: String::new() }
+}

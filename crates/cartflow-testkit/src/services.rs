@@ -1,0 +1,183 @@
+//! Real services on loopback, one per test, removed when dropped: an S3
+//! server (s3s-fs), a Kafka broker (nisshi), a PostgreSQL database, a Redis
+//! key prefix.
+
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use crate::tools::tool;
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts connections on the port.
+pub fn wait_for_port(port: u16, what: &str, within: Duration) {
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < within, "{what} did not start within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A real S3-compatible server on loopback: the s3s-fs that `.ci/run`
+/// installs (or one named by S3S_FS_BIN), keeping objects as files under
+/// `root/<bucket>/`. Stopped when dropped.
+pub struct S3Server {
+    child: std::process::Child,
+    pub port: u16,
+    pub root: std::path::PathBuf,
+}
+
+impl S3Server {
+    /// `None` (the test is skipped) only outside CI, when s3s-fs is missing.
+    pub fn start(dir: &Path, bucket: &str) -> Option<S3Server> {
+        let bin = tool("s3s-fs", "S3S_FS_BIN")?;
+        let root = dir.join("s3");
+        std::fs::create_dir_all(root.join(bucket)).unwrap(); // s3s-fs: a bucket is a folder
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "test", "--secret-key", "test"])
+            .arg(&root)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, "s3s-fs", Duration::from_secs(10));
+        Some(S3Server { child, port, root })
+    }
+
+    /// The usual AWS variables pointing a command at this server.
+    pub fn configure<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{}", self.port))
+            .env("AWS_ALLOW_HTTP", "true")
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A database of its own on the local PostgreSQL, dropped at the end.
+pub struct TestDatabase {
+    pub name: String,
+}
+
+impl TestDatabase {
+    pub fn create() -> TestDatabase {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("cartflow_t_{}_{nanos}", std::process::id());
+        psql("postgres", &format!("CREATE DATABASE {name}"));
+        TestDatabase { name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+
+    pub fn query(&self, sql: &str) -> String {
+        psql(&self.name, sql)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
+            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .output();
+    }
+}
+
+pub fn psql(db: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A real Kafka-protocol broker on loopback: the nisshi that `.ci/run`
+/// installs (or one named by NISSHI_BIN), keeping topics in memory. Each test
+/// starts its own, so tests run in parallel. Stopped when dropped.
+pub struct KafkaBroker {
+    child: Child,
+    pub url: String,
+}
+
+impl KafkaBroker {
+    /// `None` (the test is skipped) only outside CI, when nisshi is missing.
+    pub fn start(dir: &Path) -> Option<KafkaBroker> {
+        let bin = tool("nisshi", "NISSHI_BIN")?;
+        let port = free_port();
+        let listener = format!("tcp://127.0.0.1:{port}");
+        let out = std::fs::File::create(dir.join("broker.log")).unwrap();
+        let child = Command::new(bin)
+            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            .args(["--storage-engine", "memory://nisshi/"])
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        wait_for_port(port, "nisshi", Duration::from_secs(20));
+        Some(KafkaBroker { child, url: format!("kafka://127.0.0.1:{port}") })
+    }
+
+    /// Points a cartflow command at this broker.
+    pub fn configure<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("CARTFLOW_LOG", &self.url).env("CARTFLOW_KAFKA__PARTITIONS", "4")
+    }
+
+    #[cfg(feature = "kafka")]
+    pub fn log(&self) -> cartflow_log::KafkaLog {
+        cartflow_log::KafkaLog::connect(&self.url, cartflow_log::KafkaOptions::default()).unwrap()
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Redis key prefix of this test's own on the local Redis
+/// (`redis://127.0.0.1:6379/0`), its keys deleted when dropped.
+pub struct RedisPrefix {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl RedisPrefix {
+    pub fn new(what: &str) -> RedisPrefix {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let prefix = format!("cartflow-test-{what}-{}-{nanos}", std::process::id());
+        RedisPrefix { url: "redis://127.0.0.1:6379/0".to_owned(), prefix }
+    }
+
+    /// Keys under the prefix now.
+    pub fn keys(&self) -> Vec<String> {
+        let mut conn = redis::Client::open(self.url.as_str()).unwrap().get_connection().unwrap();
+        redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query(&mut conn).unwrap()
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let Ok(mut conn) = redis::Client::open(self.url.as_str()).and_then(|c| c.get_connection()) else { return };
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query(&mut conn).unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}
