@@ -9,11 +9,13 @@
 
 pub mod lake;
 pub mod layout;
+pub mod location;
 pub mod manifest;
 pub mod schema;
 pub mod store;
 
 pub use lake::{Lake, PendingFile, encode_parquet};
+pub use location::LakeLocation;
 pub use manifest::{FileEntry, Manifest};
 pub use schema::{LakeEvent, LakeInvalid};
 

@@ -11,7 +11,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
 
-use crate::{LakeError, Result};
+use crate::{LakeError, LakeLocation, Result};
 
 pub fn open_store(location: &str) -> Result<Arc<dyn ObjectStore>> {
     let (root, prefix) = open_store_root(location)?;
@@ -26,24 +26,21 @@ pub fn open_store(location: &str) -> Result<Arc<dyn ObjectStore>> {
 /// finds nothing; the warehouse gives DataFusion the root and the prefix.
 pub fn open_store_root(location: &str) -> Result<(Arc<dyn ObjectStore>, String)> {
     let bad = |why: String| LakeError::Location(location.to_owned(), why);
-    if let Some(rest) = location.strip_prefix("s3://") {
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(bad("no bucket".into()));
+    match location.parse::<LakeLocation>().map_err(bad)? {
+        LakeLocation::S3 { bucket, prefix } => {
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+                builder = builder.with_region("us-east-1");
+            }
+            let s3 = builder.build().map_err(|e| bad(e.to_string()))?;
+            Ok((Arc::new(s3), prefix))
         }
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
-            builder = builder.with_region("us-east-1");
+        LakeLocation::Local(path) => {
+            std::fs::create_dir_all(&path).map_err(|e| bad(e.to_string()))?;
+            let local = LocalFileSystem::new_with_prefix(&path).map_err(|e| bad(e.to_string()))?;
+            Ok((Arc::new(local), String::new()))
         }
-        let s3 = builder.build().map_err(|e| bad(e.to_string()))?;
-        return Ok((Arc::new(s3), prefix.trim_matches('/').to_owned()));
     }
-    let Some(path) = local_dir(location) else {
-        return Err(bad("expected a directory, file:///path or s3://bucket/prefix".into()));
-    };
-    std::fs::create_dir_all(path).map_err(|e| bad(e.to_string()))?;
-    let local = LocalFileSystem::new_with_prefix(path).map_err(|e| bad(e.to_string()))?;
-    Ok((Arc::new(local), String::new()))
 }
 
 /// The directory a local location names (a path or `file:///…`), if it is one.

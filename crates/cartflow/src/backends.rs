@@ -43,7 +43,10 @@ impl Config {
 
     /// Where the lake is: the configured location or `<data_dir>/lake`.
     pub fn lake_location(&self) -> String {
-        self.lake.location.clone().unwrap_or_else(|| self.data_dir.join("lake").display().to_string())
+        self.lake
+            .location
+            .as_ref()
+            .map_or_else(|| self.data_dir.join("lake").display().to_string(), ToString::to_string)
     }
 
     /// Opens the lake for the lake sink's commits.

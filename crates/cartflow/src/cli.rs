@@ -46,7 +46,7 @@ pub struct Running {
 pub struct LakeArg {
     /// The lake: a directory or s3://bucket/prefix [default: lake.location, else <data-dir>/lake]
     #[arg(long = "lake")]
-    pub location: Option<String>,
+    pub location: Option<cartflow_lake::LakeLocation>,
 }
 
 /// How a server listens: over TLS or not, with API tokens or (on loopback only) without.
@@ -104,8 +104,8 @@ pub struct GeneratorArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Store profile: `electronics` (the multi-category store) or `cosmetics` (with remove_from_cart)
-    #[arg(long, default_value = "electronics")]
-    pub profile: String,
+    #[arg(long, default_value = "electronics", value_parser = profile())]
+    pub profile: cartflow_sources::Profile,
     /// Time of the first event (UTC)
     #[arg(long, default_value = "2019-10-01 00:00:00 UTC")]
     pub start: String,
@@ -440,6 +440,13 @@ fn feature_set(s: &str) -> Result<cartflow_features::FeatureSet, String> {
 }
 
 /// A share between 0 and 1, for `--inject-invalid`.
+/// The generator's profiles, listed in `--help` and checked by clap.
+fn profile() -> impl clap::builder::TypedValueParser<Value = cartflow_sources::Profile> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["electronics", "cosmetics"])
+        .map(|s| s.parse().expect("a listed profile parses"))
+}
+
 fn share(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),

@@ -215,8 +215,15 @@ impl Default for WarehouseConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LakeConfig {
     /// A directory, `file:///path` or `s3://bucket/prefix`; `<data_dir>/lake` when unset.
-    #[serde(deserialize_with = "optional")]
-    pub location: Option<String>,
+    #[serde(deserialize_with = "optional_lake")]
+    pub location: Option<cartflow_lake::LakeLocation>,
+}
+
+/// The lake's location, where unset or "" is none.
+fn optional_lake<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<cartflow_lake::LakeLocation>, D::Error> {
+    optional(d)?.map(|s| s.parse().map_err(serde::de::Error::custom)).transpose()
 }
 
 /// An optional setting: unset, or set to "" (as `CARTFLOW_FEATURES__POSTGRES=` sets it), is none.
@@ -301,6 +308,12 @@ mod tests {
             jail.create_file("typo.toml", "[serve]\nadr = \"x\"\n")?;
             let e = format!("{:#}", Config::load(Some(Path::new("typo.toml"))).unwrap_err());
             assert!(e.contains("adr"), "{e}");
+            jail.set_env("CARTFLOW_LAKE__LOCATION", "gs://bucket/lake");
+            let e = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(e.contains("s3://bucket/prefix") && e.to_lowercase().contains("lake.location"), "{e}");
+            jail.set_env("CARTFLOW_LAKE__LOCATION", "s3://bucket/lake/");
+            let c = Config::load(None).map_err(|e| format!("{e:#}"))?;
+            assert_eq!(c.lake_location(), "s3://bucket/lake");
             Ok(())
         });
     }

@@ -33,7 +33,7 @@ pub fn run(ctx: &Ctx, command: FeaturesCommand) -> Result<()> {
 fn feast_repo(ctx: &Ctx, a: FeastRepoArgs) -> Result<()> {
     use cartflow_features::feast;
     let url = a.url.unwrap_or_else(|| format!("http://{}", ctx.cfg.features.addr));
-    let lake = a.lake.location.unwrap_or_else(|| ctx.cfg.lake_location());
+    let lake = a.lake.location.map_or_else(|| ctx.cfg.lake_location(), |l| l.to_string());
     let source = format!("{}/features/{}", lake.trim_end_matches('/'), cartflow_warehouse::training::TRAINING_TABLE);
     std::fs::create_dir_all(a.out.join("data")).with_context(|| format!("creating {}", a.out.display()))?;
     for (name, text) in [
@@ -110,7 +110,7 @@ fn print_stream_summary(s: &StreamerStats, store: &dyn OnlineStore, secs: f64, i
 
 fn build(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
     let until = time_arg("--until", a.until, cartflow_core::time::parse_timestamp)?;
-    let mut warehouse = streamer::open_warehouse(ctx, a.lake.location)?;
+    let mut warehouse = streamer::open_warehouse(ctx, a.lake.location.map(|l| l.to_string()))?;
     let bar = progress(ctx.quiet, None, "training set");
     let report =
         warehouse.build_training_set(&TrainingOptions { until, session_ttl: ctx.cfg.features.session_ttl() })?;
@@ -146,7 +146,7 @@ fn build(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
 
 fn materialize(ctx: &Ctx, a: FeaturesMaterializeArgs) -> Result<()> {
     let store = ctx.cfg.open_online(a.online.online.as_ref())?;
-    let warehouse = streamer::open_warehouse(ctx, a.lake.location)?;
+    let warehouse = streamer::open_warehouse(ctx, a.lake.location.map(|l| l.to_string()))?;
     let started = Instant::now();
     if a.incremental {
         return materialize_incremental(&warehouse, store.as_ref(), started);

@@ -16,7 +16,7 @@ mod validate;
 mod warehouse;
 
 use anyhow::{Context, Result};
-use cartflow_sources::{GeneratorConfig, Profile};
+use cartflow_sources::GeneratorConfig;
 use cartflow_stream::StageControl;
 
 use crate::cli::{Cli, Command, GeneratorArgs, Global, Running};
@@ -88,7 +88,6 @@ impl Ctx {
 }
 
 pub fn generator_config(a: &GeneratorArgs, events: u64) -> Result<GeneratorConfig> {
-    let profile: Profile = a.profile.parse().map_err(anyhow::Error::msg)?;
     let start = cartflow_core::time::parse_timestamp(&a.start)
         .with_context(|| format!("--start {:?} is not a time (try `2019-10-01 00:00:00 UTC`)", a.start))?;
     let defaults = GeneratorConfig::default();
@@ -96,7 +95,7 @@ pub fn generator_config(a: &GeneratorArgs, events: u64) -> Result<GeneratorConfi
     if events_per_day.is_nan() || events_per_day < 1.0 {
         anyhow::bail!("--per-day {events_per_day} must be at least 1");
     }
-    Ok(GeneratorConfig { seed: a.seed, events, profile, start, events_per_day })
+    Ok(GeneratorConfig { seed: a.seed, events, profile: a.profile, start, events_per_day })
 }
 
 /// A `--since`/`--until` value: a date alone means its midnight (UTC).

@@ -25,7 +25,7 @@ fn build(ctx: &Ctx, a: WarehouseBuildArgs) -> Result<()> {
         since: time_arg("--since", a.since, Hour::parse)?,
         until: time_arg("--until", a.until, Hour::parse)?,
     };
-    let mut warehouse = open(ctx, a.lake.location)?;
+    let mut warehouse = open(ctx, a.lake.location.map(|l| l.to_string()))?;
     let bar = progress(ctx.quiet, None, "warehouse");
     let report = warehouse.build(&opts, &mut |p| {
         bar.set_length(p.days as u64);
@@ -71,7 +71,7 @@ fn export(ctx: &Ctx, a: WarehouseExportArgs) -> Result<()> {
         bail!("no PostgreSQL to export to: pass --postgres URL or set warehouse.postgres");
     };
     let schema = a.schema.unwrap_or_else(|| ctx.cfg.warehouse.schema.clone());
-    let warehouse = open(ctx, a.lake.location)?;
+    let warehouse = open(ctx, a.lake.location.map(|l| l.to_string()))?;
     let report = warehouse
         .export_postgres(&url, &schema)
         .with_context(|| format!("exporting gold to {}", cartflow_core::redact::url(&url)))?;
