@@ -49,14 +49,14 @@ pub struct Lake {
     /// The directory of a local lake, where staging files can be left.
     local_root: Option<std::path::PathBuf>,
     writer: String,
-    rt: tokio::runtime::Runtime,
+    rt: &'static tokio::runtime::Runtime,
 }
 
 impl Lake {
     /// Opens the lake at `location` for the writer named `writer` (its manifests' folder).
     pub fn open(location: &str, writer: &str) -> Result<Self> {
         let store = open_store(location)?;
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        let rt = crate::runtime();
         let local_root = local_dir(location).map(std::path::PathBuf::from);
         Ok(Lake { store, location: location.to_owned(), writer: writer.to_owned(), local_root, rt })
     }

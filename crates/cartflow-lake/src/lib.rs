@@ -11,12 +11,14 @@ pub mod lake;
 pub mod layout;
 pub mod location;
 pub mod manifest;
+pub mod runtime;
 pub mod schema;
 pub mod store;
 
 pub use lake::{Lake, PendingFile, encode_parquet};
 pub use location::LakeLocation;
 pub use manifest::{FileEntry, Manifest};
+pub use runtime::runtime;
 pub use schema::{LakeEvent, LakeInvalid};
 
 #[derive(Debug, thiserror::Error)]

@@ -66,7 +66,7 @@ pub struct Warehouse {
     base: String,
     state: State,
     location: String,
-    rt: tokio::runtime::Runtime,
+    rt: &'static tokio::runtime::Runtime,
 }
 
 /// What DataFusion may hold in memory before sorts and aggregations spill
@@ -82,7 +82,7 @@ impl Warehouse {
 
     /// [`Warehouse::open`], with queries limited to `memory_mb` (0: no limit) before they spill.
     pub fn open_with_memory(location: &str, memory_mb: usize) -> Result<Self> {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+        let rt = cartflow_lake::runtime();
         let runtime = match memory_mb {
             0 => RuntimeEnvBuilder::new(),
             mb => RuntimeEnvBuilder::new().with_memory_limit(mb << 20, 1.0),

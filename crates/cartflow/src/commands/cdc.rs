@@ -23,8 +23,7 @@ pub fn run(ctx: &Ctx, a: CdcArgs) -> Result<()> {
     let control = ctx.control.with_drain(a.drain);
     let bar = progress(ctx.quiet, None, "cdc");
     let started = Instant::now();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let stats = rt
+    let stats = cartflow_lake::runtime()
         .block_on(run_cdc(log.as_ref(), &cfg, &control, &mut |s: &CdcStats| {
             bar.set_position(s.records());
             bar.set_message(format!("slot at {}", s.confirmed_lsn));
@@ -69,8 +68,7 @@ fn run_seed(ctx: &Ctx, a: CdcSeedArgs) -> Result<()> {
     let generator = generator_config(&a.generator, a.events)?;
     let bar = progress(ctx.quiet, Some(a.events), "seed");
     let started = Instant::now();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let written = rt.block_on(async {
+    let written = cartflow_lake::runtime().block_on(async {
         let client = cartflow_cdc::capture::connect(&cfg.postgres).await?;
         seed::create_table(&client, &cfg.table).await?;
         seed::insert_generated(&client, &cfg.table, generator, a.rate, &mut |n| bar.set_position(n)).await

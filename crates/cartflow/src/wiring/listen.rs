@@ -5,7 +5,7 @@
 //! limits, and the one Tokio runtime of the process they all serve on.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -86,23 +86,11 @@ pub async fn stopped(control: StageControl) {
     }
 }
 
-/// Worker threads of the process's runtime: the servers of one process
-/// (predictions, the embedded registry, `/metrics`) share them.
-const WORKERS: usize = 4;
-
-/// The process's one Tokio runtime for its servers and what they open
-/// (database pools must be opened on the runtime that serves them).
+/// The process's one Tokio runtime ([`cartflow_lake::runtime`]): servers
+/// and what they open (database pools must be opened on the runtime that
+/// serves them) share it with the lake and the warehouse.
 pub fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        let workers = std::thread::available_parallelism().map_or(WORKERS, |n| n.get().min(WORKERS));
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name("cartflow-io")
-            .enable_all()
-            .build()
-            .expect("starting the Tokio runtime")
-    })
+    cartflow_lake::runtime()
 }
 
 /// Serves `app` on `server` from a thread of its own, on the process's
