@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use cartflow_http::{Scope, TokenConfig, Tokens};
+use cartflow_testkit::TestDatabase;
 
 const WRITE_TOKEN: &str = "ci-registry-writer-0123456789";
 const READ_TOKEN: &str = "ci-registry-reader-0123456789";
@@ -55,15 +56,6 @@ fn python(script: &str, url: &str, work: &Path) {
     );
 }
 
-fn psql(db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 #[test]
 fn mlflows_client_works_against_the_registry_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
@@ -76,17 +68,11 @@ fn mlflows_client_works_against_the_registry_on_sqlite() {
 #[test]
 fn mlflows_client_works_against_the_registry_on_postgres() {
     let dir = tempfile::tempdir().unwrap();
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    let db = format!("cartflow_registry_{}_{nanos}", std::process::id());
-    psql("postgres", &format!("CREATE DATABASE {db}"));
-    let url = serve(&format!("postgres://postgres@127.0.0.1:5432/{db}"), &dir.path().join("artifacts"));
+    let db = TestDatabase::create();
+    let url = serve(&db.url(), &dir.path().join("artifacts"));
     python("mlflow_client.py", &url, dir.path());
     python("mlflow_fluent.py", &url, dir.path());
-    assert_eq!(psql(&db, "SELECT count(*) FROM model_versions"), "4");
-    assert_eq!(psql(&db, "SELECT count(*) FROM runs"), "7");
-    assert_eq!(psql(&db, "SELECT count(*) FROM logged_models WHERE lifecycle_stage = 'active'"), "2");
-    let _ = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
-        .arg(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .output();
+    assert_eq!(db.query("SELECT count(*) FROM model_versions"), "4");
+    assert_eq!(db.query("SELECT count(*) FROM runs"), "7");
+    assert_eq!(db.query("SELECT count(*) FROM logged_models WHERE lifecycle_stage = 'active'"), "2");
 }
