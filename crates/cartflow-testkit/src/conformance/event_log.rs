@@ -14,15 +14,31 @@ use cartflow_log::{
 const PARTITIONS: u32 = 3;
 const RECORDS: usize = 300;
 
+/// What a backend keeps beyond the trait's minimum.
+#[derive(Debug, Clone, Copy)]
+pub struct Keeps {
+    /// A commit's metadata comes back from `committed()` (Kafka keeps it; the
+    /// nisshi 0.7 broker the tests run answers OffsetFetch with the offsets
+    /// alone). Stages put their output watermarks there; without it their
+    /// recovery scans each output partition from its start: correct, slower.
+    pub commit_metadata: bool,
+    /// `end_offsets()` is the partition's end before the consumer has read
+    /// there, and `OffsetReset::Latest` starts there (nisshi, as tansu before
+    /// it, answers ListOffsets(latest) with the last batch's first offset plus
+    /// one; the Kafka consumer never reports less than it has read, so the end
+    /// is exact once it has).
+    pub exact_ends: bool,
+}
+
 /// Runs the suite on `log`, on topics and groups named after `prefix`
 /// (so runs on a shared broker do not meet).
-pub fn event_log_suite(log: &dyn EventLog, prefix: &str) {
+pub fn event_log_suite(log: &dyn EventLog, prefix: &str, keeps: Keeps) {
     let topic = format!("{prefix}.events");
     topics_keep_their_partitions(log, &topic);
     let sent = keyed_records_land_by_key_and_read_back_in_order(log, &topic);
-    a_group_resumes_from_its_commit(log, &topic, &format!("{prefix}.group"), &sent);
-    seek_position_and_ends(log, &topic, &sent);
-    a_reader_from_latest_sees_only_new_records(log, &topic);
+    a_group_resumes_from_its_commit(log, &topic, &format!("{prefix}.group"), &sent, keeps);
+    seek_position_and_ends(log, &topic, &sent, keeps);
+    a_reader_from_latest_sees_only_new_records(log, &topic, keeps);
     a_deleted_topic_is_gone(log, &topic);
 }
 
@@ -78,7 +94,13 @@ fn keyed_records_land_by_key_and_read_back_in_order(log: &dyn EventLog, topic: &
     by_partition
 }
 
-fn a_group_resumes_from_its_commit(log: &dyn EventLog, topic: &str, group: &str, sent: &BTreeMap<u32, Vec<Record>>) {
+fn a_group_resumes_from_its_commit(
+    log: &dyn EventLog,
+    topic: &str,
+    group: &str,
+    sent: &BTreeMap<u32, Vec<Record>>,
+    keeps: Keeps,
+) {
     let half: Vec<CommittedOffset> = sent
         .iter()
         .map(|(p, records)| CommittedOffset {
@@ -95,10 +117,16 @@ fn a_group_resumes_from_its_commit(log: &dyn EventLog, topic: &str, group: &str,
         first.commit(&half).unwrap();
         let mut committed = first.committed().unwrap();
         committed.sort_by_key(|c| c.partition);
+        if !keeps.commit_metadata {
+            committed.iter_mut().zip(&half).for_each(|(c, h)| c.metadata.clone_from(&h.metadata));
+        }
         assert_eq!(committed, half, "committed() after commit()");
     }
     let listed = log.groups().unwrap().into_iter().find(|g| g.group == group).expect("groups() lists the group");
-    assert!(half.iter().all(|c| listed.offsets.contains(c)), "groups(): {:?}", listed.offsets);
+    let offsets = |v: &[CommittedOffset]| v.iter().map(|c| (c.partition, c.offset)).collect::<Vec<_>>();
+    let mut found = offsets(&listed.offsets);
+    found.sort();
+    assert_eq!(found, offsets(&half), "groups() lists the committed offsets");
 
     let mut second = log.consumer(ConsumerConfig::group(group, &[topic])).unwrap();
     let rest = poll_until(second.as_mut(), RECORDS - half.iter().map(|c| c.offset as usize).sum::<usize>());
@@ -109,22 +137,27 @@ fn a_group_resumes_from_its_commit(log: &dyn EventLog, topic: &str, group: &str,
     }
 }
 
-fn seek_position_and_ends(log: &dyn EventLog, topic: &str, sent: &BTreeMap<u32, Vec<Record>>) {
+fn seek_position_and_ends(log: &dyn EventLog, topic: &str, sent: &BTreeMap<u32, Vec<Record>>, keeps: Keeps) {
     let (&partition, records) = sent.iter().max_by_key(|(_, r)| r.len()).expect("some partition has records");
     let tp = TopicPartition::new(topic, partition);
     let mut c = log.consumer(ConsumerConfig::assign(vec![tp.clone()])).unwrap();
     assert_eq!(c.assignment(), vec![tp.clone()]);
     let end = records.len() as u64;
     let ends = c.end_offsets().unwrap();
-    assert_eq!(ends, vec![(tp.clone(), end)], "end_offsets()");
+    if keeps.exact_ends {
+        assert_eq!(ends, vec![(tp.clone(), end)], "end_offsets()");
+    } else {
+        assert!(ends.len() == 1 && (1..=end).contains(&ends[0].1), "end_offsets() {ends:?} of {end}");
+    }
     c.seek(&tp, end - 2).unwrap();
     let got = poll_until(c.as_mut(), 2);
     assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![end - 2, end - 1], "records after seek");
     assert_eq!(c.position(&tp), Some(end), "position after reading to the end");
+    assert_eq!(c.end_offsets().unwrap(), vec![(tp.clone(), end)], "end_offsets() once read to the end");
     assert_eq!(cartflow_log::read_range(log, &tp, 1, 3).unwrap().len(), 2, "read_range [1, 3)");
 }
 
-fn a_reader_from_latest_sees_only_new_records(log: &dyn EventLog, topic: &str) {
+fn a_reader_from_latest_sees_only_new_records(log: &dyn EventLog, topic: &str, keeps: Keeps) {
     let mut c = log.consumer(ConsumerConfig::topics(&[topic], OffsetReset::Latest)).unwrap();
     // A remote consumer resolves "latest" on its first fetches: poll for a
     // second (and until it holds every partition) before anything new is sent.
@@ -132,7 +165,9 @@ fn a_reader_from_latest_sees_only_new_records(log: &dyn EventLog, topic: &str) {
     while started.elapsed() < Duration::from_secs(1)
         || (c.assignment().len() < PARTITIONS as usize && started.elapsed() < Duration::from_secs(30))
     {
-        assert!(c.poll(100, Duration::from_millis(100)).unwrap().is_empty(), "Latest read an old record");
+        let old = c.poll(100, Duration::from_millis(100)).unwrap();
+        // Where ends are reported by the last batch, "latest" starts inside it.
+        assert!(old.is_empty() || !keeps.exact_ends, "Latest read an old record: {:?}", old.first());
     }
     let mut producer = log.producer().unwrap();
     producer.send(ProducerRecord::new(topic, Some(b"new"), b"fresh")).unwrap();

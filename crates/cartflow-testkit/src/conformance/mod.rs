@@ -6,5 +6,5 @@
 mod event_log;
 mod online_store;
 
-pub use event_log::event_log_suite;
+pub use event_log::{Keeps, event_log_suite};
 pub use online_store::online_store_suite;
