@@ -58,6 +58,9 @@ fn python(script: &str, url: &str, work: &Path) {
 
 #[test]
 fn mlflows_client_works_against_the_registry_on_sqlite() {
+    if !cartflow_testkit::tools::python_modules("python3", &["mlflow"]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let url = serve(&format!("sqlite://{}", dir.path().join("mlflow.db").display()), &dir.path().join("artifacts"));
     python("mlflow_client.py", &url, dir.path());
@@ -67,6 +70,9 @@ fn mlflows_client_works_against_the_registry_on_sqlite() {
 
 #[test]
 fn mlflows_client_works_against_the_registry_on_postgres() {
+    if !cartflow_testkit::tools::python_modules("python3", &["mlflow"]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let db = TestDatabase::create();
     let url = serve(&db.url(), &dir.path().join("artifacts"));

@@ -31,3 +31,25 @@ pub fn missing(what: &str) {
     assert!(!in_ci(), "this test needs {what}, and CI must have it");
     eprintln!("SKIPPED: this test needs {what}");
 }
+
+/// Whether `python` imports every one of `modules` (`.ci/run` installs them
+/// with pip). Missing: fails in CI, else the test is skipped.
+pub fn python_modules(python: &str, modules: &[&str]) -> bool {
+    let imports = format!("import {}", modules.join(", "));
+    let ok = std::process::Command::new(python).args(["-c", &imports]).output().is_ok_and(|o| o.status.success());
+    if !ok {
+        missing(&format!("{python} with {} (pip install {0}; .ci/run installs them)", modules.join(" ")));
+    }
+    ok
+}
+
+/// Whether the command `name` is on PATH (`.ci/run` installs Debian's
+/// `package`). Missing: fails in CI, else the test is skipped.
+pub fn command(name: &str, package: &str) -> bool {
+    let found =
+        std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(name).is_file()));
+    if !found {
+        missing(&format!("{name} (apt-get install {package}; .ci/run installs it)"));
+    }
+    found
+}

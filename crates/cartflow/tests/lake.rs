@@ -139,6 +139,9 @@ fn the_lake_sink_writes_to_a_real_s3_server_and_survives_a_kill() {
 /// finds the same rows, values and types.
 #[test]
 fn duckdb_reads_the_lake_with_the_same_rows_and_types() {
+    if !(python_modules("python3", &["duckdb", "pyarrow", "polars"])) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let events = land(dir.path(), 30000, 0.05);
     let script = r#"

@@ -76,6 +76,10 @@ fn serve(dir: &Path, extra: &[&str]) -> Server {
 
 #[test]
 fn serve_scores_with_the_champion_follows_the_alias_and_checks_tokens() {
+    if !(python_modules("python3", &["mlflow"]) && command("chromium", "chromium") && command("promtool", "prometheus"))
+    {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let out = stdout(&ok(cartflow(dir.path()).args(["run", "--once", "--events", "60000"])));
     assert!(out.contains("purchase_prediction_model v1 is champion"), "{out}");
