@@ -1,22 +1,25 @@
 //! `cartflow cdc`: a PostgreSQL table → `tracking_postgres_cdc.<schema>.<table>`
 //! in Debezium's envelope. An initial snapshot (Debezium's `initial` mode),
 //! then the changes of a logical replication slot (pgoutput), read through
-//! SQL. The slot's position is confirmed only after the records are durable
-//! in the log, and each record's position header lets a restart skip what
-//! the log already holds: nothing lost, nothing repeated.
+//! SQL, as a stage of the one driver ([`cartflow_stream::driver::drive`]):
+//! the slot's position is confirmed only after the records are durable in
+//! the log, and each record's position header lets a restart skip what the
+//! log already holds: nothing lost, nothing repeated.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
-use cartflow_log::{EventLog, Producer, ProducerRecord, TopicPartition, read_range};
+use cartflow_log::{EventLog, Producer, ProducerRecord, Rebalance, TopicPartition, read_range};
 use cartflow_stream::StageControl;
+use cartflow_stream::driver::{Stage, drive};
 use cartflow_stream::metrics::EVENTS_OUT;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::{Client, NoTls};
+use tokio::runtime::Handle;
 
 use crate::debezium::{Source, envelope, key_json, row_json};
-use crate::pgoutput::{self, Column, Message, Relation, Tuple, Value};
-use crate::position::{self, Cut, HEADER, Position, Resume, format_lsn, parse_lsn};
+use crate::pgoutput::{self, Message, Relation, Tuple, Value};
+use crate::position::{self, Cut, HEADER, Position, Resume, format_lsn};
+use crate::slot::{Change, Slot, SlotInput, ensure_publication, mark_ours};
+use crate::table::{Table, connect, describe, pg};
 use crate::{CdcError, Result};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -60,6 +63,8 @@ pub struct CdcStats {
     pub skipped: u64,
     /// The slot's confirmed position.
     pub confirmed_lsn: String,
+    /// Changes the last read took that were not yet confirmed.
+    pub lag: u64,
 }
 
 impl CdcStats {
@@ -68,89 +73,208 @@ impl CdcStats {
     }
 }
 
-/// The table being captured.
-struct Table {
-    schema: String,
-    name: String,
-    db: String,
-    columns: Vec<Column>,
-    /// Index of the primary-key column.
-    pk: usize,
-}
-
 fn now_ms() -> i64 {
     cartflow_core::time::now_micros() / 1000
 }
 
-fn pg(what: &str) -> impl Fn(tokio_postgres::Error) -> CdcError + '_ {
-    move |e| {
-        CdcError::Postgres(format!("{what}: {}", e.as_db_error().map_or(e.to_string(), |d| d.message().to_owned())))
+/// Captures `cfg.table` into the log until `control` stops it (or, draining,
+/// until the slot has nothing more). Blocks; PostgreSQL is called through `runtime`.
+pub fn run_cdc(
+    runtime: &Handle,
+    log: &dyn EventLog,
+    cfg: &CdcConfig,
+    control: &StageControl,
+    progress: &mut dyn FnMut(&CdcStats),
+) -> Result<CdcStats> {
+    let (mut input, mut stage) = runtime.block_on(open(runtime, log, cfg))?;
+    let stats = drive(&mut input, &mut stage, control, progress)?;
+    if stage.snapshotting {
+        // Stopped during the snapshot (draining never ends there: a pass always reaches its end).
+        return Err(CdcError::Stopped);
     }
+    Ok(stats)
 }
 
-pub async fn connect(url: &str) -> Result<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await.map_err(pg("connecting"))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::error!("postgres connection: {e}");
+/// Checks the table, takes the slot, and decides from the topic's last record
+/// where to resume: a new slot and a whole snapshot, the rest of a pass cut
+/// short, or the slot's changes after the last one written.
+async fn open(runtime: &Handle, log: &dyn EventLog, cfg: &CdcConfig) -> Result<(SlotInput, Capture)> {
+    let client = connect(&cfg.postgres).await?;
+    let table = describe(&client, &cfg.table).await?;
+    let topic = format!("{}.{}.{}", cfg.server_name, table.schema, table.name);
+    log.ensure_topic(&topic, cartflow_stream::topics::CDC_PARTITIONS)?;
+    ensure_publication(&client, cfg).await?;
+    Slot::lock(&client, cfg, &table.db).await?;
+    let slot = Slot::find(&client, cfg, &table.db).await?;
+    let mut resume = position::resume(last_position(log, &topic)?);
+    if resume == Resume::Fresh {
+        if let Some(slot) = &slot {
+            // A slot this capture made at a start that wrote nothing: its snapshot never landed.
+            slot.drop_if_ours(&client, cfg, &topic).await?;
         }
-    });
-    // Timestamps decoded by this session come out in UTC.
-    client.batch_execute("SET TimeZone = 'UTC'").await.map_err(pg("setting the time zone"))?;
-    Ok(client)
-}
-
-/// Splits `schema.table` (default schema `public`) and quotes both.
-pub fn qualified(table: &str) -> (String, String, String) {
-    let (schema, name) = table.split_once('.').unwrap_or(("public", table));
-    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    (schema.to_owned(), name.to_owned(), format!("{}.{}", quote(schema), quote(name)))
-}
-
-async fn describe(client: &Client, table: &str) -> Result<Table> {
-    let (schema, name, _) = qualified(table);
-    let rows = client
-        .query(
-            "SELECT a.attname::text, a.atttypid::int8, coalesce(i.indisprimary, false)
-             FROM pg_attribute a
-             JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-             LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY(i.indkey)
-             WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
-             ORDER BY a.attnum",
-            &[&schema, &name],
-        )
-        .await
-        .map_err(pg("reading the table's columns"))?;
-    if rows.is_empty() {
-        return Err(CdcError::Table(format!("{table}: no such table")));
+        client
+            .execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", &[&cfg.slot])
+            .await
+            .map_err(pg("creating the replication slot"))?;
+        mark_ours(&client, cfg).await?;
+        tracing::info!(slot = cfg.slot, "created the replication slot; taking the initial snapshot");
+        resume = Resume::Snapshot { after_pk: i64::MIN, cuts: Vec::new() };
+    } else if slot.is_none() {
+        return Err(CdcError::Table(format!(
+            "{topic} has records but the slot {:?} is gone, so changes since then are lost: \
+             start over with an empty topic, or restore the slot",
+            cfg.slot
+        )));
     }
-    let columns: Vec<Column> =
-        rows.iter().map(|r| Column { name: r.get(0), type_oid: r.get::<_, i64>(1) as u32, key: r.get(2) }).collect();
-    let keys: Vec<usize> = columns.iter().enumerate().filter(|(_, c)| c.key).map(|(i, _)| i).collect();
-    let integer = |oid: u32| matches!(oid, 20 | 21 | 23);
-    let [pk] = keys[..] else {
-        return Err(CdcError::Table(format!("{table}: needs a primary key of one integer column")));
+    let mut input = SlotInput::open(runtime.clone(), client, cfg).await?;
+    let (after, cuts, snapshotting) = match resume {
+        Resume::Snapshot { after_pk, cuts } => {
+            input.start_pass(cfg, &table, after_pk).await?;
+            (None, cuts, true)
+        }
+        Resume::Stream { after, cuts } => (after, cuts, false),
+        Resume::Fresh => unreachable!("a fresh start takes a snapshot"),
     };
-    if !integer(columns[pk].type_oid) {
-        return Err(CdcError::Table(format!("{table}: its primary key {} is not an integer", columns[pk].name)));
+    // Where the slot stands before this run confirms anything (a drain with
+    // no changes confirms nothing, and should still say where the slot is).
+    let stats = CdcStats { confirmed_lsn: input.confirmed().await?, ..CdcStats::default() };
+    let writer = Writer { producer: log.producer()?, topic, table, server_name: cfg.server_name.clone() };
+    let capture = Capture {
+        writer,
+        batch: cfg.batch,
+        poll_ms: cfg.poll_ms,
+        snapshotting,
+        held: None,
+        relations: HashMap::new(),
+        txn: Txn::default(),
+        after,
+        cuts,
+        confirm: None,
+        written: 0,
+        stats,
+    };
+    Ok((input, capture))
+}
+
+/// The capture as a stage: snapshot rows and slot changes into records,
+/// flushed, then the slot advanced past them.
+struct Capture {
+    writer: Writer,
+    batch: usize,
+    poll_ms: u64,
+    /// A snapshot pass is being read.
+    snapshotting: bool,
+    /// The pass's last row read, written once the next shows whether it is
+    /// the very last (Debezium's `snapshot: last`).
+    held: Option<(i64, Tuple, u64)>,
+    relations: HashMap<u32, Relation>,
+    txn: Txn,
+    /// The last change the log held at start: changes at or before it are skipped.
+    after: Option<(u64, u32)>,
+    /// Which keys the snapshot read at which LSN.
+    cuts: Vec<Cut>,
+    /// The end of the last transaction taken, not yet confirmed.
+    confirm: Option<u64>,
+    /// Records sent since the last write.
+    written: u64,
+    stats: CdcStats,
+}
+
+impl Stage for Capture {
+    type Input = SlotInput;
+    type Stats = CdcStats;
+    const NAME: &'static str = "cdc";
+
+    fn batch_size(&self) -> usize {
+        self.batch
     }
-    let identity: String = client
-        .query_one(
-            "SELECT c.relreplident::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = $1 AND c.relname = $2",
-            &[&schema, &name],
-        )
-        .await
-        .map_err(pg("reading the replica identity"))?
-        .get(0);
-    if identity != "f" {
-        tracing::warn!(
-            "{table}: REPLICA IDENTITY is not FULL, so deletes and updates carry only the key in `before`; \
-             `ALTER TABLE {table} REPLICA IDENTITY FULL` gives the whole row"
-        );
+
+    fn poll_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.poll_ms)
     }
-    let db: String = client.query_one("SELECT current_database()::text", &[]).await.map_err(pg("reading"))?.get(0);
-    Ok(Table { schema, name, db, columns, pk })
+
+    /// The slot and the pass were positioned when the capture opened; a slot never rebalances.
+    fn assigned(&mut self, _: &mut SlotInput, _: Option<&Rebalance>) -> cartflow_stream::Result<()> {
+        Ok(())
+    }
+
+    fn process(&mut self, batch: Vec<Change>, _: &SlotInput) -> cartflow_stream::Result<()> {
+        let before = self.stats.records();
+        for item in batch {
+            match item {
+                Change::Row { pk, tuple, lsn } => {
+                    if let Some((pk, tuple, lsn)) = self.held.replace((pk, tuple, lsn)) {
+                        write_snapshot_row(&mut self.writer, pk, &tuple, lsn, &self.cuts, false)?;
+                        self.stats.snapshot_rows += 1;
+                    }
+                }
+                Change::SnapshotEnd { lsn } => {
+                    if let Some((pk, tuple, lsn)) = self.held.take() {
+                        write_snapshot_row(&mut self.writer, pk, &tuple, lsn, &self.cuts, true)?;
+                        self.stats.snapshot_rows += 1;
+                    }
+                    self.cuts = position::finish(std::mem::take(&mut self.cuts), lsn);
+                    self.snapshotting = false;
+                }
+                Change::Wal(data) => self.decoded(pgoutput::decode(&data).map_err(CdcError::from)?)?,
+            }
+        }
+        self.written += self.stats.records() - before;
+        Ok(())
+    }
+
+    /// Every batch is flushed and confirmed before the next is read: a peek
+    /// reads from the confirmed position, so an unconfirmed batch would come again.
+    fn due(&self, _: bool) -> bool {
+        self.written > 0 || self.confirm.is_some()
+    }
+
+    /// Durable in the log first, then the slot may forget them.
+    fn write(&mut self, _: &SlotInput) -> cartflow_stream::Result<Option<u64>> {
+        self.writer.producer.flush()?;
+        let w = &self.writer;
+        metrics::counter!(EVENTS_OUT, "stage" => Self::NAME, "topic" => w.topic.clone()).increment(self.written);
+        self.written = 0;
+        let confirm = self.confirm.take();
+        if let Some(lsn) = confirm {
+            self.stats.confirmed_lsn = format_lsn(lsn);
+        }
+        Ok(confirm)
+    }
+
+    fn stats(&mut self, lag: u64) -> &CdcStats {
+        self.stats.lag = lag;
+        &self.stats
+    }
+}
+
+impl Capture {
+    /// One pgoutput message of the slot.
+    fn decoded(&mut self, message: Message) -> Result<()> {
+        let (w, rels, txn, after, cuts, stats) =
+            (&mut self.writer, &self.relations, &mut self.txn, &self.after, &self.cuts, &mut self.stats);
+        match message {
+            Message::Begin { final_lsn, commit_ts_us, xid } => {
+                *txn = Txn { commit: final_lsn, xid, ts_ms: commit_ts_us / 1000, changes: 0 };
+                self.cuts = position::still_needed(std::mem::take(&mut self.cuts), final_lsn);
+            }
+            Message::Commit { end_lsn, .. } => self.confirm = Some(end_lsn),
+            Message::Relation(r) => {
+                self.relations.insert(r.id, r);
+            }
+            Message::Insert { relation, new } => {
+                change(w, rels, relation, txn, after, cuts, stats, "c", None, Some(new))?
+            }
+            Message::Update { relation, old, new } => {
+                change(w, rels, relation, txn, after, cuts, stats, "u", old, Some(new))?
+            }
+            Message::Delete { relation, old } => {
+                change(w, rels, relation, txn, after, cuts, stats, "d", Some(old), None)?
+            }
+            Message::Other(_) => {}
+        }
+        Ok(())
+    }
 }
 
 /// The position in the last record of the CDC topic.
@@ -177,19 +301,20 @@ fn last_position(log: &dyn EventLog, topic: &str) -> Result<Option<Position>> {
     Ok(Some(serde_json::from_str(header).map_err(|e| CdcError::Table(format!("{HEADER} of {topic}: {e}")))?))
 }
 
-struct Writer<'a> {
+/// Writes the CDC topic's records in Debezium's envelope.
+struct Writer {
     producer: Box<dyn Producer>,
     topic: String,
-    table: &'a Table,
-    server_name: &'a str,
+    table: Table,
+    server_name: String,
 }
 
-impl Writer<'_> {
+impl Writer {
     fn source(&self, snapshot: &'static str, ts_ms: i64, tx_id: Option<u32>, lsn: Option<u64>) -> Source<'_> {
         Source {
             version: concat!("cartflow-", env!("CARGO_PKG_VERSION")),
             connector: "postgresql",
-            name: self.server_name,
+            name: &self.server_name,
             ts_ms,
             snapshot,
             db: &self.table.db,
@@ -208,254 +333,7 @@ impl Writer<'_> {
     }
 }
 
-pub async fn run_cdc(
-    log: &dyn EventLog,
-    cfg: &CdcConfig,
-    control: &StageControl,
-    progress: &mut dyn FnMut(&CdcStats),
-) -> Result<CdcStats> {
-    let _running = cartflow_stream::metrics::Running::start("cdc");
-    let client = connect(&cfg.postgres).await?;
-    let table = describe(&client, &cfg.table).await?;
-    let topic = format!("{}.{}.{}", cfg.server_name, table.schema, table.name);
-    log.ensure_topic(&topic, cartflow_stream::topics::CDC_PARTITIONS)?;
-    let mut stats = CdcStats::default();
-    let mut w =
-        Writer { producer: log.producer()?, topic: topic.clone(), table: &table, server_name: &cfg.server_name };
-
-    ensure_publication(&client, cfg).await?;
-    Slot::lock(&client, cfg, &table.db).await?;
-    let slot = Slot::find(&client, cfg, &table.db).await?;
-    let mut resume = position::resume(last_position(log, &topic)?);
-    if resume == Resume::Fresh {
-        if let Some(slot) = &slot {
-            // A slot this capture made at a start that wrote nothing: its snapshot never landed.
-            slot.drop_if_ours(&client, cfg, &topic).await?;
-        }
-        client
-            .execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", &[&cfg.slot])
-            .await
-            .map_err(pg("creating the replication slot"))?;
-        mark_ours(&client, cfg).await?;
-        tracing::info!(slot = cfg.slot, "created the replication slot; taking the initial snapshot");
-        resume = Resume::Snapshot { after_pk: i64::MIN, cuts: Vec::new() };
-    } else if slot.is_none() {
-        return Err(CdcError::Table(format!(
-            "{topic} has records but the slot {:?} is gone, so changes since then are lost: \
-             start over with an empty topic, or restore the slot",
-            cfg.slot
-        )));
-    }
-    if let Resume::Snapshot { after_pk, cuts } = resume {
-        resume = snapshot(cfg, &mut w, after_pk, cuts, &mut stats, control, progress).await?;
-    }
-    let Resume::Stream { mut after, mut cuts } = resume else { unreachable!("the snapshot ends in streaming") };
-    stream(&client, cfg, &mut w, &mut after, &mut cuts, &mut stats, control, progress).await?;
-    Ok(stats)
-}
-
-/// A replication slot of the name this capture uses. Slots are cluster-wide:
-/// one of that name may belong to another database's capture, or be in use.
-struct Slot {
-    database: String,
-    plugin: String,
-    active_pid: Option<i32>,
-}
-
-/// What the publication's comment says when this capture made the slot.
-fn ownership(cfg: &CdcConfig) -> String {
-    format!("cartflow cdc of {} through slot {}", cfg.table, cfg.slot)
-}
-
-/// Marks the slot as this capture's, in its publication (which lives in this database).
-async fn mark_ours(client: &Client, cfg: &CdcConfig) -> Result<()> {
-    let name = cfg.publication.replace('"', "\"\"");
-    let comment = ownership(cfg).replace('\'', "''");
-    client
-        .batch_execute(&format!("COMMENT ON PUBLICATION \"{name}\" IS '{comment}'"))
-        .await
-        .map_err(pg("marking the slot as this capture's"))
-}
-
-impl Slot {
-    /// Takes the capture's lock on its slot name for this session's life: a
-    /// capture reads its slot through SQL, so the slot itself shows active only
-    /// for the moment of each read, and a second capture must not take it then.
-    async fn lock(client: &Client, cfg: &CdcConfig, db: &str) -> Result<()> {
-        let key = format!("cartflow cdc slot {}", cfg.slot);
-        let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
-            .await
-            .map_err(pg("taking the capture's lock"))?
-            .get(0);
-        if !locked {
-            return Err(CdcError::Table(format!(
-                "replication slot {:?} of database {db:?} is in use by another capture: give this one a slot \
-                 of its own with --slot NAME (or cdc.slot)",
-                cfg.slot
-            )));
-        }
-        Ok(())
-    }
-
-    /// The slot named `cfg.slot`, refused when it is not this database's or is in use.
-    async fn find(client: &Client, cfg: &CdcConfig, db: &str) -> Result<Option<Slot>> {
-        let row = client
-            .query_opt(
-                "SELECT database::text, plugin::text, active_pid FROM pg_replication_slots WHERE slot_name = $1",
-                &[&cfg.slot],
-            )
-            .await
-            .map_err(pg("reading the slots"))?;
-        let Some(row) = row else { return Ok(None) };
-        let slot = Slot {
-            database: row.get::<_, Option<String>>(0).unwrap_or_default(),
-            plugin: row.get(1),
-            active_pid: row.get(2),
-        };
-        let fix = "give this capture a slot of its own with --slot NAME (or cdc.slot)";
-        if slot.database != db {
-            return Err(CdcError::Table(format!(
-                "replication slot {:?} belongs to database {:?}, not {db:?} (slots are cluster-wide): {fix}",
-                cfg.slot, slot.database
-            )));
-        }
-        if let Some(pid) = slot.active_pid {
-            return Err(CdcError::Table(format!(
-                "replication slot {:?} of database {db:?} is in use by server process {pid} (another capture?): {fix}",
-                cfg.slot
-            )));
-        }
-        if slot.plugin != "pgoutput" {
-            return Err(CdcError::Table(format!(
-                "replication slot {:?} of database {db:?} decodes with {}, not pgoutput: not a capture's; {fix}",
-                cfg.slot, slot.plugin
-            )));
-        }
-        Ok(Some(slot))
-    }
-
-    /// Drops the slot when this capture made it and its topic holds nothing;
-    /// a slot someone else made is refused, not dropped.
-    async fn drop_if_ours(&self, client: &Client, cfg: &CdcConfig, topic: &str) -> Result<()> {
-        let comment: Option<String> = client
-            .query_opt(
-                "SELECT obj_description(oid, 'pg_publication') FROM pg_publication WHERE pubname = $1",
-                &[&cfg.publication],
-            )
-            .await
-            .map_err(pg("reading the publication"))?
-            .and_then(|r| r.get(0));
-        if comment.as_deref() != Some(ownership(cfg).as_str()) {
-            return Err(CdcError::Table(format!(
-                "replication slot {:?} of database {:?} exists but this capture did not make it, and {topic} is empty: \
-                 drop it yourself if it is unused (SELECT pg_drop_replication_slot('{}')), or give this capture \
-                 a slot of its own with --slot NAME (or cdc.slot)",
-                cfg.slot, self.database, cfg.slot
-            )));
-        }
-        client.execute("SELECT pg_drop_replication_slot($1)", &[&cfg.slot]).await.map_err(pg("dropping the slot"))?;
-        Ok(())
-    }
-}
-
-async fn ensure_publication(client: &Client, cfg: &CdcConfig) -> Result<()> {
-    let exists = client
-        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&cfg.publication])
-        .await
-        .map_err(pg("reading the publications"))?
-        .is_some();
-    if !exists {
-        let (_, _, table) = qualified(&cfg.table);
-        let name = cfg.publication.replace('"', "\"\"");
-        client
-            .batch_execute(&format!("CREATE PUBLICATION \"{name}\" FOR TABLE {table}"))
-            .await
-            .map_err(pg("creating the publication"))?;
-    }
-    Ok(())
-}
-
-/// One snapshot pass over the keys after `after_pk`, consistent with the
-/// slot: writers are held off just long enough to fix the pass's LSN and
-/// export its snapshot, which a second session then reads page by page.
-async fn snapshot(
-    cfg: &CdcConfig,
-    w: &mut Writer<'_>,
-    after_pk: i64,
-    cuts: Vec<Cut>,
-    stats: &mut CdcStats,
-    control: &StageControl,
-    progress: &mut dyn FnMut(&CdcStats),
-) -> Result<Resume> {
-    let (_, _, table) = qualified(&cfg.table);
-    let mut lock = connect(&cfg.postgres).await?;
-    let tx = lock.transaction().await.map_err(pg("starting the snapshot"))?;
-    tx.batch_execute(&format!("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ; LOCK TABLE {table} IN SHARE MODE"))
-        .await
-        .map_err(pg("locking the table for the snapshot"))?;
-    let row = tx
-        .query_one("SELECT pg_current_wal_insert_lsn()::text, pg_export_snapshot()", &[])
-        .await
-        .map_err(pg("exporting the snapshot"))?;
-    let lsn = parse_lsn(row.get(0)).ok_or_else(|| CdcError::Postgres("unreadable LSN".into()))?;
-    let name: String = row.get(1);
-    let mut reader = connect(&cfg.postgres).await?;
-    let read = reader.transaction().await.map_err(pg("starting the snapshot read"))?;
-    read.batch_execute(&format!(
-        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{name}'"
-    ))
-    .await
-    .map_err(pg("importing the snapshot"))?;
-    tx.commit().await.map_err(pg("releasing the table"))?;
-    tracing::info!(lsn = format_lsn(lsn), after_pk, "snapshot pass");
-
-    let t = w.table;
-    let select: Vec<String> = t.columns.iter().map(|c| format!("\"{}\"::text", c.name.replace('"', "\"\""))).collect();
-    let pk_name = t.columns[t.pk].name.replace('"', "\"\"");
-    let page = read
-        .prepare(&format!(
-            "SELECT \"{pk_name}\"::int8, {} FROM {table} WHERE \"{pk_name}\" > $1 ORDER BY 1 LIMIT $2",
-            select.join(", ")
-        ))
-        .await
-        .map_err(pg("preparing the snapshot read"))?;
-    // Each page's last row waits for the next page, so the snapshot's very
-    // last record can say so (Debezium's `snapshot: last`).
-    let mut held: Option<(i64, Tuple)> = None;
-    let mut from = after_pk;
-    loop {
-        if control.stopped() {
-            w.producer.flush()?;
-            return Err(CdcError::Stopped);
-        }
-        let rows = read.query(&page, &[&from, &(cfg.batch as i64)]).await.map_err(pg("reading a snapshot page"))?;
-        let Some(last) = rows.last() else { break };
-        from = last.get(0);
-        for r in &rows {
-            if let Some((pk, tuple)) = held.take() {
-                write_snapshot_row(w, pk, &tuple, lsn, &cuts, false)?;
-                stats.snapshot_rows += 1;
-            }
-            let tuple: Tuple =
-                (1..r.len()).map(|i| r.get::<_, Option<String>>(i).map_or(Value::Null, Value::Text)).collect();
-            held = Some((r.get(0), tuple));
-        }
-        w.producer.flush()?;
-        metrics::counter!(EVENTS_OUT, "stage" => "cdc", "topic" => w.topic.clone()).increment(rows.len() as u64);
-        progress(stats);
-    }
-    if let Some((pk, tuple)) = held {
-        write_snapshot_row(w, pk, &tuple, lsn, &cuts, true)?;
-        stats.snapshot_rows += 1;
-        w.producer.flush()?;
-    }
-    read.commit().await.map_err(pg("ending the snapshot read"))?;
-    progress(stats);
-    Ok(Resume::Stream { after: None, cuts: position::finish(cuts, lsn) })
-}
-
-fn write_snapshot_row(w: &mut Writer<'_>, pk: i64, tuple: &Tuple, lsn: u64, cuts: &[Cut], last: bool) -> Result<()> {
+fn write_snapshot_row(w: &mut Writer, pk: i64, tuple: &Tuple, lsn: u64, cuts: &[Cut], last: bool) -> Result<()> {
     let cols = &w.table.columns;
     let after = row_json(cols, tuple);
     let source = w.source(if last { "last" } else { "true" }, now_ms(), None, Some(lsn));
@@ -475,89 +353,8 @@ struct Txn {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn stream(
-    client: &Client,
-    cfg: &CdcConfig,
-    w: &mut Writer<'_>,
-    after: &mut Option<(u64, u32)>,
-    cuts: &mut Vec<Cut>,
-    stats: &mut CdcStats,
-    control: &StageControl,
-    progress: &mut dyn FnMut(&CdcStats),
-) -> Result<()> {
-    let peek = client
-        .prepare(
-            "SELECT data FROM pg_logical_slot_peek_binary_changes($1, NULL, $2, \
-             'proto_version', '1', 'publication_names', $3)",
-        )
-        .await
-        .map_err(pg("preparing the slot read"))?;
-    // Where the slot stands before this run confirms anything (a drain with
-    // no changes confirms nothing, and should still say where the slot is).
-    let confirmed: Option<String> = client
-        .query_one("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", &[&cfg.slot])
-        .await
-        .map_err(pg("reading the slot's position"))?
-        .get(0);
-    stats.confirmed_lsn = confirmed.unwrap_or_default();
-    let mut relations: HashMap<u32, Relation> = HashMap::new();
-    while !control.stopped() {
-        let rows = client
-            .query(&peek, &[&cfg.slot, &(cfg.batch as i32), &cfg.publication])
-            .await
-            .map_err(pg("reading the slot"))?;
-        if rows.is_empty() {
-            if control.draining() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(cfg.poll_ms)).await;
-            continue;
-        }
-        let mut txn = Txn::default();
-        let mut confirm = None;
-        let before = stats.records();
-        for row in &rows {
-            let data: &[u8] = row.get(0);
-            match pgoutput::decode(data)? {
-                Message::Begin { final_lsn, commit_ts_us, xid } => {
-                    txn = Txn { commit: final_lsn, xid, ts_ms: commit_ts_us / 1000, changes: 0 };
-                    *cuts = position::still_needed(std::mem::take(cuts), final_lsn);
-                }
-                Message::Commit { end_lsn, .. } => confirm = Some(end_lsn),
-                Message::Relation(r) => {
-                    relations.insert(r.id, r);
-                }
-                Message::Insert { relation, new } => {
-                    change(w, &relations, relation, &mut txn, after, cuts, stats, "c", None, Some(new))?
-                }
-                Message::Update { relation, old, new } => {
-                    change(w, &relations, relation, &mut txn, after, cuts, stats, "u", old, Some(new))?
-                }
-                Message::Delete { relation, old } => {
-                    change(w, &relations, relation, &mut txn, after, cuts, stats, "d", Some(old), None)?
-                }
-                Message::Other(_) => {}
-            }
-        }
-        // Durable in the log first, then the slot may forget them.
-        w.producer.flush()?;
-        if let Some(lsn) = confirm {
-            let lsn = format_lsn(lsn);
-            client
-                .execute("SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)", &[&cfg.slot, &lsn])
-                .await
-                .map_err(pg("confirming the slot's position"))?;
-            stats.confirmed_lsn = lsn;
-        }
-        metrics::counter!(EVENTS_OUT, "stage" => "cdc", "topic" => w.topic.clone()).increment(stats.records() - before);
-        progress(stats);
-    }
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
 fn change(
-    w: &mut Writer<'_>,
+    w: &mut Writer,
     relations: &HashMap<u32, Relation>,
     relation: u32,
     txn: &mut Txn,

@@ -5,6 +5,8 @@
 //! - [`debezium`]: row changes as Debezium's change events (no I/O);
 //! - [`position`]: where each record came from, and where a restart resumes (no I/O);
 //! - [`capture`]: the stage: snapshot, then the slot's changes, into the log;
+//! - [`slot`]: the replication slot, and the stage's input (snapshot pages, then the slot);
+//! - [`table`]: the PostgreSQL session and the captured table;
 //! - [`seed`]: a table of generated events to capture, for demos and tests.
 
 pub mod capture;
@@ -12,6 +14,8 @@ pub mod debezium;
 pub mod pgoutput;
 pub mod position;
 pub mod seed;
+pub mod slot;
+pub mod table;
 
 pub use capture::{CdcConfig, CdcStats, run_cdc};
 
@@ -27,6 +31,19 @@ pub enum CdcError {
     Log(#[from] cartflow_log::LogError),
     #[error("stopped during the snapshot; the next start resumes it")]
     Stopped,
+    #[error(transparent)]
+    Stage(#[from] cartflow_stream::StageError),
+}
+
+/// A capture's errors pass through the stage driver as its input's own.
+impl From<CdcError> for cartflow_stream::StageError {
+    fn from(e: CdcError) -> Self {
+        match e {
+            CdcError::Stage(e) => e,
+            CdcError::Log(e) => cartflow_stream::StageError::Log(e),
+            e => cartflow_stream::StageError::Input(Box::new(e)),
+        }
+    }
 }
 
 pub type Result<T, E = CdcError> = std::result::Result<T, E>;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use cartflow_sources::{Generator, GeneratorConfig};
 use tokio_postgres::Client;
 
-use crate::capture::qualified;
+use crate::table::qualified;
 use crate::{CdcError, Result};
 
 /// Creates the table when it does not exist.

@@ -1,11 +1,12 @@
-//! The loop every consuming stage shares, written once (Vector's
-//! `vector-stream` driver is the model): poll the inputs, hand rebalances to
-//! the stage, measure lag once a second, report progress, stop on Ctrl-C or,
-//! draining, once caught up, make the stage's outputs durable *before* its
-//! input offsets are committed, and count what came in and how long a batch
-//! took under the shared metric names. A stage brings only its own logic
-//! ([`Stage`]); the validator, the lake sink and the feature streamer are
-//! each a type and a call to [`drive`].
+//! The loop every stage shares, written once (Vector's `vector-stream`
+//! driver is the model): poll the input, hand rebalances to the stage,
+//! measure lag once a second, report progress, stop on Ctrl-C or, draining,
+//! once caught up, make the stage's outputs durable *before* its input
+//! position is committed, and count what came in and how long a batch took
+//! under the shared metric names. A stage brings only its own logic
+//! ([`Stage`]) and reads an [`Input`]: a consumer group on the event log
+//! ([`Subscription`]: the validator, the lake sink, the feature streamer) or
+//! PostgreSQL's replication slot (the CDC capture, in `cartflow-cdc`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -15,35 +16,60 @@ use cartflow_log::{CommittedOffset, Consumer, ConsumerConfig, EventLog, Rebalanc
 use crate::metrics::{BATCH_SECONDS, EVENTS_IN, Running, measure_lag};
 use crate::{Result, StageControl};
 
-/// A consuming stage's own logic.
+/// Where a stage's records come from, and where its progress is kept.
+pub trait Input {
+    /// One record as the stage receives it.
+    type Item;
+    /// What the stage hands back to commit once its outputs are durable.
+    type Position;
+
+    /// Up to `max` items, waiting up to `wait` when there are none.
+    fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Self::Item>>;
+
+    /// What moved since the last poll (only consumer groups move).
+    fn take_rebalance(&mut self) -> Option<Rebalance> {
+        None
+    }
+
+    /// Items known to be waiting, summed; sets the stage's lag gauges.
+    fn lag(&mut self, stage: &'static str) -> Result<u64>;
+
+    /// Counts a batch under `cartflow_events_in_total`.
+    fn count(&self, stage: &'static str, batch: &[Self::Item]);
+
+    /// Records that everything before `position` is done.
+    fn commit(&mut self, position: Self::Position) -> Result<()>;
+}
+
+/// A stage's own logic.
 pub trait Stage {
+    type Input: Input;
     type Stats: Clone;
-    /// Its name in metrics, logs and `/status` (`validate`, `lake-sink`, `features`).
+    /// Its name in metrics, logs and `/status` (`validate`, `lake-sink`, `features`, `cdc`).
     const NAME: &'static str;
 
-    /// Records asked of one poll.
+    /// Items asked of one poll.
     fn batch_size(&self) -> usize;
 
-    /// How long a poll waits for its first record.
+    /// How long a poll waits for its first item.
     fn poll_wait(&self) -> Duration {
         Duration::from_millis(200)
     }
 
-    /// Positions the consumer and recovers the stage's state: once when the
-    /// consumer has its first assignment (`moved` is `None`), and after each
-    /// rebalance, with what moved.
-    fn assigned(&mut self, log: &dyn EventLog, consumer: &mut dyn Consumer, moved: Option<&Rebalance>) -> Result<()>;
+    /// Positions the input and recovers the stage's state: once at start
+    /// (`moved` is `None`), and after each rebalance, with what moved.
+    fn assigned(&mut self, input: &mut Self::Input, moved: Option<&Rebalance>) -> Result<()>;
 
-    /// Takes one batch of input records (in order per partition).
-    fn process(&mut self, batch: Vec<Record>, consumer: &dyn Consumer) -> Result<()>;
+    /// Takes one batch of items (in order per partition).
+    fn process(&mut self, batch: Vec<<Self::Input as Input>::Item>, input: &Self::Input) -> Result<()>;
 
     /// Whether what `process` took should be made durable now; `finishing`
     /// on the loop's last round.
     fn due(&self, finishing: bool) -> bool;
 
-    /// Makes the outputs durable and returns the input offsets that are now
-    /// safe to commit. The driver commits them only after this returns Ok.
-    fn write(&mut self, consumer: &dyn Consumer) -> Result<Vec<CommittedOffset>>;
+    /// Makes the outputs durable and returns the input position that is now
+    /// safe to commit. The driver commits it only after this returns Ok.
+    fn write(&mut self, input: &Self::Input) -> Result<<Self::Input as Input>::Position>;
 
     /// Work of every round, after any commit (snapshots, alerts); `finishing` on the last.
     fn tick(&mut self, _finishing: bool) -> Result<()> {
@@ -57,49 +83,46 @@ pub trait Stage {
 /// How often the lag is measured while records flow (always when idle).
 const LAG_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs `stage` over `topics` as a member of `group` until `control` stops it
-/// (or, draining, until it has caught up). Returns its last counts.
+/// Runs `stage` over `input` until `control` stops it (or, draining, until
+/// it has caught up). Returns its last counts.
 pub fn drive<S: Stage>(
-    log: &dyn EventLog,
-    group: &str,
-    topics: &[&str],
+    input: &mut S::Input,
     stage: &mut S,
     control: &StageControl,
     progress: &mut dyn FnMut(&S::Stats),
 ) -> Result<S::Stats> {
     let _running = Running::start(S::NAME);
-    let mut consumer = log.consumer(ConsumerConfig::group(group, topics))?;
-    stage.assigned(log, consumer.as_mut(), None)?;
+    stage.assigned(input, None)?;
     let mut lag = 0;
     let mut measured: Option<Instant> = None;
     // Time spent on what the next commit makes durable, for the batch histogram.
     let mut work = Duration::ZERO;
     loop {
         let stopped = control.stopped();
-        let batch = if stopped { Vec::new() } else { consumer.poll(stage.batch_size(), stage.poll_wait())? };
-        if let Some(moved) = consumer.take_rebalance() {
+        let batch = if stopped { Vec::new() } else { input.poll(stage.batch_size(), stage.poll_wait())? };
+        if let Some(moved) = input.take_rebalance() {
             tracing::info!(stage = S::NAME, gained = moved.gained.len(), lost = moved.lost.len(), "partitions moved");
-            stage.assigned(log, consumer.as_mut(), Some(&moved))?;
+            stage.assigned(input, Some(&moved))?;
         }
         let idle = batch.is_empty();
         if !idle {
-            count_in(S::NAME, &batch);
+            input.count(S::NAME, &batch);
             let started = Instant::now();
-            stage.process(batch, consumer.as_ref())?;
+            stage.process(batch, input)?;
             work += started.elapsed();
         }
         if idle || measured.is_none_or(|at| at.elapsed() >= LAG_EVERY) {
-            lag = measure_lag(S::NAME, consumer.as_mut())?;
+            lag = input.lag(S::NAME)?;
             measured = Some(Instant::now());
             progress(stage.stats(lag));
         }
         let finishing = stopped || (idle && lag == 0 && control.draining());
         if stage.due(finishing) {
             let started = Instant::now();
-            let offsets = stage.write(consumer.as_ref())?;
-            // Durable outputs first, then the input offsets: a crash between the
-            // two replays inputs, which the stage's recovery skips.
-            consumer.commit(&offsets)?;
+            let position = stage.write(input)?;
+            // Durable outputs first, then the input position: a crash between
+            // the two replays inputs, which the stage's recovery skips.
+            input.commit(position)?;
             work += started.elapsed();
             metrics::histogram!(BATCH_SECONDS, "stage" => S::NAME).record(work.as_secs_f64());
             work = Duration::ZERO;
@@ -114,31 +137,65 @@ pub fn drive<S: Stage>(
     Ok(stats)
 }
 
-/// Counts a batch's records by input topic (`cartflow_events_in_total`).
-fn count_in(stage: &'static str, batch: &[Record]) {
-    let mut by_topic: BTreeMap<&str, u64> = BTreeMap::new();
-    for r in batch {
-        *by_topic.entry(&r.topic).or_default() += 1;
+/// A member of a consumer group on the event log.
+pub struct Subscription<'a> {
+    pub log: &'a dyn EventLog,
+    pub consumer: Box<dyn Consumer>,
+}
+
+impl<'a> Subscription<'a> {
+    /// Joins `group` on `topics`.
+    pub fn join(log: &'a dyn EventLog, group: &str, topics: &[&str]) -> Result<Self> {
+        Ok(Subscription { log, consumer: log.consumer(ConsumerConfig::group(group, topics))? })
     }
-    for (topic, n) in by_topic {
-        metrics::counter!(EVENTS_IN, "stage" => stage, "topic" => topic.to_owned()).increment(n);
+
+    /// The consumer's position in every partition it holds, as offsets to commit.
+    pub fn positions(&self, metadata: &str) -> Vec<CommittedOffset> {
+        let c = self.consumer.as_ref();
+        c.assignment()
+            .iter()
+            .filter_map(|tp| {
+                Some(CommittedOffset {
+                    topic: tp.topic.to_string(),
+                    partition: tp.partition,
+                    offset: c.position(tp)?,
+                    metadata: metadata.to_owned(),
+                })
+            })
+            .collect()
     }
 }
 
-/// The consumer's position in every partition it holds, as offsets to commit.
-pub fn positions(consumer: &dyn Consumer, metadata: &str) -> Vec<CommittedOffset> {
-    consumer
-        .assignment()
-        .iter()
-        .filter_map(|tp| {
-            Some(CommittedOffset {
-                topic: tp.topic.to_string(),
-                partition: tp.partition,
-                offset: consumer.position(tp)?,
-                metadata: metadata.to_owned(),
-            })
-        })
-        .collect()
+impl Input for Subscription<'_> {
+    type Item = Record;
+    type Position = Vec<CommittedOffset>;
+
+    fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>> {
+        Ok(self.consumer.poll(max, wait)?)
+    }
+
+    fn take_rebalance(&mut self) -> Option<Rebalance> {
+        self.consumer.take_rebalance()
+    }
+
+    fn lag(&mut self, stage: &'static str) -> Result<u64> {
+        measure_lag(stage, self.consumer.as_mut())
+    }
+
+    /// By input topic.
+    fn count(&self, stage: &'static str, batch: &[Record]) {
+        let mut by_topic: BTreeMap<&str, u64> = BTreeMap::new();
+        for r in batch {
+            *by_topic.entry(&r.topic).or_default() += 1;
+        }
+        for (topic, n) in by_topic {
+            metrics::counter!(EVENTS_IN, "stage" => stage, "topic" => topic.to_owned()).increment(n);
+        }
+    }
+
+    fn commit(&mut self, offsets: Vec<CommittedOffset>) -> Result<()> {
+        Ok(self.consumer.commit(&offsets)?)
+    }
 }
 
 #[cfg(test)]

@@ -104,8 +104,8 @@ impl ExactlyOnce {
     }
 
     /// The consumer's positions to commit, with the watermarks as metadata.
-    pub(crate) fn offsets(&self, consumer: &dyn Consumer) -> Vec<CommittedOffset> {
-        crate::driver::positions(consumer, &encode_watermarks(&self.watermarks))
+    pub(crate) fn offsets(&self, input: &crate::driver::Subscription) -> Vec<CommittedOffset> {
+        input.positions(&encode_watermarks(&self.watermarks))
     }
 }
 

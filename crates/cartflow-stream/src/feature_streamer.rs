@@ -7,11 +7,11 @@
 use std::time::{Duration, Instant};
 
 use cartflow_core::Event;
-use cartflow_log::{CommittedOffset, Consumer, EventLog, Rebalance, Record};
+use cartflow_log::{CommittedOffset, EventLog, Rebalance, Record};
 use cartflow_online::{Change, OnlineStore};
 use serde::{Deserialize, Serialize};
 
-use crate::driver::Stage;
+use crate::driver::{Stage, Subscription};
 use crate::metrics::EVENTS_OUT;
 use crate::topics::{CHANGE_OP, VALIDATED};
 use crate::{Result, StageControl, StageError};
@@ -58,7 +58,8 @@ pub fn run_feature_streamer(
 ) -> Result<StreamerStats> {
     let mut stage =
         Streamer { store, cfg, changes: Vec::new(), last_snapshot: Instant::now(), stats: StreamerStats::default() };
-    crate::driver::drive(log, &cfg.group, &[VALIDATED], &mut stage, control, progress)
+    let mut input = Subscription::join(log, &cfg.group, &[VALIDATED])?;
+    crate::driver::drive(&mut input, &mut stage, control, progress)
 }
 
 /// The feature streamer as a stage: each batch applied to the store with the
@@ -76,7 +77,8 @@ fn online(e: cartflow_online::OnlineError) -> StageError {
     StageError::Config(format!("online store: {e}"))
 }
 
-impl Stage for Streamer<'_> {
+impl<'a> Stage for Streamer<'a> {
+    type Input = Subscription<'a>;
     type Stats = StreamerStats;
     const NAME: &'static str = "features";
 
@@ -85,11 +87,12 @@ impl Stage for Streamer<'_> {
     }
 
     /// Resumes from the store's offsets, not the group's.
-    fn assigned(&mut self, _: &dyn EventLog, consumer: &mut dyn Consumer, moved: Option<&Rebalance>) -> Result<()> {
+    fn assigned(&mut self, input: &mut Subscription<'a>, moved: Option<&Rebalance>) -> Result<()> {
         if let Some(change) = moved {
             return crate::one_member_only(Self::NAME, &self.cfg.group, change);
         }
         let stored = self.store.offsets().map_err(online)?;
+        let consumer = input.consumer.as_mut();
         for tp in consumer.assignment() {
             let at =
                 stored.iter().find(|o| *o.topic == *tp.topic && o.partition == tp.partition).map_or(0, |o| o.offset);
@@ -98,7 +101,7 @@ impl Stage for Streamer<'_> {
         Ok(())
     }
 
-    fn process(&mut self, batch: Vec<Record>, _: &dyn Consumer) -> Result<()> {
+    fn process(&mut self, batch: Vec<Record>, _: &Subscription<'a>) -> Result<()> {
         self.stats.read += batch.len() as u64;
         self.changes = to_changes(&batch, &mut self.stats);
         Ok(())
@@ -109,8 +112,8 @@ impl Stage for Streamer<'_> {
     }
 
     /// The store takes the batch and the position after it at once.
-    fn write(&mut self, consumer: &dyn Consumer) -> Result<Vec<CommittedOffset>> {
-        let offsets = crate::driver::positions(consumer, Self::NAME);
+    fn write(&mut self, input: &Subscription<'a>) -> Result<Vec<CommittedOffset>> {
+        let offsets = input.positions(Self::NAME);
         let applied = self.store.apply(&std::mem::take(&mut self.changes), &offsets).map_err(online)?;
         let s = &mut self.stats;
         s.counted += applied.counted;

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use cartflow_core::Event;
 use cartflow_lake::{Lake, LakeEvent, LakeInvalid, Manifest};
-use cartflow_log::{CommittedOffset, Consumer, EventLog, Rebalance, Record, TopicPartition};
+use cartflow_log::{CommittedOffset, EventLog, Rebalance, Record, TopicPartition};
 use serde::{Deserialize, Serialize};
 
-use crate::driver::Stage;
+use crate::driver::{Stage, Subscription};
 use crate::metrics::EVENTS_OUT;
 use crate::topics::*;
 use crate::{Result, StageControl};
@@ -136,7 +136,8 @@ pub fn run_lake_sink(
 ) -> Result<LakeSinkStats> {
     let mut stage =
         LakeSink { lake, cfg, seq: 0, pending: Pending::new(BTreeMap::new()), stats: LakeSinkStats::default() };
-    crate::driver::drive(log, &cfg.group, &[VALIDATED, INVALID], &mut stage, control, progress)
+    let mut input = Subscription::join(log, &cfg.group, &[VALIDATED, INVALID])?;
+    crate::driver::drive(&mut input, &mut stage, control, progress)
 }
 
 /// The lake sink as a stage: rows buffered across polls, one commit (a
@@ -150,7 +151,8 @@ struct LakeSink<'a> {
     stats: LakeSinkStats,
 }
 
-impl Stage for LakeSink<'_> {
+impl<'a> Stage for LakeSink<'a> {
+    type Input = Subscription<'a>;
     type Stats = LakeSinkStats;
     const NAME: &'static str = "lake-sink";
 
@@ -160,13 +162,14 @@ impl Stage for LakeSink<'_> {
 
     /// The manifests, not the group, say where to resume; the last commit's
     /// missing files are put again and a kill's staging files removed.
-    fn assigned(&mut self, log: &dyn EventLog, consumer: &mut dyn Consumer, moved: Option<&Rebalance>) -> Result<()> {
+    fn assigned(&mut self, input: &mut Subscription<'a>, moved: Option<&Rebalance>) -> Result<()> {
         if let Some(change) = moved {
             return crate::one_member_only(Self::NAME, &self.cfg.group, change);
         }
         let last = self.lake.latest_manifest()?;
         let resume = last.as_ref().map(Manifest::next_offsets).unwrap_or_default();
         let mut start = BTreeMap::new();
+        let consumer = input.consumer.as_mut();
         for tp in consumer.assignment() {
             let at = resume.get(&tp_key(&tp)).copied().unwrap_or(0);
             consumer.seek(&tp, at)?;
@@ -175,7 +178,7 @@ impl Stage for LakeSink<'_> {
         self.pending = Pending::new(start);
         self.seq = last.as_ref().map_or(0, |m| m.seq);
         if let Some(m) = &last {
-            self.stats.repaired_files = repair(log, self.lake, m)?;
+            self.stats.repaired_files = repair(input.log, self.lake, m)?;
         }
         let removed = self.lake.remove_staging_files(last.as_ref())?;
         if removed > 0 {
@@ -184,7 +187,7 @@ impl Stage for LakeSink<'_> {
         Ok(())
     }
 
-    fn process(&mut self, batch: Vec<Record>, _: &dyn Consumer) -> Result<()> {
+    fn process(&mut self, batch: Vec<Record>, _: &Subscription<'a>) -> Result<()> {
         self.stats.read += batch.len() as u64;
         self.pending.add(batch);
         Ok(())
@@ -200,7 +203,8 @@ impl Stage for LakeSink<'_> {
     }
 
     /// The commit: its manifest (the commit point), then its files.
-    fn write(&mut self, consumer: &dyn Consumer) -> Result<Vec<CommittedOffset>> {
+    fn write(&mut self, input: &Subscription<'a>) -> Result<Vec<CommittedOffset>> {
+        let consumer = input.consumer.as_ref();
         self.seq += 1;
         let seq = self.seq;
         let end: BTreeMap<TopicPartition, u64> =

@@ -36,6 +36,9 @@ pub enum StageError {
     Config(String),
     #[error("{0}")]
     Group(String),
+    /// An input's own error (PostgreSQL's, for the CDC capture).
+    #[error(transparent)]
+    Input(Box<dyn std::error::Error + Send + Sync>),
 }
 
 pub type Result<T, E = StageError> = std::result::Result<T, E>;

@@ -13,6 +13,9 @@ pub const ALERT_NOTIFICATIONS: &str = "cartflow_alert_notifications_total";
 /// 1 while a stage runs in the process (0 after a clean stop; the series goes
 /// stale when the process dies): what alerts watch instead of a scrape job's name.
 pub const STAGE_RUNNING: &str = "cartflow_stage_running";
+/// WAL a CDC capture's replication slot keeps from being recycled: what
+/// fills PostgreSQL's disk when a capture stops and its slot stays.
+pub const CDC_SLOT_RETAINED: &str = "cartflow_cdc_slot_retained_wal_bytes";
 
 /// Registers descriptions so `/metrics` explains itself.
 pub fn describe() {
@@ -30,6 +33,7 @@ pub fn describe() {
     describe_gauge!(ALERT_FIRING, "1 while the named alert fires.");
     describe_counter!(ALERT_NOTIFICATIONS, "Webhook notifications, by status and outcome.");
     describe_gauge!(STAGE_RUNNING, "1 while the named stage runs in this process.");
+    describe_gauge!(CDC_SLOT_RETAINED, "WAL bytes the CDC capture's replication slot retains, by slot.");
     describe_counter!(
         crate::feature_streamer::STREAMER_DUPLICATES,
         "Exact duplicate events the feature streamer counted once (all nine fields equal)."

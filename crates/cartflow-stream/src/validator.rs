@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cartflow_core::{ChangeOp, Event, Invalid, RawEvent, Rules, parse_message, validate};
-use cartflow_log::{CommittedOffset, Consumer, EventLog, ProducerRecord, Rebalance, Record};
+use cartflow_log::{CommittedOffset, EventLog, ProducerRecord, Rebalance, Record};
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::{AlertConfig, Alerter};
-use crate::driver::Stage;
+use crate::driver::{Stage, Subscription};
 use crate::exactly_once::{ExactlyOnce, source_position};
 use crate::metrics::{DUPLICATES_SKIPPED, EVENTS_OUT, INVALID as INVALID_METRIC};
 use crate::topics::*;
@@ -117,7 +117,8 @@ pub fn run_validator(
         dirty: false,
         unreported: (0, 0),
     };
-    crate::driver::drive(log, &cfg.group, &[RAW, CDC], &mut stage, control, progress)
+    let mut input = Subscription::join(log, &cfg.group, &[RAW, CDC])?;
+    crate::driver::drive(&mut input, &mut stage, control, progress)
 }
 
 /// The validator as a stage: each batch validated on all cores, written in
@@ -134,7 +135,8 @@ struct Validator<'a> {
     unreported: (u64, u64),
 }
 
-impl Stage for Validator<'_> {
+impl<'a> Stage for Validator<'a> {
+    type Input = Subscription<'a>;
     type Stats = ValidatorStats;
     const NAME: &'static str = "validate";
 
@@ -148,12 +150,12 @@ impl Stage for Validator<'_> {
 
     /// Partitions another validator held may have outputs it made durable but
     /// never committed: find them before reading on (at start, after rebalances).
-    fn assigned(&mut self, log: &dyn EventLog, consumer: &mut dyn Consumer, _: Option<&Rebalance>) -> Result<()> {
-        self.exactly_once = ExactlyOnce::recover(log, consumer, &[VALIDATED, INVALID])?;
+    fn assigned(&mut self, input: &mut Subscription<'a>, _: Option<&Rebalance>) -> Result<()> {
+        self.exactly_once = ExactlyOnce::recover(input.log, input.consumer.as_mut(), &[VALIDATED, INVALID])?;
         Ok(())
     }
 
-    fn process(&mut self, batch: Vec<Record>, _: &dyn Consumer) -> Result<()> {
+    fn process(&mut self, batch: Vec<Record>, _: &Subscription<'a>) -> Result<()> {
         let rules = self.cfg.rules(SystemTime::now())?;
         let s = &mut self.stats;
         let (valid_before, invalid_before, replayed_before) = (s.valid, s.invalid, s.replayed_skipped);
@@ -190,11 +192,11 @@ impl Stage for Validator<'_> {
         self.dirty
     }
 
-    fn write(&mut self, consumer: &dyn Consumer) -> Result<Vec<CommittedOffset>> {
+    fn write(&mut self, input: &Subscription<'a>) -> Result<Vec<CommittedOffset>> {
         let ends = self.producer.flush()?;
         self.exactly_once.flushed(&ends);
         self.dirty = false;
-        Ok(self.exactly_once.offsets(consumer))
+        Ok(self.exactly_once.offsets(input))
     }
 
     fn tick(&mut self, _: bool) -> Result<()> {

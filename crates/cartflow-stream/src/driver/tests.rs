@@ -2,6 +2,7 @@
 //! stage that copies its input to an output topic: drain, Ctrl-C, commit
 //! ordering after a failed write, and a rebalance.
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,7 +12,7 @@ use cartflow_log::{
     ProducerRecord, Rebalance, Record, TopicInfo, TopicPartition,
 };
 
-use super::{Stage, drive, positions};
+use super::{Stage, Subscription, drive};
 use crate::{Result, StageControl, StageError};
 
 const INPUT: &str = "in";
@@ -20,7 +21,8 @@ const GROUP: &str = "copier";
 
 /// Copies each record to `out`; buffers until `every` records (or the end),
 /// can be told to fail its next write, and remembers what it was told.
-struct Copier {
+struct Copier<'a> {
+    input: PhantomData<Subscription<'a>>,
     producer: Box<dyn Producer>,
     every: usize,
     buffered: usize,
@@ -30,9 +32,10 @@ struct Copier {
     finished: bool,
 }
 
-impl Copier {
+impl Copier<'_> {
     fn new(log: &dyn EventLog, every: usize) -> Self {
         Copier {
+            input: PhantomData,
             producer: log.producer().unwrap(),
             every,
             buffered: 0,
@@ -44,7 +47,8 @@ impl Copier {
     }
 }
 
-impl Stage for Copier {
+impl<'a> Stage for Copier<'a> {
+    type Input = Subscription<'a>;
     type Stats = u64;
     const NAME: &'static str = "copier";
 
@@ -56,12 +60,12 @@ impl Stage for Copier {
         Duration::from_millis(20)
     }
 
-    fn assigned(&mut self, _: &dyn EventLog, _: &mut dyn Consumer, moved: Option<&Rebalance>) -> Result<()> {
+    fn assigned(&mut self, _: &mut Subscription<'a>, moved: Option<&Rebalance>) -> Result<()> {
         self.assigned.push(moved.map(|m| m.gained.len()));
         Ok(())
     }
 
-    fn process(&mut self, batch: Vec<Record>, _: &dyn Consumer) -> Result<()> {
+    fn process(&mut self, batch: Vec<Record>, _: &Subscription<'a>) -> Result<()> {
         for r in &batch {
             self.producer.send(ProducerRecord::new(OUTPUT, r.key.as_deref(), &r.value))?;
         }
@@ -73,14 +77,14 @@ impl Stage for Copier {
         self.buffered > 0 && (self.buffered >= self.every || finishing)
     }
 
-    fn write(&mut self, consumer: &dyn Consumer) -> Result<Vec<CommittedOffset>> {
+    fn write(&mut self, input: &Subscription<'a>) -> Result<Vec<CommittedOffset>> {
         if std::mem::take(&mut self.fail_next_write) {
             return Err(StageError::Config("the store is down".into()));
         }
         self.producer.flush()?;
         self.copied += self.buffered as u64;
         self.buffered = 0;
-        Ok(positions(consumer, "copied"))
+        Ok(input.positions("copied"))
     }
 
     fn tick(&mut self, finishing: bool) -> Result<()> {
@@ -91,6 +95,10 @@ impl Stage for Copier {
     fn stats(&mut self, _lag: u64) -> &u64 {
         &self.copied
     }
+}
+
+fn join(log: &dyn EventLog) -> Subscription<'_> {
+    Subscription::join(log, GROUP, &[INPUT]).unwrap()
 }
 
 fn log_with(records: usize) -> (tempfile::TempDir, EmbeddedLog) {
@@ -122,7 +130,7 @@ fn draining_stops_once_caught_up_with_everything_written_and_committed() {
     let (_dir, log) = log_with(1000);
     let mut stage = Copier::new(&log, 250);
     let mut reports = 0;
-    let copied = drive(&log, GROUP, &[INPUT], &mut stage, &StageControl::new(true), &mut |_| reports += 1).unwrap();
+    let copied = drive(&mut join(&log), &mut stage, &StageControl::new(true), &mut |_| reports += 1).unwrap();
     assert_eq!((copied, records(&log, OUTPUT), committed(&log)), (1000, 1000, 1000));
     assert!(stage.finished && reports > 0);
     assert_eq!(stage.assigned, vec![None], "assigned once, at start");
@@ -136,7 +144,7 @@ fn ctrl_c_stops_after_the_round_and_writes_what_was_taken() {
     let mut stage = Copier::new(&log, usize::MAX);
     let stop = control.clone();
     let seen = AtomicUsize::new(0);
-    let copied = drive(&log, GROUP, &[INPUT], &mut stage, &control, &mut |_| {
+    let copied = drive(&mut join(&log), &mut stage, &control, &mut |_| {
         // Stop once the stage has caught up (the second report after records came in).
         if seen.fetch_add(1, Ordering::SeqCst) >= 3 {
             stop.stop();
@@ -151,11 +159,11 @@ fn a_failed_write_commits_nothing_and_a_restart_takes_the_inputs_again() {
     let (_dir, log) = log_with(500);
     let mut first = Copier::new(&log, 100);
     first.fail_next_write = true;
-    let failed = drive(&log, GROUP, &[INPUT], &mut first, &StageControl::new(true), &mut |_| {});
+    let failed = drive(&mut join(&log), &mut first, &StageControl::new(true), &mut |_| {});
     assert!(matches!(failed, Err(StageError::Config(m)) if m.contains("down")));
     assert_eq!(committed(&log), 0, "offsets committed before their outputs were durable");
     let mut second = Copier::new(&log, 100);
-    assert_eq!(drive(&log, GROUP, &[INPUT], &mut second, &StageControl::new(true), &mut |_| {}).unwrap(), 500);
+    assert_eq!(drive(&mut join(&log), &mut second, &StageControl::new(true), &mut |_| {}).unwrap(), 500);
     assert_eq!(committed(&log), 500);
 }
 
@@ -234,7 +242,7 @@ fn a_rebalance_reaches_the_stage_before_it_reads_on() {
     let (_dir, log) = log_with(400);
     let rebalancing = Rebalancing { log: &log, polled: Arc::default() };
     let mut stage = Copier::new(&log, 50);
-    let copied = drive(&rebalancing, GROUP, &[INPUT], &mut stage, &StageControl::new(true), &mut |_| {}).unwrap();
+    let copied = drive(&mut join(&rebalancing), &mut stage, &StageControl::new(true), &mut |_| {}).unwrap();
     assert_eq!(stage.assigned, vec![None, Some(1)], "at start, then the partition gained");
     assert_eq!((copied, committed(&log)), (400, 400));
 }

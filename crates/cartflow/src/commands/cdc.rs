@@ -23,13 +23,13 @@ pub fn run(ctx: &Ctx, a: CdcArgs) -> Result<()> {
     let control = ctx.control.with_drain(a.drain);
     let bar = progress(ctx.quiet, None, "cdc");
     let started = Instant::now();
-    let stats = cartflow_lake::runtime()
-        .block_on(run_cdc(log.as_ref(), &cfg, &control, &mut |s: &CdcStats| {
-            bar.set_position(s.records());
-            bar.set_message(format!("slot at {}", s.confirmed_lsn));
-            ctx.health.set("cdc", serde_json::to_value(s).unwrap_or_default());
-        }))
-        .with_context(|| format!("capturing {}", cfg.table))?;
+    let runtime = cartflow_lake::runtime().handle();
+    let stats = run_cdc(runtime, log.as_ref(), &cfg, &control, &mut |s: &CdcStats| {
+        bar.set_position(s.records());
+        bar.set_message(format!("slot at {}", s.confirmed_lsn));
+        ctx.health.set("cdc", serde_json::to_value(s).unwrap_or_default());
+    })
+    .with_context(|| format!("capturing {}", cfg.table))?;
     bar.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     println!(
@@ -69,7 +69,7 @@ fn run_seed(ctx: &Ctx, a: CdcSeedArgs) -> Result<()> {
     let bar = progress(ctx.quiet, Some(a.events), "seed");
     let started = Instant::now();
     let written = cartflow_lake::runtime().block_on(async {
-        let client = cartflow_cdc::capture::connect(&cfg.postgres).await?;
+        let client = cartflow_cdc::table::connect(&cfg.postgres).await?;
         seed::create_table(&client, &cfg.table).await?;
         seed::insert_generated(&client, &cfg.table, generator, a.rate, &mut |n| bar.set_position(n)).await
     })?;
