@@ -17,7 +17,7 @@ pub mod services;
 pub mod tools;
 
 pub use exactly_once::{assert_exactly_once_on, read_all};
-pub use services::{KafkaBroker, RedisPrefix, S3Server, TestDatabase, free_port, psql, wait_for_port};
+pub use services::{CaptureSource, KafkaBroker, RedisPrefix, S3Server, TestDatabase, free_port, psql, wait_for_port};
 pub use tools::{command, in_ci, python_modules, tool};
 
 /// Unwraps what a test needs, or ends the test (skipped; [`tools`] has said why).

@@ -97,6 +97,38 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A database of its own and a replication slot name of its own, for change
+/// capture (slots are cluster-wide): the slot is dropped first at the end,
+/// since a slot keeps its database from being dropped.
+pub struct CaptureSource {
+    pub slot: String,
+    pub db: TestDatabase,
+}
+
+impl CaptureSource {
+    pub fn create() -> CaptureSource {
+        let db = TestDatabase::create();
+        CaptureSource { slot: format!("{}_slot", db.name), db }
+    }
+
+    /// Whether the slot exists now.
+    pub fn slot_exists(&self) -> bool {
+        psql("postgres", &format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{}'", self.slot)) == "1"
+    }
+}
+
+impl Drop for CaptureSource {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
+            .arg(format!(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{}'",
+                self.slot
+            ))
+            .output();
+    }
+}
+
 pub fn psql(db: &str, sql: &str) -> String {
     let out = std::process::Command::new("psql")
         .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])

@@ -13,20 +13,13 @@ use serde_json::Value;
 
 const CDC: &str = "tracking_postgres_cdc.public.events";
 
-/// A database of its own and a replication slot of its own (slots are
-/// cluster-wide), both dropped at the end: a slot would keep the database.
-struct Source {
-    db: TestDatabase,
-    slot: String,
+/// `cartflow cdc` and `cartflow cdc seed` on a test's own database and slot.
+trait Commands {
+    fn cdc(&self, dir: &std::path::Path) -> Command;
+    fn seed(&self, dir: &std::path::Path, events: u64, seed: u64);
 }
 
-impl Source {
-    fn new() -> Source {
-        let db = TestDatabase::create();
-        let slot = format!("{}_slot", db.name);
-        Source { db, slot }
-    }
-
+impl Commands for CaptureSource {
     fn cdc(&self, dir: &std::path::Path) -> Command {
         let mut c = cartflow(dir);
         c.args(["cdc", "--postgres", &self.db.url(), "--slot", &self.slot]);
@@ -37,18 +30,6 @@ impl Source {
         ok(cartflow(dir)
             .args(["cdc", "seed", "--postgres", &self.db.url(), "--events", &events.to_string()])
             .args(["--seed", &seed.to_string()]));
-    }
-}
-
-impl Drop for Source {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
-            .arg(format!(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{}'",
-                self.slot
-            ))
-            .output();
     }
 }
 
@@ -76,7 +57,7 @@ fn ops(dir: &std::path::Path) -> HashMap<String, usize> {
 fn snapshot_then_changes_reach_the_validated_topic_and_the_lake() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let src = Source::new();
+    let src = CaptureSource::create();
     src.seed(d, 2000, 1);
     let out = stdout(&ok(src.cdc(d).arg("--drain")));
     assert!(out.contains("2,000 snapshot rows"), "{out}");
@@ -133,7 +114,7 @@ fn snapshot_then_changes_reach_the_validated_topic_and_the_lake() {
 fn a_capture_killed_and_restarted_neither_loses_nor_repeats_a_change() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let src = Source::new();
+    let src = CaptureSource::create();
     src.seed(d, 5000, 4);
     // Inserts keep coming while the capture is killed and restarted.
     let mut writer = cartflow(d)
@@ -179,7 +160,7 @@ fn readme_order(
     configure: &dyn Fn(&mut Command) -> &mut Command,
     log: &dyn cartflow_log::EventLog,
 ) {
-    let src = Source::new();
+    let src = CaptureSource::create();
     src.seed(d, 300, 3);
     ok(configure(cartflow(d).args(["produce", "--generate", "1000"])));
     ok(configure(cartflow(d).args(["validate", "--drain"])));
@@ -190,7 +171,7 @@ fn readme_order(
     // A topic of the wrong shape, as older subscribers made it.
     ok(configure(cartflow(d).args(["topics", "delete", CDC, "--force"])));
     log.ensure_topic(CDC, 4).unwrap();
-    let other = Source::new();
+    let other = CaptureSource::create();
     other.seed(d, 10, 4);
     let failed = configure(other.cdc(d).arg("--drain")).output().unwrap();
     let stderr = String::from_utf8_lossy(&failed.stderr);
@@ -214,34 +195,30 @@ fn the_readmes_order_produce_validate_cdc_works_on_kafka() {
     readme_order(dir.path(), &|c| broker.configure(c), &broker.log());
 }
 
-fn slot_exists(db: &TestDatabase, slot: &str) -> bool {
-    db.query(&format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{slot}'")) == "1"
-}
-
 #[test]
 fn a_capture_never_drops_or_takes_a_slot_it_does_not_own() {
     let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Source::new();
+    let a = CaptureSource::create();
     a.seed(one.path(), 50, 5);
     ok(a.cdc(one.path()).arg("--drain"));
-    assert!(slot_exists(&a.db, &a.slot));
+    assert!(a.slot_exists());
 
     // Another database, the same slot name: refused, naming the slot, its database and --slot.
-    let b = Source::new();
+    let b = CaptureSource::create();
     b.seed(two.path(), 50, 6);
     let out =
         cartflow(two.path()).args(["cdc", "--postgres", &b.db.url(), "--slot", &a.slot, "--drain"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains(&a.slot) && stderr.contains(&a.db.name) && stderr.contains("--slot"), "{stderr}");
-    assert!(slot_exists(&a.db, &a.slot), "the other database's slot was dropped");
+    assert!(a.slot_exists(), "the other database's slot was dropped");
 
     // A slot of this database that the capture did not make, with an empty topic: refused, kept.
     b.db.query(&format!("SELECT 'made' FROM pg_create_logical_replication_slot('{}', 'pgoutput')", b.slot));
     let out = b.cdc(two.path()).arg("--drain").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("did not make it"), "{stderr}");
-    assert!(slot_exists(&b.db, &b.slot));
+    assert!(b.slot_exists());
 
     // A slot in use by a running capture: the second is refused and the first goes on.
     let mut running = a.cdc(one.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
@@ -257,5 +234,5 @@ fn a_capture_never_drops_or_takes_a_slot_it_does_not_own() {
     assert!(!out.status.success() && stderr.contains("in use"), "{stderr}");
     let _ = running.kill();
     let _ = running.wait();
-    assert!(slot_exists(&a.db, &a.slot));
+    assert!(a.slot_exists());
 }
