@@ -16,8 +16,6 @@ use cartflow_features::{CartAttrs, CartFeatures, CartQuery, DEFAULT_SESSION_TTL}
 use cartflow_online::{Change, MemoryStore, OnlineStore, RedisStore};
 use common::*;
 
-const REDIS: &str = "redis://127.0.0.1:6379/0";
-
 /// Generated events through produce, validate, the lake sink and the warehouse.
 fn land(dir: &Path, events: u64, seed: u64) {
     let csv = dir.join("events.csv");
@@ -181,11 +179,10 @@ fn online_answers_equal_the_training_set_in_memory_and_in_redis() {
     let compared = replay_and_compare(&rt, &memory, &changes, &offline);
     println!("memory: {compared} carts, {} values each, all equal", FEATURES.len());
 
-    let prefix = format!("cartflow-test-skew-{}", std::process::id());
+    let keys = RedisPrefix::new("skew");
     // The store reads on a connection of its own, as an API replica would.
-    let redis = RedisStore::open(REDIS, &prefix, DEFAULT_SESSION_TTL).unwrap();
+    let redis = RedisStore::open(&keys.url, &keys.prefix, DEFAULT_SESSION_TTL).unwrap();
     assert_eq!(replay_and_compare(&rt, &redis, &changes, &offline), compared);
-    redis.replace(cartflow_features::Entities::new(DEFAULT_SESSION_TTL), &[]).unwrap();
 
     // The labels are the warehouse's: the same first carts, bought or not.
     let mismatched = stdout(&ok(cartflow(d).args([
@@ -232,8 +229,8 @@ fn a_cart_gets_the_same_features_whether_or_not_it_reached_the_store() {
     .collect();
     events.sort_by_key(|e| e.event_time);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let prefix = format!("cartflow-test-reached-{}", std::process::id());
-    let redis = RedisStore::open(REDIS, &prefix, DEFAULT_SESSION_TTL).unwrap();
+    let keys = RedisPrefix::new("reached");
+    let redis = RedisStore::open(&keys.url, &keys.prefix, DEFAULT_SESSION_TTL).unwrap();
     let memory = MemoryStore::new(DEFAULT_SESSION_TTL);
     let mut carts = 0;
     for second in events.chunk_by(|a, b| a.event_time == b.event_time) {
@@ -252,7 +249,6 @@ fn a_cart_gets_the_same_features_whether_or_not_it_reached_the_store() {
         carts += own.len();
     }
     assert!(carts > 500, "{carts} carts");
-    redis.replace(cartflow_features::Entities::new(DEFAULT_SESSION_TTL), &[]).unwrap();
 }
 
 #[test]

@@ -277,17 +277,17 @@ fn serve_speaks_tls_with_the_given_certificate() {
 fn predictions_are_the_same_from_redis_as_from_the_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
     ok(cartflow(dir.path()).args(["run", "--once", "--events", "40000"]));
-    let prefix = format!("cartflow-test-serve-{}", std::process::id());
-    let redis = "redis://127.0.0.1:6379/0";
+    let keys = RedisPrefix::new("serve");
+    let (redis, prefix) = (keys.url.as_str(), &keys.prefix);
     ok(cartflow(dir.path())
-        .env("CARTFLOW_FEATURES__REDIS_PREFIX", &prefix)
+        .env("CARTFLOW_FEATURES__REDIS_PREFIX", prefix)
         .args(["features", "stream", "--online", redis, "--drain"]));
     let body = carts(5);
     let mut answers = Vec::new();
     for online in [redis, "embedded"] {
         let port = free_port();
         let mut cmd = cartflow(dir.path());
-        cmd.env("CARTFLOW_FEATURES__REDIS_PREFIX", &prefix).args(["serve", "--addr", &format!("127.0.0.1:{port}")]);
+        cmd.env("CARTFLOW_FEATURES__REDIS_PREFIX", prefix).args(["serve", "--addr", &format!("127.0.0.1:{port}")]);
         cmd.args(["--online", online]);
         let server = Server::start(cmd, port, "/health", Duration::from_secs(60), &dir.path().join("serve.log"));
         let admin = admin_token(dir.path());
@@ -306,12 +306,6 @@ fn predictions_are_the_same_from_redis_as_from_the_embedded_store() {
         let (status, answer) = call(&format!("{}/predict", server.url), Some(&admin), Some(&body));
         assert_eq!(status, 200, "{online}: {answer}");
         answers.push(answer["predictions"].clone());
-    }
-    // Leave Redis as it was: the test's keys, deleted a thousand at a time.
-    let keys = Command::new("redis-cli").args(["--scan", "--pattern", &format!("{prefix}*")]).output().unwrap();
-    let keys = String::from_utf8_lossy(&keys.stdout).lines().map(str::to_owned).collect::<Vec<_>>();
-    for chunk in keys.chunks(1000) {
-        ok(Command::new("redis-cli").arg("del").args(chunk));
     }
     assert_eq!(answers[0], answers[1], "Redis and the embedded store disagree");
 }
