@@ -281,7 +281,7 @@ impl Capture {
 fn last_position(log: &dyn EventLog, topic: &str) -> Result<Option<Position>> {
     let Some(info) = log.topic(topic)? else { return Ok(None) };
     if info.partitions.len() != 1 {
-        let records: u64 = info.partitions.iter().map(|p| p.end - p.start).sum();
+        let records = info.records();
         return Err(CdcError::Table(format!(
             "topic {topic} has {} partitions ({records} records): change capture keeps one, in commit order. \
              A stage of an older cartflow made it when it subscribed first; delete it with \

@@ -59,7 +59,7 @@ impl Capture {
 
     /// Records in the topic now.
     fn written(&self) -> u64 {
-        self.log.topic(TOPIC).unwrap().map_or(0, |t| t.partitions.iter().map(|p| p.end - p.start).sum())
+        self.log.topic(TOPIC).unwrap().map_or(0, |t| t.records())
     }
 
     /// Each record's operation (`r`, `c`, `u`, `d`, or `tombstone`) and position.

@@ -114,6 +114,13 @@ pub struct TopicInfo {
     pub partitions: Vec<PartitionInfo>,
 }
 
+impl TopicInfo {
+    /// Records held now, over every partition.
+    pub fn records(&self) -> u64 {
+        self.partitions.iter().map(|p| p.end - p.start).sum()
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupInfo {
     pub group: String,

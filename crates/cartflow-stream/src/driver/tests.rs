@@ -122,7 +122,7 @@ fn committed(log: &dyn EventLog) -> u64 {
 }
 
 fn records(log: &dyn EventLog, topic: &str) -> u64 {
-    log.topic(topic).unwrap().map_or(0, |t| t.partitions.iter().map(|p| p.end - p.start).sum())
+    log.topic(topic).unwrap().map_or(0, |t| t.records())
 }
 
 #[test]

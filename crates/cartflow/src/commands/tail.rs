@@ -33,7 +33,7 @@ pub fn run(ctx: &Ctx, a: TailArgs) -> Result<()> {
             consumer.seek(&TopicPartition::new(&topic.name, p.partition), p.start)?;
         }
         // Everything up to now, in each partition's order.
-        let mut remaining = topic.partitions.iter().map(|p| p.end - p.start).sum::<u64>();
+        let mut remaining = topic.records();
         while remaining > 0 && printed < limit && !ctx.control.stopped() {
             let batch = consumer.poll(4096, Duration::from_millis(200))?;
             if batch.is_empty() {

@@ -19,7 +19,7 @@ fn delete(ctx: &Ctx, topics: &[String], force: bool) -> Result<()> {
     let log = ctx.cfg.open_log()?;
     for name in topics {
         let Some(topic) = log.topic(name)? else { bail!("no topic {name}") };
-        let records: u64 = topic.partitions.iter().map(|p| p.end - p.start).sum();
+        let records = topic.records();
         if records > 0 && !force {
             bail!("topic {name} holds {} records: add --force to delete them with it", thousands(records));
         }
@@ -51,7 +51,7 @@ fn list(ctx: &Ctx, json_out: bool) -> Result<()> {
     }
     println!("{:<40} {:>10} {:>12}  END OFFSETS BY PARTITION", "TOPIC", "PARTITIONS", "RECORDS");
     for t in &topics {
-        let records: u64 = t.partitions.iter().map(|p| p.end - p.start).sum();
+        let records = t.records();
         let ends: Vec<String> = t.partitions.iter().map(|p| p.end.to_string()).collect();
         println!("{:<40} {:>10} {:>12}  {}", t.name, t.partitions.len(), thousands(records), ends.join(" "));
     }
