@@ -90,10 +90,7 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .output();
+        psql_on_drop(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
     }
 }
 
@@ -119,14 +116,17 @@ impl CaptureSource {
 
 impl Drop for CaptureSource {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
-            .arg(format!(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{}'",
-                self.slot
-            ))
-            .output();
+        psql_on_drop(&format!(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{}'",
+            self.slot
+        ));
     }
+}
+
+/// Runs `sql` on the `postgres` database and ignores the outcome: for
+/// `Drop`, which must not panic while a failed test unwinds.
+fn psql_on_drop(sql: &str) {
+    let _ = Command::new("psql").args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c", sql]).output();
 }
 
 pub fn psql(db: &str, sql: &str) -> String {
