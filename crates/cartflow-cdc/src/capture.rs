@@ -88,7 +88,7 @@ pub fn run_cdc(
 ) -> Result<CdcStats> {
     let (mut input, mut stage) = runtime.block_on(open(runtime, log, cfg))?;
     let stats = drive(&mut input, &mut stage, control, progress)?;
-    if stage.snapshotting {
+    if input.in_pass() {
         // Stopped during the snapshot (draining never ends there: a pass always reaches its end).
         return Err(CdcError::Stopped);
     }
@@ -127,12 +127,12 @@ async fn open(runtime: &Handle, log: &dyn EventLog, cfg: &CdcConfig) -> Result<(
         )));
     }
     let mut input = SlotInput::open(runtime.clone(), client, cfg).await?;
-    let (after, cuts, snapshotting) = match resume {
+    let (after, cuts) = match resume {
         Resume::Snapshot { after_pk, cuts } => {
             input.start_pass(cfg, &table, after_pk).await?;
-            (None, cuts, true)
+            (None, cuts)
         }
-        Resume::Stream { after, cuts } => (after, cuts, false),
+        Resume::Stream { after, cuts } => (after, cuts),
         Resume::Fresh => unreachable!("a fresh start takes a snapshot"),
     };
     // Where the slot stands before this run confirms anything (a drain with
@@ -143,7 +143,6 @@ async fn open(runtime: &Handle, log: &dyn EventLog, cfg: &CdcConfig) -> Result<(
         writer,
         batch: cfg.batch,
         poll_ms: cfg.poll_ms,
-        snapshotting,
         held: None,
         relations: HashMap::new(),
         txn: Txn::default(),
@@ -162,8 +161,6 @@ struct Capture {
     writer: Writer,
     batch: usize,
     poll_ms: u64,
-    /// A snapshot pass is being read.
-    snapshotting: bool,
     /// The pass's last row read, written once the next shows whether it is
     /// the very last (Debezium's `snapshot: last`).
     held: Option<(i64, Tuple, u64)>,
@@ -214,7 +211,6 @@ impl Stage for Capture {
                         self.stats.snapshot_rows += 1;
                     }
                     self.cuts = position::finish(std::mem::take(&mut self.cuts), lsn);
-                    self.snapshotting = false;
                 }
                 Change::Wal(data) => self.decoded(pgoutput::decode(&data).map_err(CdcError::from)?)?,
             }

@@ -237,6 +237,11 @@ impl SlotInput {
         Ok(())
     }
 
+    /// A snapshot pass is still being read (its end not yet handed out).
+    pub(crate) fn in_pass(&self) -> bool {
+        self.pass.is_some()
+    }
+
     /// Where the slot stands, as its confirmed position.
     pub(crate) async fn confirmed(&self) -> Result<String> {
         let confirmed: Option<String> = self
