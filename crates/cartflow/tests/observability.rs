@@ -174,8 +174,13 @@ fn every_stage_exposition_passes_promtool() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok(cartflow(d).args(["produce", "--generate", "5000", "--inject-invalid", "0.1"]));
+    // The capture reads a table of its own, in a database and slot of its own.
+    let source = CaptureSource::create();
+    let url = source.db.url();
+    ok(cartflow(d).args(["cdc", "seed", "--postgres", &url, "--events", "500"]));
+    let cdc = ["cdc", "--postgres", &url, "--slot", &source.slot];
     let mut expositions = Vec::new();
-    for stage in [&["validate"][..], &["lake-sink"], &["features", "stream"]] {
+    for stage in [&["validate"][..], &["lake-sink"], &["features", "stream"], &cdc] {
         let port = free_port();
         // The lake sink commits (and times a batch) by age while it runs: make that a second.
         let cmd = cartflow(d)
@@ -212,4 +217,5 @@ fn every_stage_exposition_passes_promtool() {
         assert_promtool_clean(stage, metrics);
     }
     assert!(expositions.iter().any(|(_, m)| m.contains("# HELP cartflow_feature_duplicates_total")));
+    assert!(expositions.iter().any(|(_, m)| m.contains("# HELP cartflow_cdc_slot_retained_wal_bytes")));
 }
