@@ -15,20 +15,30 @@ pub fn hour_partition(t: Micros) -> String {
     format!("year={y:04}/month={m:02}/day={d:02}/hour={h:02}")
 }
 
-/// `<table>/<hour partition>/part-<seq>.parquet`: one file per table, hour and commit.
-pub fn data_file(table: &str, hour: &str, seq: u64) -> String {
-    format!("{table}/{hour}/part-{seq:012}.parquet")
+/// `<table>/<hour partition>/<topic>+<partition>+<start offset>.parquet`:
+/// one file per table, hour and commit, named as Kafka Connect's S3 sink
+/// names its files (by input partition and first offset), so writers of
+/// different partitions never pick the same name.
+pub fn data_file(table: &str, hour: &str, topic: &str, partition: u32, start: u64) -> String {
+    format!("{table}/{hour}/{topic}+{partition}+{start:020}.parquet")
 }
 
 /// The lake sink's name as a writer of manifests.
 pub const SINK_WRITER: &str = "lake-sink";
 
-pub fn manifest_dir(writer: &str) -> String {
+/// Every manifest of a writer is under this folder.
+pub fn writer_dir(writer: &str) -> String {
     format!("{MANIFESTS}/{writer}")
 }
 
-pub fn manifest_file(writer: &str, seq: u64) -> String {
-    format!("{MANIFESTS}/{writer}/{seq:012}.json")
+/// The manifests of one input partition: `_manifests/<writer>/<topic>+<partition>`.
+pub fn manifest_dir(writer: &str, topic: &str, partition: u32) -> String {
+    format!("{MANIFESTS}/{writer}/{topic}+{partition}")
+}
+
+/// A commit's manifest, named by its first offset (zero-padded, so names sort as offsets).
+pub fn manifest_file(writer: &str, topic: &str, partition: u32, start: u64) -> String {
+    format!("{}/{start:020}.json", manifest_dir(writer, topic, partition))
 }
 
 #[cfg(test)]
@@ -40,9 +50,9 @@ mod tests {
         let t = cartflow_core::time::parse_timestamp("2019-10-01 02:59:59 UTC").unwrap();
         assert_eq!(hour_partition(t), "year=2019/month=10/day=01/hour=02");
         assert_eq!(
-            data_file(EVENTS, "year=2019/month=10/day=01/hour=02", 7),
-            "events/year=2019/month=10/day=01/hour=02/part-000000000007.parquet"
+            data_file(EVENTS, "year=2019/month=10/day=01/hour=02", "v", 3, 7),
+            "events/year=2019/month=10/day=01/hour=02/v+3+00000000000000000007.parquet"
         );
-        assert_eq!(manifest_file("lake-sink", 3), "_manifests/lake-sink/000000000003.json");
+        assert_eq!(manifest_file("lake-sink", "v", 3, 7), "_manifests/lake-sink/v+3/00000000000000000007.json");
     }
 }

@@ -1,6 +1,6 @@
 //! The lake: events as Parquet on any object store (a local directory by
 //! default, S3 or any S3-compatible server by URL), partitioned Hive-style by
-//! EVENT hour, `events/year=YYYY/month=MM/day=DD/hour=HH/part-<seq>.parquet`,
+//! EVENT hour, `events/year=YYYY/month=MM/day=DD/hour=HH/<topic>+<partition>+<offset>.parquet`,
 //! with invalid records under `invalid/` by arrival hour.
 //!
 //! Files appear through a write-ahead manifest protocol (see [`lake`] and
@@ -33,6 +33,9 @@ pub enum LakeError {
     Location(String, String),
     #[error("manifest {path}: {message}")]
     Manifest { path: String, message: String },
+    /// Another writer committed this partition's range first: this one lost the partition.
+    #[error("{manifest} was committed by another writer: this one no longer holds that partition")]
+    Taken { manifest: String },
 }
 
 pub type Result<T, E = LakeError> = std::result::Result<T, E>;

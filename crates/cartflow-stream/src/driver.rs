@@ -31,6 +31,11 @@ pub trait Input {
         None
     }
 
+    /// Drops the items of partitions that `moved` from a batch polled before
+    /// the stage took up the change: a lost partition is no longer this
+    /// stage's, and a gained one is read again from where the stage put it.
+    fn drop_moved(&self, _batch: &mut Vec<Self::Item>, _moved: &Rebalance) {}
+
     /// Items known to be waiting, summed; sets the stage's lag gauges.
     fn lag(&mut self, stage: &'static str) -> Result<u64>;
 
@@ -99,9 +104,10 @@ pub fn drive<S: Stage>(
     let mut work = Duration::ZERO;
     loop {
         let stopped = control.stopped();
-        let batch = if stopped { Vec::new() } else { input.poll(stage.batch_size(), stage.poll_wait())? };
+        let mut batch = if stopped { Vec::new() } else { input.poll(stage.batch_size(), stage.poll_wait())? };
         if let Some(moved) = input.take_rebalance() {
             tracing::info!(stage = S::NAME, gained = moved.gained.len(), lost = moved.lost.len(), "partitions moved");
+            input.drop_moved(&mut batch, &moved);
             stage.assigned(input, Some(&moved))?;
         }
         let idle = batch.is_empty();
@@ -176,6 +182,13 @@ impl Input for Subscription<'_> {
 
     fn take_rebalance(&mut self) -> Option<Rebalance> {
         self.consumer.take_rebalance()
+    }
+
+    fn drop_moved(&self, batch: &mut Vec<Record>, moved: &Rebalance) {
+        batch.retain(|r| {
+            let tp = r.topic_partition();
+            !moved.gained.contains(&tp) && !moved.lost.contains(&tp)
+        });
     }
 
     fn lag(&mut self, stage: &'static str) -> Result<u64> {

@@ -55,34 +55,54 @@ pub struct LakeSinkStats {
     pub lag: u64,
 }
 
-fn tp_key(tp: &TopicPartition) -> String {
-    format!("{}/{}", tp.topic, tp.partition)
-}
-
-/// Rows of one commit, and the input range each partition contributes.
+/// Rows of the next commit, per input partition, with where each starts.
 struct Pending {
-    start: BTreeMap<TopicPartition, u64>,
-    events: Vec<LakeEvent>,
-    invalid: Vec<LakeInvalid>,
+    parts: BTreeMap<TopicPartition, PartRows>,
+    rows: usize,
     bytes: usize,
     since: Option<Instant>,
 }
 
+/// One partition's rows since its last commit.
+#[derive(Default)]
+struct PartRows {
+    start: u64,
+    events: Vec<LakeEvent>,
+    invalid: Vec<LakeInvalid>,
+}
+
+impl PartRows {
+    fn at(start: u64) -> Self {
+        PartRows { start, ..PartRows::default() }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.invalid.is_empty()
+    }
+}
+
 impl Pending {
-    fn new(start: BTreeMap<TopicPartition, u64>) -> Self {
-        Pending { start, events: Vec::new(), invalid: Vec::new(), bytes: 0, since: None }
+    fn new() -> Self {
+        Pending { parts: BTreeMap::new(), rows: 0, bytes: 0, since: None }
     }
 
-    fn len(&self) -> usize {
-        self.events.len() + self.invalid.len()
-    }
-
+    /// Records of partitions this sink holds; the driver has dropped any of
+    /// partitions that just moved.
     fn add(&mut self, records: Vec<Record>) {
         self.since.get_or_insert_with(Instant::now);
         for r in records {
+            let Some(part) = self.parts.get_mut(&r.topic_partition()) else { continue };
             self.bytes += r.value.len();
-            add_record(r, &mut self.events, &mut self.invalid);
+            self.rows += 1;
+            add_record(r, &mut part.events, &mut part.invalid);
         }
+    }
+
+    /// Starts the counts again once every partition has committed.
+    fn committed(&mut self) {
+        self.rows = 0;
+        self.bytes = 0;
+        self.since = None;
     }
 }
 
@@ -134,21 +154,42 @@ pub fn run_lake_sink(
     control: &StageControl,
     progress: &mut dyn FnMut(&LakeSinkStats),
 ) -> Result<LakeSinkStats> {
-    let mut stage =
-        LakeSink { lake, cfg, seq: 0, pending: Pending::new(BTreeMap::new()), stats: LakeSinkStats::default() };
+    let mut stage = LakeSink { lake, cfg, pending: Pending::new(), stats: LakeSinkStats::default() };
     let mut input = Subscription::join(log, &cfg.group, &[VALIDATED, INVALID])?;
     crate::driver::drive(&mut input, &mut stage, control, progress)
 }
 
-/// The lake sink as a stage: rows buffered across polls, one commit (a
-/// manifest, then its files) when the buffer is large or old enough.
+/// The lake sink as a stage: rows buffered across polls, then a commit per
+/// partition held (a manifest, then its files) when the buffer is large or
+/// old enough. Any number of sinks in one group share a lake: each commits
+/// only the partitions the group gave it.
 struct LakeSink<'a> {
     lake: &'a Lake,
     cfg: &'a LakeSinkConfig,
-    /// The last commit's number.
-    seq: u64,
     pending: Pending,
     stats: LakeSinkStats,
+}
+
+impl<'a> LakeSink<'a> {
+    /// Takes up a partition where its last commit ended: the commit's missing
+    /// files are put again and a kill's staging files removed.
+    fn resume(&mut self, input: &mut Subscription<'a>, tp: &TopicPartition) -> Result<()> {
+        let last = self.lake.latest_manifest(&tp.topic, tp.partition)?;
+        let at = match &last {
+            Some(m) => m.end,
+            None => self.lake.single_writer_offset(&tp.topic, tp.partition)?,
+        };
+        input.consumer.seek(tp, at)?;
+        if let Some(m) = &last {
+            self.stats.repaired_files += repair(input.log, self.lake, m)?;
+        }
+        let removed = self.lake.remove_staging_files(&tp.topic, tp.partition, last.as_ref(), at)?;
+        if removed > 0 {
+            tracing::info!(partition = %tp, removed, "removed staging files a killed lake sink left");
+        }
+        self.pending.parts.insert(tp.clone(), PartRows::at(at));
+        Ok(())
+    }
 }
 
 impl<'a> Stage for LakeSink<'a> {
@@ -160,29 +201,23 @@ impl<'a> Stage for LakeSink<'a> {
         16_384
     }
 
-    /// The manifests, not the group, say where to resume; the last commit's
-    /// missing files are put again and a kill's staging files removed.
+    /// The manifests, not the group, say where each partition resumes.
+    /// Partitions kept through a rebalance keep their rows; those lost drop
+    /// them (their new owner reads them again from the last commit).
     fn assigned(&mut self, input: &mut Subscription<'a>, moved: Option<&Rebalance>) -> Result<()> {
-        if let Some(change) = moved {
-            return crate::one_member_only(Self::NAME, &self.cfg.group, change);
-        }
-        let last = self.lake.latest_manifest()?;
-        let resume = last.as_ref().map(Manifest::next_offsets).unwrap_or_default();
-        let mut start = BTreeMap::new();
-        let consumer = input.consumer.as_mut();
-        for tp in consumer.assignment() {
-            let at = resume.get(&tp_key(&tp)).copied().unwrap_or(0);
-            consumer.seek(&tp, at)?;
-            start.insert(tp, at);
-        }
-        self.pending = Pending::new(start);
-        self.seq = last.as_ref().map_or(0, |m| m.seq);
-        if let Some(m) = &last {
-            self.stats.repaired_files = repair(input.log, self.lake, m)?;
-        }
-        let removed = self.lake.remove_staging_files(last.as_ref())?;
-        if removed > 0 {
-            tracing::info!(removed, "removed staging files a killed lake sink left");
+        let gained = match moved {
+            None => input.consumer.assignment(),
+            Some(change) => {
+                for tp in &change.lost {
+                    if let Some(part) = self.pending.parts.remove(tp) {
+                        self.pending.rows -= part.events.len() + part.invalid.len();
+                    }
+                }
+                change.gained.clone()
+            }
+        };
+        for tp in &gained {
+            self.resume(input, tp)?;
         }
         Ok(())
     }
@@ -195,41 +230,42 @@ impl<'a> Stage for LakeSink<'a> {
 
     fn due(&self, finishing: bool) -> bool {
         let p = &self.pending;
-        p.len() > 0
-            && (p.len() >= self.cfg.max_records
+        p.rows > 0
+            && (p.rows >= self.cfg.max_records
                 || p.bytes >= self.cfg.max_bytes
                 || p.since.is_some_and(|t| t.elapsed() >= Duration::from_secs(self.cfg.max_age_secs))
                 || finishing)
     }
 
-    /// The commit: its manifest (the commit point), then its files.
+    /// A commit per partition with rows: its manifest (the commit point), then its files.
     fn write(&mut self, input: &Subscription<'a>) -> Result<Vec<CommittedOffset>> {
         let consumer = input.consumer.as_ref();
-        self.seq += 1;
-        let seq = self.seq;
-        let end: BTreeMap<TopicPartition, u64> =
-            self.pending.start.keys().map(|tp| (tp.clone(), consumer.position(tp).unwrap_or(0))).collect();
-        let inputs = self.pending.start.iter().map(|(tp, s)| (tp_key(tp), [*s, end[tp]])).collect();
-        let files = Lake::encode(seq, &self.pending.events, &self.pending.invalid)?;
-        self.lake.commit(seq, inputs, &files)?;
-        let s = &mut self.stats;
-        s.commits += 1;
-        s.files += files.len() as u64;
-        s.events += self.pending.events.len() as u64;
-        s.invalid += self.pending.invalid.len() as u64;
-        metrics::counter!(EVENTS_OUT, "stage" => Self::NAME, "topic" => "lake").increment(self.pending.len() as u64);
-        tracing::debug!(seq, files = files.len(), rows = self.pending.len(), "lake commit");
-        // The group's offsets are advisory here (the manifest is the truth): they show the lag.
-        let offsets = end
-            .iter()
-            .map(|(tp, o)| CommittedOffset {
+        let mut offsets = Vec::new();
+        for (tp, part) in self.pending.parts.iter_mut() {
+            let end = consumer.position(tp).unwrap_or(part.start);
+            if !part.is_empty() {
+                let files = Lake::encode(&tp.topic, tp.partition, part.start, &part.events, &part.invalid)?;
+                self.lake.commit(&tp.topic, tp.partition, [part.start, end], &files)?;
+                let s = &mut self.stats;
+                s.commits += 1;
+                s.files += files.len() as u64;
+                s.events += part.events.len() as u64;
+                s.invalid += part.invalid.len() as u64;
+                let rows = (part.events.len() + part.invalid.len()) as u64;
+                metrics::counter!(EVENTS_OUT, "stage" => Self::NAME, "topic" => "lake").increment(rows);
+                tracing::debug!(partition = %tp, start = part.start, end, files = files.len(), rows, "lake commit");
+                *part = PartRows::at(end);
+            }
+            // The group's offsets are advisory here (the manifests are the truth): they show the lag.
+            let metadata = format!("lake commit to {end}");
+            offsets.push(CommittedOffset {
                 topic: tp.topic.to_string(),
                 partition: tp.partition,
-                offset: *o,
-                metadata: format!("lake commit {seq}"),
-            })
-            .collect();
-        self.pending = Pending::new(end);
+                offset: end,
+                metadata,
+            });
+        }
+        self.pending.committed();
         Ok(offsets)
     }
 
@@ -239,22 +275,21 @@ impl<'a> Stage for LakeSink<'a> {
     }
 }
 
-/// Puts the files of the last commit that are missing (the writer died
-/// between its manifest and its files), rebuilt from the commit's ranges.
+/// Puts the files of a partition's last commit that are missing (its writer
+/// died between the manifest and the files), rebuilt from the commit's range.
 fn repair(log: &dyn EventLog, lake: &Lake, m: &Manifest) -> Result<u64> {
     let missing = lake.missing_files(m)?;
     if missing.is_empty() {
         return Ok(0);
     }
     let (mut events, mut invalid) = (Vec::new(), Vec::new());
-    for (key, [from, to]) in &m.inputs {
-        let (topic, p) = key.rsplit_once('/').expect("manifest keys are topic/partition");
-        let tp = TopicPartition::new(topic, p.parse().expect("manifest partitions are numbers"));
-        cartflow_log::for_each_in_range(log, &tp, *from, *to, |r| add_record(r, &mut events, &mut invalid))?;
-    }
-    let files: Vec<_> =
-        Lake::encode(m.seq, &events, &invalid)?.into_iter().filter(|f| missing.contains(&f.path)).collect();
-    tracing::warn!(seq = m.seq, files = files.len(), "repairing the last lake commit: putting files a crash left out");
+    let tp = TopicPartition::new(&m.topic, m.partition);
+    cartflow_log::for_each_in_range(log, &tp, m.start, m.end, |r| add_record(r, &mut events, &mut invalid))?;
+    let files: Vec<_> = Lake::encode(&m.topic, m.partition, m.start, &events, &invalid)?
+        .into_iter()
+        .filter(|f| missing.contains(&f.path))
+        .collect();
+    tracing::warn!(partition = %tp, start = m.start, files = files.len(), "repairing a lake commit: putting files a crash left out");
     lake.put_files(&files)?;
     Ok(files.len() as u64)
 }

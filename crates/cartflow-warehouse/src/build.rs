@@ -61,7 +61,7 @@ impl Warehouse {
         // name, and an event both in silver and replayed later is an exact
         // duplicate the features count once.
         let lake = cartflow_lake::Lake::open(&self.location, cartflow_lake::layout::SINK_WRITER)?;
-        let lake_offsets = lake.latest_manifest()?.map(|m| m.next_offsets()).unwrap_or_default();
+        let lake_offsets = lake.committed_offsets()?;
         let bronze = self.block_on(list_bronze(self.store.as_ref()))?;
         let inputs = input_fingerprints(&bronze, FORMAT);
         let built: BTreeMap<Hour, String> = self.state.hours.iter().map(|(h, s)| (*h, s.inputs.clone())).collect();

@@ -62,9 +62,10 @@ fn killing_the_lake_sink_at_random_lands_every_event_exactly_once() {
     assert!(lake.join("events/year=2019/month=10/day=01/hour=00").is_dir());
     // Every file named by a manifest: no staging file (`<name>#<n>`) a kill
     // left behind survives the last run.
-    let named: Vec<String> = std::fs::read_dir(lake.join("_manifests/lake-sink"))
-        .unwrap()
-        .map(|m| m.unwrap().path())
+    let mut manifests = Vec::new();
+    walk(&lake.join("_manifests/lake-sink"), &mut manifests);
+    let named: Vec<String> = manifests
+        .into_iter()
         .inspect(|p| assert!(p.extension().is_some_and(|e| e == "json"), "{} is not a manifest", p.display()))
         .flat_map(|m| {
             let m: serde_json::Value = serde_json::from_slice(&std::fs::read(m).unwrap()).unwrap();
@@ -89,10 +90,17 @@ fn a_commit_whose_files_a_crash_left_out_is_repaired_from_the_log() {
     ok(cartflow(dir.path()).args(["lake-sink", "--drain"]).env("CARTFLOW_LAKE_SINK__MAX_RECORDS", "20000"));
     // As if the sink had died after its last manifest, before all its files.
     let lake = dir.path().join("data/lake");
-    let mut manifests: Vec<_> =
-        std::fs::read_dir(lake.join("_manifests/lake-sink")).unwrap().map(|e| e.unwrap().path()).collect();
-    manifests.sort();
-    let last: serde_json::Value = serde_json::from_slice(&std::fs::read(manifests.last().unwrap()).unwrap()).unwrap();
+    // The last commit of some partition, one with several files.
+    let last = std::fs::read_dir(lake.join("_manifests/lake-sink"))
+        .unwrap()
+        .map(|dir| {
+            let mut manifests = Vec::new();
+            walk(&dir.unwrap().path(), &mut manifests);
+            let newest = manifests.into_iter().max().unwrap();
+            serde_json::from_slice::<serde_json::Value>(&std::fs::read(newest).unwrap()).unwrap()
+        })
+        .max_by_key(|m| m["files"].as_array().unwrap().len())
+        .unwrap();
     let files = last["files"].as_array().unwrap();
     assert!(files.len() >= 2);
     for f in files.iter().take(2) {

@@ -168,7 +168,9 @@ fn a_failed_write_commits_nothing_and_a_restart_takes_the_inputs_again() {
 }
 
 /// The embedded log with one rebalance handed to the consumer after its
-/// first poll, as Kafka hands them (the embedded log has one member per group).
+/// first poll, as Kafka hands them (the embedded log has one member per group):
+/// the records of the gained partition polled with it are dropped, and read
+/// again from where the partition was handed over.
 struct Rebalancing<'a> {
     log: &'a EmbeddedLog,
     polled: Arc<Mutex<bool>>,
@@ -208,7 +210,12 @@ impl Consumer for RebalancingConsumer {
             return None;
         }
         self.handed = true;
-        Some(Rebalance { gained: vec![TopicPartition::new(INPUT, 1)], lost: Vec::new() })
+        // As Kafka hands a gained partition: at the group's committed offset.
+        let gained = TopicPartition::new(INPUT, 1);
+        let committed = self.inner.committed().ok()?;
+        let at = committed.iter().find(|o| o.topic == INPUT && o.partition == 1).map_or(0, |o| o.offset);
+        self.inner.seek(&gained, at).ok()?;
+        Some(Rebalance { gained: vec![gained], lost: Vec::new() })
     }
 }
 
