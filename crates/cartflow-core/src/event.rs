@@ -82,6 +82,17 @@ pub struct Event {
 }
 
 impl Event {
+    /// Its key in the `validated` topic: the session, or the user when it has
+    /// none. A session's events stay in order in one partition, and exact
+    /// duplicates always meet in one, so the per-partition state of the
+    /// feature streamers counts them once.
+    pub fn partition_key(&self) -> std::borrow::Cow<'_, str> {
+        match &self.user_session {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(format!("user:{}", self.user_id)),
+        }
+    }
+
     /// The normalized JSON of the `validated` topic.
     pub fn to_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(320);

@@ -7,6 +7,7 @@
 
 pub mod envelope;
 pub mod event;
+pub mod partitioner;
 pub mod position;
 pub mod raw;
 pub mod redact;

@@ -74,8 +74,17 @@ impl Entities {
 
     /// Counts an event; `delete` takes back one counted before (a CDC delete).
     pub fn apply(&mut self, e: &Event, delete: bool) -> Applied {
+        self.apply_held(e, delete, Held::default())
+    }
+
+    /// As [`Entities::apply`], leaving out the entities that already hold the
+    /// event: after a crash part-way through writing a batch, the replay
+    /// decides as the first pass did (the session is as it was) but changes
+    /// only the user or product the first pass did not write.
+    pub fn apply_held(&mut self, e: &Event, delete: bool, held: Held) -> Applied {
         let fp = fingerprint(e);
-        let user = self.users.entry(e.user_id).or_default();
+        let mut written = UserState::default();
+        let user = if held.user { &mut written } else { self.users.entry(e.user_id).or_default() };
         let applied = match &e.user_session {
             Some(s) => {
                 // Look up before inserting: most events belong to a known session.
@@ -99,7 +108,6 @@ impl Entities {
             return applied;
         }
         let delta = if delete { -1 } else { 1 };
-        let product = self.products.entry(e.product_id).or_default();
         let slot = match e.event_type {
             EventType::Cart => Some(CARTS),
             EventType::Purchase => Some(PURCHASES),
@@ -107,10 +115,15 @@ impl Entities {
         };
         if let Some(slot) = slot {
             user.counts.add(e.event_time, slot, delta);
-            product.counts.add(e.event_time, slot, delta);
         }
-        if !delete {
-            update_attrs(&mut product.attrs, e);
+        if !held.product {
+            let product = self.products.entry(e.product_id).or_default();
+            if let Some(slot) = slot {
+                product.counts.add(e.event_time, slot, delta);
+            }
+            if !delete {
+                update_attrs(&mut product.attrs, e);
+            }
         }
         self.watermark = self.watermark.max(e.event_time);
         Applied::Counted
@@ -129,6 +142,21 @@ impl Entities {
         gone
     }
 
+    /// Takes in the state of other input partitions: per-partition state
+    /// merged is the state of all the events (`merging_partitions_…` below).
+    pub fn merge(&mut self, other: Entities) {
+        for (key, session) in other.sessions {
+            merge_session(&mut self.sessions, key, session);
+        }
+        for (id, user) in other.users {
+            self.users.entry(id).or_default().merge(&user);
+        }
+        for (id, product) in other.products {
+            self.products.entry(id).or_default().merge(&product);
+        }
+        self.watermark = self.watermark.max(other.watermark);
+    }
+
     pub fn view(&self, user_id: i64, product_id: i64, session: Option<&str>) -> EntityView<'_> {
         EntityView {
             session: session.and_then(|s| self.sessions.get(s)),
@@ -139,6 +167,28 @@ impl Entities {
 
     pub fn features(&self, q: &CartQuery<'_>) -> CartFeatures {
         compute(q, self.view(q.user_id, q.product_id, q.user_session), self.session_ttl)
+    }
+}
+
+/// Which entities of an event already hold it ([`Entities::apply_held`]).
+/// The entity that decides whether an event counts (its session, or its user
+/// when it has none) is never among them: the streamer writes products, then
+/// users, then sessions, so when that one holds the event everything does and
+/// the event is skipped whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    pub user: bool,
+    pub product: bool,
+}
+
+/// A session sits in one partition; found in two (the topic's partitions
+/// changed), the one with the later event stands.
+fn merge_session(sessions: &mut Map<String, SessionState>, key: String, session: SessionState) {
+    match sessions.get(&key) {
+        Some(kept) if kept.last_time() >= session.last_time() => {}
+        _ => {
+            sessions.insert(key, session);
+        }
     }
 }
 

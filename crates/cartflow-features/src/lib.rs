@@ -19,7 +19,7 @@ pub mod state;
 pub mod training;
 
 pub use compute::{CartAttrs, CartFeatures, CartQuery, EntityView, compute};
-pub use entities::{Applied, DEFAULT_SESSION_TTL, Entities, fingerprint};
+pub use entities::{Applied, DEFAULT_SESSION_TTL, Entities, Held, Map, fingerprint};
 pub use spec::{FEATURES, FeatureDef, FeatureSet, FeatureType, Value};
 pub use training::{TrainingRow, TrainingSetBuilder};
 

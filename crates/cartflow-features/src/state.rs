@@ -57,6 +57,29 @@ impl TimedCounts {
     pub fn totals(&self) -> [i64; 3] {
         self.total
     }
+
+    /// Adds the counts of other events (another partition's): totals add,
+    /// buckets add by time, and the buckets past the horizon of the newest
+    /// go, so the result equals the counts of all the events added here.
+    pub fn merge(&mut self, other: &TimedCounts) {
+        for (t, o) in self.total.iter_mut().zip(other.total) {
+            *t += o;
+        }
+        for (time, counts) in &other.recent {
+            match self.recent.binary_search_by_key(time, |b| b.0) {
+                Ok(i) => {
+                    for (c, o) in self.recent[i].1.iter_mut().zip(counts) {
+                        *c += o;
+                    }
+                }
+                Err(i) => self.recent.insert(i, (*time, *counts)),
+            }
+        }
+        if let Some(newest) = self.recent.last().map(|b| b.0) {
+            let stale = self.recent.partition_point(|b| b.0 < newest - RECENT_HORIZON);
+            self.recent.drain(..stale);
+        }
+    }
 }
 
 /// One event of a session, as much as the features need.
@@ -103,6 +126,14 @@ pub struct UserState {
     pub sessionless: Vec<(Micros, u64)>,
 }
 
+impl UserState {
+    /// Takes in another partition's part of this user.
+    pub fn merge(&mut self, other: &UserState) {
+        self.counts.merge(&other.counts);
+        self.sessionless.extend_from_slice(&other.sessionless);
+    }
+}
+
 /// A product's attributes as its latest event carried them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProductAttrs {
@@ -117,6 +148,23 @@ pub struct ProductState {
     /// Carts and purchases (slots [`CARTS`] and [`PURCHASES`]).
     pub counts: TimedCounts,
     pub attrs: Option<ProductAttrs>,
+}
+
+impl ProductState {
+    /// Takes in another partition's part of this product: counts add, the
+    /// attributes of the later event stand (of two at one time, the higher price).
+    pub fn merge(&mut self, other: &ProductState) {
+        self.counts.merge(&other.counts);
+        if let Some(theirs) = &other.attrs {
+            let newer = self
+                .attrs
+                .as_ref()
+                .is_none_or(|ours| (theirs.time, theirs.price.to_bits()) > (ours.time, ours.price.to_bits()));
+            if newer {
+                self.attrs = Some(theirs.clone());
+            }
+        }
+    }
 }
 
 #[cfg(test)]

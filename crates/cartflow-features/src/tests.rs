@@ -171,3 +171,60 @@ fn the_training_set_labels_first_carts_by_what_the_session_bought_later() {
     assert_eq!(rows[1].features.session_carts, 3);
     assert_eq!(rows[1].features, online[2]);
 }
+
+/// What lets feature streamers split the work by input partition: each
+/// partition's events applied to a state of their own, then merged, answer
+/// every cart as one state of all the events does.
+#[test]
+fn merging_partitions_states_answers_as_one_state_of_all_events() {
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let kinds = [View, View, View, Cart, Cart, Purchase, RemoveFromCart];
+    let mut events = Vec::new();
+    for i in 0..4000 {
+        let user = next(40) as i64;
+        let session = (next(5) > 0).then(|| format!("s{user}-{}", next(3)));
+        let mut e = ev(i + next(5) as i64, kinds[next(7) as usize], next(25) as i64, user, session.as_deref());
+        if next(10) == 0 {
+            // Out of order, within and past the recent horizon.
+            e.event_time -= next(1_200) as i64 * S;
+        }
+        events.push(e);
+        if next(20) == 0 {
+            events.push(events[events.len() - 1].clone()); // an exact duplicate
+        }
+    }
+    let partition = |e: &Event| e.partition_key().bytes().map(u64::from).sum::<u64>() % 4;
+    let mut whole = Entities::new(DEFAULT_SESSION_TTL);
+    let mut parts: Vec<Entities> = (0..4).map(|_| Entities::new(DEFAULT_SESSION_TTL)).collect();
+    for (i, e) in events.iter().enumerate() {
+        // Some deletes of events counted before, as CDC sends them.
+        let delete = i % 97 == 0 && i > 0;
+        let e = if delete { &events[i - 1] } else { e };
+        assert_eq!(whole.apply(e, delete), parts[partition(e) as usize].apply(e, delete), "event {i}");
+    }
+    let mut merged = Entities::new(DEFAULT_SESSION_TTL);
+    for p in parts {
+        merged.merge(p);
+    }
+    assert_eq!(merged.sessions, whole.sessions);
+    assert_eq!(merged.watermark, whole.watermark);
+    assert_eq!(merged.products, whole.products);
+    for (id, user) in &whole.users {
+        assert_eq!(merged.users[id].counts, user.counts, "user {id}");
+    }
+    let recent = whole.watermark - state::RECENT_HORIZON;
+    let carts = events.iter().filter(|e| e.event_type == Cart && e.event_time >= recent);
+    let mut asked = 0;
+    for cart in carts {
+        let q = query(cart, None);
+        assert_eq!(merged.features(&q), whole.features(&q), "the cart {cart:?}");
+        asked += 1;
+    }
+    assert!(asked > 50, "only {asked} carts asked");
+}

@@ -14,18 +14,17 @@ mod error;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 mod kafka_options;
-mod partitioner;
 mod types;
 
 use std::time::Duration;
 
 pub use backend::LogBackend;
+pub use cartflow_core::partitioner::{murmur2, partition_for_key};
 pub use embedded::{EmbeddedConfig, EmbeddedLog, EmbeddedOptions, FsyncPolicy};
 pub use error::{LogError, Result};
 #[cfg(feature = "kafka")]
 pub use kafka::KafkaLog;
 pub use kafka_options::KafkaOptions;
-pub use partitioner::{murmur2, partition_for_key};
 pub use types::*;
 
 /// A log backend: the embedded file log or Kafka.

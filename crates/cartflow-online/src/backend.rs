@@ -1,5 +1,6 @@
 //! Which online store a process uses, as a type: configuration spells it
-//! `embedded` or `redis://…` / `rediss://…`, code matches on it.
+//! `embedded`, `redis://…` / `rediss://…` (one server) or
+//! `redis+cluster://host:port,…` (a Redis Cluster), code matches on it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,7 +13,8 @@ pub enum OnlineBackend {
     /// In this process's memory, with snapshots under the data directory:
     /// the process that serves it must run its streamer.
     Embedded,
-    /// A Redis server, by URL (a password in it is never printed: [`OnlineBackend::describe`]).
+    /// A Redis server or cluster, by URL (a password in it is never printed:
+    /// [`OnlineBackend::describe`]).
     Redis { url: String },
 }
 
@@ -36,12 +38,13 @@ impl FromStr for OnlineBackend {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "embedded" => Ok(Self::Embedded),
-            url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            url if ["redis://", "rediss://"].iter().chain(&crate::CLUSTER_SCHEMES).any(|s| url.starts_with(s)) => {
                 Ok(Self::Redis { url: url.to_owned() })
             }
-            other => {
-                Err(format!("{:?}: expected `embedded` or `redis://host:port/db`", cartflow_core::redact::url(other)))
-            }
+            other => Err(format!(
+                "{:?}: expected `embedded`, `redis://host:port/db` or `redis+cluster://host:port,host:port`",
+                cartflow_core::redact::url(other)
+            )),
         }
     }
 }
@@ -67,6 +70,8 @@ mod tests {
         let redis: OnlineBackend = "rediss://:pw@h:6380/1".parse().unwrap();
         assert_eq!(redis.describe(), "rediss://:***@h:6380/1");
         assert_eq!(redis.to_string(), "rediss://:pw@h:6380/1");
+        let cluster: OnlineBackend = "redis+cluster://:pw@h:7000,h:7001".parse().unwrap();
+        assert!(!cluster.describe().contains("pw"), "{}", cluster.describe());
         let err = "memcached://:pw@h".parse::<OnlineBackend>().unwrap_err();
         assert!(err.contains("expected") && !err.contains("pw"), "{err}");
     }

@@ -4,8 +4,10 @@
 //!
 //! - [`MemoryStore`]: in process, snapshotted to a file with the input
 //!   offsets it reflects, so a restart resumes from snapshot + log offset;
-//! - [`RedisStore`]: one hash per entity, pipelined writes in a MULTI with the
-//!   offsets, EXPIRE for a session's time to live; stateless API replicas read it.
+//! - [`RedisStore`]: on one server or a Redis Cluster, state per input
+//!   partition so any number of streamers share it, each entity marked with
+//!   the offset that wrote it, the offsets advanced by compare-and-set,
+//!   EXPIRE for a session's time to live; stateless API replicas read it.
 //!
 //! Both apply events through the shared state machine and answer through the
 //! shared `compute`, so they give the same features as the training set.
@@ -23,7 +25,7 @@ use futures::future::BoxFuture;
 
 pub use backend::OnlineBackend;
 pub use memory::MemoryStore;
-pub use redis_store::RedisStore;
+pub use redis_store::{CLUSTER_SCHEMES, RedisStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OnlineError {
@@ -35,15 +37,23 @@ pub enum OnlineError {
     Corrupt { what: String, message: String },
     #[error("{0}")]
     Config(String),
+    /// The stored position of an input moved under this writer: another
+    /// streamer holds the partition now.
+    #[error("the online store's position for {input} was moved by another streamer, which holds it now")]
+    Taken { input: String },
 }
 
 pub type Result<T, E = OnlineError> = std::result::Result<T, E>;
 
-/// One event for the state: counted, or (a CDC delete) taken back.
+/// One event for the state: counted, or (a CDC delete) taken back; with
+/// its place in the input (stores shared by several writers keep state per
+/// input partition, marked with offsets).
 #[derive(Debug, Clone)]
 pub struct Change {
     pub event: Event,
     pub delete: bool,
+    pub partition: u32,
+    pub offset: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -114,10 +124,19 @@ pub trait OnlineStore: OnlineReader {
     fn apply(&self, changes: &[Change], offsets: &[CommittedOffset]) -> Result<ApplyStats>;
     /// The input position the stored state reflects.
     fn offsets(&self) -> Result<Vec<CommittedOffset>>;
+    /// Whether several writers may share the store, each writing the input
+    /// partitions it holds (Redis); an embedded store has one writer.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Drops what this writer keeps of `partitions` (they moved to or from
+    /// another writer): read again from the store when next written.
+    fn forget(&self, _partitions: &[u32]) {}
     /// Drops sessions whose visit ended; returns how many.
     fn expire(&self) -> Result<usize>;
     /// Makes what was applied durable (a snapshot; Redis is written through).
     fn checkpoint(&self) -> Result<()>;
-    /// Replaces the whole state and its input position (`features materialize`).
-    fn replace(&self, entities: Entities, offsets: &[CommittedOffset]) -> Result<EntityCounts>;
+    /// Replaces the whole state and its input position (`features
+    /// materialize`): `partitions[i]` is the state of input partition `i`'s events.
+    fn replace(&self, partitions: Vec<Entities>, offsets: &[CommittedOffset]) -> Result<EntityCounts>;
 }

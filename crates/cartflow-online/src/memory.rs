@@ -110,11 +110,13 @@ impl OnlineStore for MemoryStore {
         Ok(())
     }
 
-    fn replace(&self, entities: Entities, offsets: &[CommittedOffset]) -> Result<EntityCounts> {
+    fn replace(&self, partitions: Vec<Entities>, offsets: &[CommittedOffset]) -> Result<EntityCounts> {
         let mut inner = self.write();
         let ttl = inner.entities.session_ttl;
-        inner.entities = entities;
-        inner.entities.session_ttl = ttl;
+        inner.entities = Entities::new(ttl);
+        for p in partitions {
+            inner.entities.merge(p);
+        }
         inner.offsets = offsets.to_vec();
         Ok(counts(&inner.entities))
     }

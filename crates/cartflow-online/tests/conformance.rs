@@ -33,3 +33,12 @@ fn redis_conforms_and_keeps_to_its_prefix() {
     online_store_suite(&store, DEFAULT_SESSION_TTL, &events());
     assert!(!keys.keys().is_empty(), "{} wrote nothing under {}", store.describe(), keys.prefix);
 }
+
+#[test]
+fn a_redis_cluster_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = cartflow_testkit::needs!(cartflow_testkit::RedisCluster::start(dir.path()));
+    let store = RedisStore::open(&cluster.url(), "conformance", DEFAULT_SESSION_TTL).unwrap();
+    online_store_suite(&store, DEFAULT_SESSION_TTL, &events());
+    assert!(store.describe().starts_with("redis+cluster://127.0.0.1:"), "{}", store.describe());
+}

@@ -1,8 +1,10 @@
 //! The feature streamer: `validated` → the online store. Each batch of
-//! records is applied together with the input position after it, atomically
-//! (the store's promise), and the streamer resumes from the store's offsets,
-//! not the group's: a crash replays nothing the store already holds.
-//! Group offsets are still committed so `cartflow topics` shows the lag.
+//! records is applied together with the input position after it (the
+//! store's promise: a crash replays nothing the store already holds), and
+//! the streamer resumes from the store's offsets, not the group's. Any
+//! number of streamers in one group share a Redis store, each writing the
+//! partitions it holds. Group offsets are still committed so `cartflow
+//! topics` shows the lag.
 
 use std::time::{Duration, Instant};
 
@@ -74,7 +76,10 @@ struct Streamer<'a> {
 }
 
 fn online(e: cartflow_online::OnlineError) -> StageError {
-    StageError::Config(format!("online store: {e}"))
+    match e {
+        cartflow_online::OnlineError::Taken { .. } => StageError::Group(format!("online store: {e}")),
+        e => StageError::Config(format!("online store: {e}")),
+    }
 }
 
 impl<'a> Stage for Streamer<'a> {
@@ -86,17 +91,25 @@ impl<'a> Stage for Streamer<'a> {
         self.cfg.batch
     }
 
-    /// Resumes from the store's offsets, not the group's.
+    /// Resumes from the store's offsets, not the group's. A store many
+    /// streamers share (Redis) takes partitions moving between them: those
+    /// gained resume where the store says, and what this process kept of
+    /// those that moved is read again. An embedded store has one writer.
     fn assigned(&mut self, input: &mut Subscription<'a>, moved: Option<&Rebalance>) -> Result<()> {
-        if let Some(change) = moved {
-            return crate::one_member_only(Self::NAME, &self.cfg.group, change);
-        }
+        let gained = match moved {
+            None => input.consumer.assignment(),
+            Some(change) if !self.store.shared() => return crate::one_member_only(Self::NAME, &self.cfg.group, change),
+            Some(change) => {
+                let partitions: Vec<u32> = change.gained.iter().chain(&change.lost).map(|tp| tp.partition).collect();
+                self.store.forget(&partitions);
+                change.gained.clone()
+            }
+        };
         let stored = self.store.offsets().map_err(online)?;
-        let consumer = input.consumer.as_mut();
-        for tp in consumer.assignment() {
+        for tp in gained {
             let at =
                 stored.iter().find(|o| *o.topic == *tp.topic && o.partition == tp.partition).map_or(0, |o| o.offset);
-            consumer.seek(&tp, at)?;
+            input.consumer.seek(&tp, at)?;
         }
         Ok(())
     }
@@ -152,7 +165,7 @@ fn to_changes(batch: &[Record], stats: &mut StreamerStats) -> Vec<Change> {
             Ok(event) => {
                 let delete = r.header_str(CHANGE_OP) == Some("d");
                 stats.deletes += u64::from(delete);
-                changes.push(Change { event, delete });
+                changes.push(Change { event, delete, partition: r.partition, offset: r.offset });
             }
             Err(e) => {
                 // The validator wrote it; the lake sink keeps it as invalid for inspection.

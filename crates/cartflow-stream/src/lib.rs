@@ -43,17 +43,18 @@ pub enum StageError {
 
 pub type Result<T, E = StageError> = std::result::Result<T, E>;
 
-/// The lake sink and the feature streamer keep state for all their input
-/// partitions (the lake's manifests, the online store), so each runs as one
-/// process per group; the validator is the stage that scales out. A rebalance
-/// that hands the same partitions back is fine; one that moves them is not.
+/// A feature streamer on an embedded online store keeps the state of all
+/// its partitions in its own memory, so it runs as one process per group. A
+/// rebalance that hands the same partitions back is fine; one that moves
+/// them is not. (On Redis, streamers share the store and the work.)
 pub(crate) fn one_member_only(stage: &str, group: &str, change: &cartflow_log::Rebalance) -> Result<()> {
     if change.gained.is_empty() && change.lost.is_empty() {
         return Ok(());
     }
     Err(StageError::Group(format!(
         "another {stage} process joined group {group:?} and partitions moved ({} gained, {} lost): \
-         run one {stage} per group (the validator is the stage that scales out)",
+         an embedded online store has one writer: give the streamers a Redis store (`--online redis://…`) \
+         to share",
         change.gained.len(),
         change.lost.len()
     )))

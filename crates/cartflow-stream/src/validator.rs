@@ -165,8 +165,8 @@ impl<'a> Stage for Validator<'a> {
         for (record, outcome) in batch.iter().zip(checked) {
             match outcome {
                 Checked::Replayed => s.replayed_skipped += 1,
-                Checked::Valid { json, session, op } => {
-                    write_valid(self.producer.as_mut(), record, &json, session.as_deref(), op)?;
+                Checked::Valid { json, key, op } => {
+                    write_valid(self.producer.as_mut(), record, &json, &key, op)?;
                     s.valid += 1;
                 }
                 Checked::Invalid(why) => {
@@ -221,7 +221,8 @@ enum Checked {
     Replayed,
     Valid {
         json: Vec<u8>,
-        session: Option<String>,
+        /// [`cartflow_core::Event::partition_key`].
+        key: String,
         op: Option<ChangeOp>,
     },
     Invalid(Invalid),
@@ -237,7 +238,9 @@ fn check_batch(batch: &[Record], replayed: &[bool], rules: &Rules) -> Vec<Checke
         }
         let csv = r.header(CONTENT_TYPE) == Some(CSV_CONTENT_TYPE);
         match check_record(&r.value, csv, rules) {
-            Outcome::Valid(event, op) => Checked::Valid { json: event.to_json(), session: event.user_session, op },
+            Outcome::Valid(event, op) => {
+                Checked::Valid { json: event.to_json(), key: event.partition_key().into_owned(), op }
+            }
             Outcome::Invalid(why) => Checked::Invalid(why),
             Outcome::Tombstone => Checked::Tombstone,
         }
@@ -263,16 +266,14 @@ fn write_valid(
     producer: &mut dyn cartflow_log::Producer,
     record: &Record,
     json: &[u8],
-    session: Option<&str>,
+    key: &str,
     op: Option<ChangeOp>,
 ) -> Result<()> {
     let src = source_position(record);
     let op_code = op.map(ChangeOp::code).unwrap_or("");
     let headers: &[(&str, &[u8])] = &[(SOURCE_POSITION, src.as_bytes()), (CHANGE_OP, op_code.as_bytes())];
     let headers = if op.is_some() { headers } else { &headers[..1] };
-    // Keyed by session so a session's events stay in order downstream.
-    let key = session.map(str::as_bytes).or(record.key.as_deref());
-    producer.send(ProducerRecord::new(VALIDATED, key, json).headers(headers))?;
+    producer.send(ProducerRecord::new(VALIDATED, Some(key.as_bytes()), json).headers(headers))?;
     Ok(())
 }
 

@@ -121,14 +121,20 @@ impl Warehouse {
         Ok(())
     }
 
-    /// The entity state at the end of silver: what `features materialize` loads.
-    pub fn replay_entities(&self, session_ttl: Micros) -> Result<(Entities, u64)> {
-        let mut entities = Entities::new(session_ttl);
+    /// The entity state at the end of silver, per partition of a `validated`
+    /// topic of `partitions` partitions (each event where the validator's
+    /// key puts it): what `features materialize` loads, as the streamers of
+    /// those partitions would have built it.
+    pub fn replay_entities(&self, session_ttl: Micros, partitions: u32) -> Result<(Vec<Entities>, u64)> {
+        let mut shards: Vec<Entities> = (0..partitions.max(1)).map(|_| Entities::new(session_ttl)).collect();
         let events = self.replay_silver(None, &mut |e| {
-            entities.apply(&e, false);
+            let p = cartflow_core::partitioner::partition_for_key(e.partition_key().as_bytes(), partitions);
+            shards[p as usize].apply(&e, false);
         })?;
-        entities.expire_sessions();
-        Ok((entities, events))
+        for shard in &mut shards {
+            shard.expire_sessions();
+        }
+        Ok((shards, events))
     }
 
     /// Landed events (bronze, as the lake sink wrote them) at or beyond the

@@ -103,6 +103,8 @@ fn validated_events(dir: &Path) -> Vec<Change> {
         .map(|r| Change {
             event: Event::from_json(&r.value).unwrap(),
             delete: r.header_str("cartflow.op") == Some("d"),
+            partition: r.partition,
+            offset: r.offset,
         })
         .collect();
     changes.sort_by_key(|c| c.event.event_time);
@@ -141,6 +143,9 @@ fn replay_and_compare(
 ) -> usize {
     let mut compared = 0;
     let mut asked = std::collections::HashSet::new();
+    // Applied in event-time order, not the topic's: numbered as one partition in that order.
+    let changes: Vec<Change> =
+        changes.iter().enumerate().map(|(i, c)| Change { partition: 0, offset: i as u64, ..c.clone() }).collect();
     for second in changes.chunk_by(|a, b| a.event.event_time == b.event.event_time) {
         store.apply(second, &[]).unwrap();
         for c in second.iter().filter(|c| is_cart(&c.event) && !c.delete) {
@@ -233,16 +238,24 @@ fn a_cart_gets_the_same_features_whether_or_not_it_reached_the_store() {
     let redis = RedisStore::open(&keys.url, &keys.prefix, DEFAULT_SESSION_TTL).unwrap();
     let memory = MemoryStore::new(DEFAULT_SESSION_TTL);
     let mut carts = 0;
+    // The events as one input partition, numbered in the order applied.
+    let mut next = 0;
+    let mut change = |e: &Event| {
+        next += 1;
+        Change { event: e.clone(), delete: false, partition: 0, offset: next }
+    };
     for second in events.chunk_by(|a, b| a.event_time == b.event_time) {
         let (own, others): (Vec<&Event>, Vec<&Event>) = second.iter().partition(|e| is_cart(e));
+        let others: Vec<Change> = others.into_iter().map(&mut change).collect();
+        let own: Vec<Change> = own.into_iter().map(&mut change).collect();
         for store in [&memory as &dyn OnlineStore, &redis] {
-            let others: Vec<Change> = others.iter().map(|e| Change { event: (*e).clone(), delete: false }).collect();
             store.apply(&others, &[]).unwrap();
             // Each cart of the second, asked before and after it is applied;
             // the second's other carts are in or not the same way both times.
-            for cart in &own {
+            for c in &own {
+                let cart = &c.event;
                 let before = ask(&rt, store, cart);
-                store.apply(&[Change { event: (*cart).clone(), delete: false }], &[]).unwrap();
+                store.apply(std::slice::from_ref(c), &[]).unwrap();
                 assert_eq!(ask(&rt, store, cart), before, "{} store, cart {cart:?}", store.describe());
             }
         }

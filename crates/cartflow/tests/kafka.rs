@@ -148,3 +148,164 @@ fn two_validators_share_the_partitions_and_one_killed_loses_nothing() {
     let b = last_assignment(&d.join("b.log"));
     assert_eq!(assigned(&d.join("b.log")), INPUT_PARTITIONS, "b took over a's partitions: {b:?}");
 }
+
+/// Sum of the partitions' end offsets: where a stage that read it all stands.
+fn ends(log: &dyn EventLog, topics: &[&str]) -> u64 {
+    topics.iter().filter_map(|t| log.topic(t).unwrap()).flat_map(|t| t.partitions).map(|p| p.end).sum()
+}
+
+/// A long-running stage on the broker, logging to `<name>.log`.
+fn spawn_stage(
+    broker: &KafkaBroker,
+    d: &std::path::Path,
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    let log = std::fs::File::create(d.join(format!("{name}.log"))).unwrap();
+    let mut cmd = cartflow(d);
+    broker.configure(&mut cmd).env("CARTFLOW_KAFKA__SESSION_TIMEOUT_MS", "6000").env("RUST_LOG", "info");
+    cmd.env("NO_COLOR", "1").args(args).stdout(Stdio::null()).stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every cart's features from `store`, against one state of all the validated events.
+fn assert_store_is_one_state_of(log: &dyn EventLog, store: &dyn cartflow_online::OnlineStore, what: &str) -> usize {
+    use cartflow_features::{CartQuery, DEFAULT_SESSION_TTL, Entities};
+    let mut reference = Entities::new(DEFAULT_SESSION_TTL);
+    let events: Vec<cartflow_core::Event> =
+        read_all(log, VALIDATED).iter().map(|r| cartflow_core::Event::from_json(&r.value).unwrap()).collect();
+    for e in &events {
+        reference.apply(e, false);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut carts = 0;
+    for cart in events.iter().filter(|e| e.event_type == cartflow_core::EventType::Cart) {
+        let q = CartQuery {
+            time: cart.event_time,
+            user_id: cart.user_id,
+            product_id: cart.product_id,
+            user_session: cart.user_session.as_deref(),
+            attrs: None,
+        };
+        let online = rt.block_on(store.features(&q)).unwrap().features;
+        assert_eq!(online, reference.features(&q), "{what}: the cart {cart:?}");
+        carts += 1;
+    }
+    let counts = store.counts().unwrap();
+    assert_eq!(counts.users as usize, reference.users.len(), "{what}: users");
+    assert_eq!(counts.products as usize, reference.products.len(), "{what}: products");
+    carts
+}
+
+#[test]
+fn lake_sinks_and_feature_streamers_scale_out_and_a_kill_9_of_each_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let broker = needs!(KafkaBroker::start(d));
+    let redis = RedisPrefix::new("scale-out");
+    let total = 1_000_000u64;
+    // The topics first, so the four stage processes split their partitions
+    // before the stream comes: stages that start on all of it could finish
+    // it before the second one joins.
+    let first = 1_000u64;
+    let produce = |n: u64, seed: &str| {
+        let mut cmd = cartflow(d);
+        broker.configure(&mut cmd).args([
+            "produce",
+            "--generate",
+            &n.to_string(),
+            "--inject-invalid",
+            "0.02",
+            "--seed",
+            seed,
+        ]);
+        cmd.stdout(Stdio::null());
+        cmd
+    };
+    ok(&mut produce(first, "9"));
+    ok(broker.configure(&mut cartflow(d)).args(["validate", "--drain"]));
+    let sink_env = [("CARTFLOW_LAKE_SINK__MAX_RECORDS", "20000"), ("CARTFLOW_LAKE_SINK__MAX_AGE_SECS", "1")];
+    let online = ["features", "stream", "--online", &redis.url];
+    let streamer_env =
+        [("CARTFLOW_FEATURES__REDIS_PREFIX", redis.prefix.as_str()), ("CARTFLOW_FEATURES__STREAMER__BATCH", "2000")];
+    let mut sink_a = spawn_stage(&broker, d, "sink-a", &["lake-sink"], &sink_env);
+    let mut sink_b = spawn_stage(&broker, d, "sink-b", &["lake-sink"], &sink_env);
+    let mut feat_a = spawn_stage(&broker, d, "feat-a", &online, &streamer_env);
+    let mut feat_b = spawn_stage(&broker, d, "feat-b", &online, &streamer_env);
+    let held = |name: &str| assigned(&d.join(format!("{name}.log")));
+    // Sinks read validated and invalid (4 partitions each), streamers validated.
+    wait_until("the two sinks and the two streamers split the partitions", Duration::from_secs(90), || {
+        held("sink-a") > 0
+            && held("sink-b") > 0
+            && held("sink-a") + held("sink-b") == 8
+            && held("feat-a") > 0
+            && held("feat-b") > 0
+            && held("feat-a") + held("feat-b") == 4
+    });
+    let mut validator = spawn_stage(&broker, d, "validator", &["validate"], &[]);
+    let mut producer = produce(total - first, "10").spawn().unwrap();
+
+    let log = broker.log();
+    let lake_dir = d.join("data/lake");
+    let lake = cartflow_lake::Lake::open(lake_dir.to_str().unwrap(), cartflow_lake::layout::SINK_WRITER).unwrap();
+    let landed = || lake.committed_offsets().unwrap().values().sum::<u64>();
+    let store =
+        cartflow_online::RedisStore::open(&redis.url, &redis.prefix, cartflow_features::DEFAULT_SESSION_TTL).unwrap();
+    let streamed = || cartflow_online::OnlineStore::offsets(&store).unwrap().iter().map(|o| o.offset).sum::<u64>();
+
+    wait_until("the lake sinks landing a sixth", Duration::from_secs(120), || landed() >= total / 6);
+    sink_a.kill().unwrap(); // SIGKILL, mid-stream
+    sink_a.wait().unwrap();
+    let at_kill = landed();
+    wait_until("the streamers taking in a fifth", Duration::from_secs(120), || streamed() >= total / 5);
+    feat_a.kill().unwrap();
+    feat_a.wait().unwrap();
+    let streamed_at_kill = streamed();
+    let mut sink_a = spawn_stage(&broker, d, "sink-a2", &["lake-sink"], &sink_env);
+    let mut feat_a = spawn_stage(&broker, d, "feat-a2", &online, &streamer_env);
+
+    assert!(producer.wait().unwrap().success(), "the second produce failed");
+    wait_until("the validator finishing", Duration::from_secs(180), || outputs(&log) >= total);
+    let inputs = ends(&log, &[VALIDATED, INVALID]);
+    let validated = ends(&log, &[VALIDATED]);
+    assert!(at_kill < inputs && streamed_at_kill < validated, "the kills came too late to prove anything");
+    wait_until("the lake catching up", Duration::from_secs(180), || landed() == inputs);
+    wait_until("the online store catching up", Duration::from_secs(180), || streamed() == validated);
+    for child in [&mut sink_a, &mut sink_b, &mut feat_a, &mut feat_b, &mut validator] {
+        let _ = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
+        child.wait().unwrap();
+    }
+    // Both survivors and both restarts held partitions at some point.
+    for name in ["sink-b", "sink-a2", "feat-b", "feat-a2"] {
+        assert!(last_assignment(&d.join(format!("{name}.log"))).is_some(), "{name} never held a partition");
+    }
+
+    let (valid, invalid) = assert_exactly_once_on(&log);
+    assert_eq!((valid + invalid) as u64, total);
+    assert_eq!(assert_lake_exactly_once_on(&log, &lake_dir), (valid, invalid), "every record in the lake once");
+    let carts = assert_store_is_one_state_of(&log, &store, "streamed by two, one killed");
+    assert!(carts > 10_000, "{carts} carts");
+
+    // The lake's silver, materialized per partition, is the same state.
+    ok(broker.configure(&mut cartflow(d)).args(["warehouse", "build"]));
+    let again = RedisPrefix::new("scale-out-materialized");
+    ok(broker
+        .configure(&mut cartflow(d))
+        .args(["features", "materialize", "--online", &again.url])
+        .env("CARTFLOW_FEATURES__REDIS_PREFIX", &again.prefix));
+    let materialized =
+        cartflow_online::RedisStore::open(&again.url, &again.prefix, cartflow_features::DEFAULT_SESSION_TTL).unwrap();
+    assert_store_is_one_state_of(&log, &materialized, "materialized");
+}

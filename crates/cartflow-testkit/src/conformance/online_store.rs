@@ -25,7 +25,8 @@ pub fn online_store_suite(store: &dyn OnlineStore, session_ttl: cartflow_core::t
     let mut reference = Entities::new(session_ttl);
     let mut position = Vec::new();
     for (i, batch) in events.chunks(250).enumerate() {
-        let changes: Vec<Change> = batch.iter().map(|e| Change { event: e.clone(), delete: false }).collect();
+        let changes: Vec<Change> =
+            batch.iter().enumerate().map(|(j, e)| change(e, false, (i * 250 + j) as u64)).collect();
         position = vec![offset(0, (i as u64 + 1) * 250), offset(1, i as u64)];
         let stats = store.apply(&changes, &position).unwrap();
         let counted = batch.iter().filter(|e| reference.apply(e, false) == cartflow_features::Applied::Counted).count();
@@ -51,7 +52,7 @@ pub fn online_store_suite(store: &dyn OnlineStore, session_ttl: cartflow_core::t
     store.checkpoint().unwrap();
 
     // A replay (a crash between apply and commit) changes nothing.
-    let replay: Vec<Change> = events[..100].iter().map(|e| Change { event: e.clone(), delete: false }).collect();
+    let replay: Vec<Change> = events[..100].iter().enumerate().map(|(j, e)| change(e, false, j as u64)).collect();
     let stats = store.apply(&replay, &position).unwrap();
     assert_eq!((stats.counted, stats.duplicates), (0, 100), "a replayed batch");
     let q = query(events.iter().rev().find(|e| e.event_type == EventType::Cart).unwrap());
@@ -60,16 +61,21 @@ pub fn online_store_suite(store: &dyn OnlineStore, session_ttl: cartflow_core::t
     // A delete of an event never applied is said to be one.
     let mut never = first.clone();
     never.product_id = i64::MAX - 7;
-    let stats = store.apply(&[Change { event: never, delete: true }], &position).unwrap();
+    let stats = store.apply(&[change(&never, true, events.len() as u64)], &position).unwrap();
     assert_eq!(stats.unknown_deletes, 1, "a delete of an event never applied");
 
     // Replaced as a whole (`features materialize`).
-    let counts = store.replace(Entities::new(session_ttl), &[offset(0, 1)]).unwrap();
+    let counts = store.replace(vec![Entities::new(session_ttl)], &[offset(0, 1)]).unwrap();
     assert_eq!(counts, Default::default(), "replace with nothing");
     assert_eq!(store.counts().unwrap(), Default::default(), "counts after replace");
     assert_eq!(store.offsets().unwrap(), vec![offset(0, 1)], "offsets after replace");
     let gone = rt.block_on(store.features(&q)).unwrap();
     assert!(!gone.user_found, "a user after replace with nothing");
+}
+
+/// An event of the input's partition 0, at `offset`.
+fn change(e: &Event, delete: bool, offset: u64) -> Change {
+    Change { event: e.clone(), delete, partition: 0, offset }
 }
 
 fn query(e: &Event) -> CartQuery<'_> {

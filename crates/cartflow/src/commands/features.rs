@@ -172,7 +172,9 @@ fn materialize(ctx: &Ctx, a: FeaturesMaterializeArgs) -> Result<()> {
              run `cartflow warehouse build` over the whole lake first"
         );
     }
-    let (entities, events) = warehouse.replay_entities(ctx.cfg.features.session_ttl())?;
+    // The lake names every partition that landed an event: the topic's partitions.
+    let partitions = offsets.iter().map(|o| o.partition + 1).max().unwrap_or(1);
+    let (entities, events) = warehouse.replay_entities(ctx.cfg.features.session_ttl(), partitions)?;
     let counts = store.replace(entities, &offsets)?;
     store.checkpoint()?;
     println!(
@@ -208,7 +210,10 @@ fn materialize_incremental(warehouse: &Warehouse, store: &dyn OnlineStore, start
             metadata: "materialize".into(),
         })
         .collect();
-    let changes: Vec<Change> = landed.into_iter().map(|l| Change { event: l.event, delete: l.delete }).collect();
+    let changes: Vec<Change> = landed
+        .into_iter()
+        .map(|l| Change { event: l.event, delete: l.delete, partition: l.partition, offset: l.offset })
+        .collect();
     let stats = store.apply(&changes, &offsets)?;
     store.checkpoint()?;
     println!(
