@@ -16,11 +16,13 @@ pub mod filter;
 mod location;
 pub mod proto;
 pub mod store;
+pub mod study;
 pub mod ui;
 
 pub use client::Client;
 pub use location::RegistryLocation;
 pub use store::Store;
+pub use study::{SharedStudy, StudyTrial};
 
 /// MLflow's error codes that this server answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,7 @@ pub mod frame;
 pub mod metrics;
 pub mod plots;
 pub mod promote;
+pub mod study;
 pub mod tune;
 
 use std::time::{Duration, Instant};
@@ -30,6 +31,7 @@ use serde::Serialize;
 pub use booster::Params;
 pub use frame::{Frame, Split};
 pub use metrics::Metrics;
+pub use study::{LocalStudy, Observation, Study};
 pub use tune::{Observer, TrialReport, TrialState, TuneConfig};
 
 use crate::encode::Encoded;
@@ -67,6 +69,8 @@ pub struct SplitSummary {
 pub struct Outcome {
     pub model: Model,
     pub params: Params,
+    /// The number of the trial the model is.
+    pub best_trial: usize,
     pub split: SplitSummary,
     pub metrics: Metrics,
     /// Baselines on the same window: `base_rate`, `logistic_regression`.
@@ -87,13 +91,24 @@ struct Curves {
 
 /// Splits `frame` by time, tunes, and evaluates the best trial against the baselines.
 pub fn train(frame: &Frame, config: &TrainConfig, observer: &dyn Observer) -> Result<Outcome, TrainError> {
+    train_in(frame, config, observer, &LocalStudy::new(config.tune.trials))
+}
+
+/// As [`train`], with the trials kept in `study` (shared with other workers,
+/// perhaps): the outcome is this worker's best trial.
+pub fn train_in(
+    frame: &Frame,
+    config: &TrainConfig,
+    observer: &dyn Observer,
+    study: &dyn Study,
+) -> Result<Outcome, TrainError> {
     let started = Instant::now();
     let split = frame.time_split(TRAIN_SHARE)?;
     let inputs = encode::fit_inputs(frame, config.feature_set, &split.train);
     let train_set = Encoded::new(frame, &inputs, &split.train)?;
     let valid_set = Encoded::new(frame, &inputs, &split.valid)?;
 
-    let tuned = tune::tune(&train_set, &valid_set, &config.tune, observer)?;
+    let tuned = tune::tune(&train_set, &valid_set, &config.tune, observer, study)?;
     let (best, fitted) = tuned.best.ok_or_else(|| {
         TrainError::Input(format!(
             "no trial finished within the {:?} timeout: give it longer",
@@ -129,6 +144,7 @@ pub fn train(frame: &Frame, config: &TrainConfig, observer: &dyn Observer) -> Re
         },
         model: Model::new(config.feature_set, inputs, fitted.ensemble, threshold),
         params: best.params,
+        best_trial: best.trial,
         baselines,
         importance,
         trials: tuned.trials,

@@ -3,10 +3,12 @@
 //! parallel. A trial trains 50 trees, then 150, then its full budget, each
 //! time from scratch (forust cannot resume) and with early stopping on the
 //! validation loss; after each rung it stops unless its loss is in the best
-//! third of the trials that reached that rung.
+//! third of the trials that reached that rung. The trials, their losses at
+//! each rung and the numbering are the [`Study`]'s: this process's, or one
+//! that workers on several machines share.
 
+use std::collections::BTreeSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rand_tpe::SeedableRng;
@@ -17,6 +19,7 @@ use tpe::TpeOptimizer;
 use crate::booster::{EARLY_STOPPING_ROUNDS, Fitted, Params, fit};
 use crate::encode::Encoded;
 use crate::metrics::roc_auc;
+use crate::study::Study;
 
 /// Tree budgets before a trial's own: where ASHA compares and prunes.
 pub const RUNGS: [usize; 2] = [50, 150];
@@ -145,6 +148,17 @@ impl Space {
             let _ = d.optimizer.tell(r, loss);
         }
     }
+
+    /// A proposal for trial `trial` from every finished trial of the study:
+    /// the same study state and trial number always give the same proposal.
+    fn propose(imbalance: f64, seed: u64, trial: usize, finished: &[crate::study::Observation]) -> (Vec<f64>, Params) {
+        let mut space = Space::new(imbalance, seed.wrapping_add(trial as u64));
+        let dims = space.dims.len();
+        for o in finished.iter().filter(|o| o.point.len() == dims) {
+            space.tell(&o.point, o.loss);
+        }
+        space.ask()
+    }
 }
 
 struct Search<'a> {
@@ -152,29 +166,25 @@ struct Search<'a> {
     valid: &'a Encoded,
     config: &'a TuneConfig,
     observer: &'a dyn Observer,
-    space: Mutex<Space>,
-    rung_losses: Mutex<Vec<Vec<f64>>>,
-    next: AtomicUsize,
+    study: &'a dyn Study,
+    imbalance: f64,
+    /// Trials this process is running, for the study's liveness.
+    running: Mutex<BTreeSet<usize>>,
     finished: Mutex<Vec<TrialReport>>,
     best: Mutex<Option<(TrialReport, Fitted)>>,
     started: Instant,
+    stopped_by_timeout: std::sync::atomic::AtomicBool,
 }
 
 impl Search<'_> {
-    /// Whether a loss at `rung` is outside the best 1/η seen there (itself included).
-    fn prune(&self, rung: usize, loss: f64) -> bool {
-        let mut all = self.rung_losses.lock().expect("not poisoned");
-        if all.len() <= rung {
-            all.resize(rung + 1, Vec::new());
-        }
-        let losses = &mut all[rung];
-        losses.push(loss);
+    /// Whether a loss at `rung` is outside the best 1/η the study saw there (itself included).
+    fn prune(&self, trial: usize, rung: usize, loss: f64) -> Result<bool, crate::TrainError> {
+        let mut losses = self.study.rung(trial, rung, loss)?;
         if losses.len() < REDUCTION {
-            return false;
+            return Ok(false);
         }
-        let mut sorted = losses.clone();
-        sorted.sort_by(f64::total_cmp);
-        loss > sorted[sorted.len() / REDUCTION - 1]
+        losses.sort_by(f64::total_cmp);
+        Ok(loss > losses[losses.len() / REDUCTION - 1])
     }
 
     fn timed_out(&self) -> bool {
@@ -183,22 +193,24 @@ impl Search<'_> {
 
     fn worker(&self, threads: usize) -> Result<(), crate::TrainError> {
         loop {
-            let trial = self.next.fetch_add(1, Ordering::SeqCst);
-            if trial >= self.config.trials || self.timed_out() {
+            if self.timed_out() {
+                self.stopped_by_timeout.store(true, std::sync::atomic::Ordering::Relaxed);
                 return Ok(());
             }
+            let Some(trial) = self.study.claim()? else { return Ok(()) };
+            self.running.lock().expect("not poisoned").insert(trial);
             // The first trial is a sound default, so even a budget of one trial is sensible.
             let (raw, params) = match trial {
                 0 => (None, Params::default()),
                 _ => {
-                    let (raw, p) = self.space.lock().expect("not poisoned").ask();
+                    let finished = self.study.finished(trial)?;
+                    let (raw, p) = Space::propose(self.imbalance, self.config.seed, trial, &finished);
                     (Some(raw), p)
                 }
             };
             let report = self.run_trial(trial, params, threads)?;
-            if let Some(raw) = raw {
-                self.space.lock().expect("not poisoned").tell(&raw, report.valid_log_loss);
-            }
+            self.study.finish(&report, raw.as_deref())?;
+            self.running.lock().expect("not poisoned").remove(&trial);
             self.finished.lock().expect("not poisoned").push(report);
         }
     }
@@ -211,8 +223,10 @@ impl Search<'_> {
             // Stopped by the validation loss before the budget: more trees would not help.
             let last = rung + 1 == budgets.len() || fitted.trees + EARLY_STOPPING_ROUNDS <= budget;
             let state = if last {
+                // Reaching a rung counts there, whether or not the trial goes on (ASHA).
+                self.study.rung(trial, rung, fitted.valid_log_loss)?;
                 TrialState::Complete
-            } else if self.prune(rung, fitted.valid_log_loss) {
+            } else if self.prune(trial, rung, fitted.valid_log_loss)? {
                 TrialState::Pruned
             } else {
                 TrialState::Promoted
@@ -245,12 +259,13 @@ impl Search<'_> {
     }
 }
 
-/// Runs the search; trials share `config.cores` cores.
+/// Runs the search, keeping its trials in `study`; trials share `config.cores` cores.
 pub fn tune(
     train: &Encoded,
     valid: &Encoded,
     config: &TuneConfig,
     observer: &dyn Observer,
+    study: &dyn Study,
 ) -> Result<Tuned, crate::TrainError> {
     let positives = train.labels.iter().sum::<f64>().max(1.0);
     let imbalance = (train.rows as f64 - positives) / positives;
@@ -259,21 +274,39 @@ pub fn tune(
         valid,
         config,
         observer,
-        space: Mutex::new(Space::new(imbalance, config.seed)),
-        rung_losses: Mutex::new(Vec::new()),
-        next: AtomicUsize::new(0),
+        study,
+        imbalance,
+        running: Mutex::new(BTreeSet::new()),
         finished: Mutex::new(Vec::new()),
         best: Mutex::new(None),
         started: Instant::now(),
+        stopped_by_timeout: std::sync::atomic::AtomicBool::new(false),
     };
     let workers = config.parallel.clamp(1, config.trials.max(1));
     let threads = (config.cores / workers).max(1);
+    let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
+        let alive = s.spawn(|| {
+            let mut last = Instant::now();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if last.elapsed() >= study.alive_every() {
+                    let running: Vec<usize> = search.running.lock().expect("not poisoned").iter().copied().collect();
+                    if let Err(e) = study.alive(&running) {
+                        tracing::warn!("telling the study the trials are alive: {e}");
+                    }
+                    last = Instant::now();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
         let handles: Vec<_> = (0..workers).map(|_| s.spawn(|| search.worker(threads))).collect();
-        handles.into_iter().try_for_each(|h| h.join().expect("a trial thread panicked"))
+        let result = handles.into_iter().try_for_each(|h| h.join().expect("a trial thread panicked"));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        alive.join().expect("the liveness thread panicked");
+        result
     })?;
     let mut trials = search.finished.into_inner().expect("not poisoned");
     trials.sort_by_key(|t| t.trial);
-    let timed_out = trials.len() < config.trials;
+    let timed_out = search.stopped_by_timeout.into_inner();
     Ok(Tuned { trials, best: search.best.into_inner().expect("not poisoned"), timed_out })
 }

@@ -473,6 +473,16 @@ pub struct TrainArgs {
     pub registry: Option<cartflow_registry::RegistryLocation>,
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Join the tuning study of this name, shared by every worker that names it (on any machine)
+    /// through the registry's database; the study's best trial is registered once
+    #[arg(long)]
+    pub study: Option<String>,
+    /// The shared study's database [default: registry.store, e.g. postgres://…]
+    #[arg(long, requires = "study")]
+    pub study_storage: Option<String>,
+    /// A running trial whose worker is silent this long is failed [default: 60]
+    #[arg(long, requires = "study", default_value_t = 60)]
+    pub study_stale_secs: u64,
 }
 
 #[derive(Subcommand)]

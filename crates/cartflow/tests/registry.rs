@@ -141,3 +141,99 @@ fn the_trainer_logs_to_a_real_mlflow_server() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `cartflow train --study`: three workers share one study through the
+/// registry's PostgreSQL database; one is killed with `kill -9` mid-trial.
+#[test]
+fn tuning_workers_share_one_study_in_postgresql_and_its_best_registers_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    training_set(d, 150_000);
+    let db = TestDatabase::create();
+    let server = {
+        let port = free_port();
+        let mut cmd = cartflow(d);
+        cmd.args(["registry", "serve", "--addr", &format!("127.0.0.1:{port}"), "--store", &db.url()]);
+        Server::start(cmd, port, "/health", Duration::from_secs(30), &d.join("registry.log"))
+    };
+    let admin = std::fs::read_to_string(d.join("data/auth/token")).unwrap().trim().to_owned();
+    let worker = |name: &str| {
+        let out = std::fs::File::create(d.join(format!("{name}.out"))).unwrap();
+        let err = std::fs::File::create(d.join(format!("{name}.err"))).unwrap();
+        cartflow(d)
+            .args(["train", "--study", "nightly", "--trials", "9", "--parallel", "1", "--features", "v1"])
+            .args(["--registry", &server.url, "--study-stale-secs", "8"])
+            .env("CARTFLOW_REGISTRY__STORE", db.url())
+            .env("MLFLOW_TRACKING_TOKEN", &admin)
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap()
+    };
+    let mut doomed = worker("doomed");
+    let trial_of = |pid: u32| {
+        db.query(&format!(
+            "SELECT COUNT(*) FROM cartflow_study_trials WHERE worker LIKE '%:{pid}' AND state = 'running'"
+        ))
+    };
+    let started = std::time::Instant::now();
+    // Killed with a trial running (once the worker made the study's tables).
+    while db.query("SELECT to_regclass('cartflow_study_trials') IS NOT NULL") != "t" || trial_of(doomed.id()) != "1" {
+        assert!(started.elapsed() < Duration::from_secs(60), "the first worker never began a trial");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (mut a, mut b) = (worker("a"), worker("b"));
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let out = |name: &str| std::fs::read_to_string(d.join(format!("{name}.out"))).unwrap();
+    let err = |name: &str| std::fs::read_to_string(d.join(format!("{name}.err"))).unwrap();
+    for (name, w) in [("a", &mut a), ("b", &mut b)] {
+        assert!(w.wait().unwrap().success(), "worker {name} failed:\n{}\n{}", out(name), err(name));
+    }
+    let (a_out, b_out) = (out("a"), out("b"));
+
+    // Every trial number once (the key), the killed worker's trial failed.
+    let q = |sql: &str| db.query(sql);
+    assert_eq!(q("SELECT COUNT(*), MIN(number), MAX(number) FROM cartflow_study_trials"), "9|0|8");
+    assert_eq!(
+        q(&format!(
+            "SELECT COUNT(*) FROM cartflow_study_trials WHERE state = 'failed' AND worker LIKE '%:{}'",
+            doomed.id()
+        )),
+        "1"
+    );
+    assert_eq!(
+        q("SELECT COUNT(*) FROM cartflow_study_trials WHERE state NOT IN ('complete', 'pruned', 'failed')"),
+        "0"
+    );
+    let survivors = q(&format!(
+        "SELECT COUNT(DISTINCT worker) FROM cartflow_study_trials \
+         WHERE state IN ('complete', 'pruned') AND worker NOT LIKE '%:{}'",
+        doomed.id()
+    ));
+    assert_eq!(survivors, "2", "both workers ran trials:\n{a_out}\n{b_out}");
+    // TPE proposed from the other worker's trials; ASHA ranked both workers' losses at a rung.
+    let crossed = q("SELECT COUNT(*) FROM cartflow_study_trials t, cartflow_study_trials o \
+         WHERE t.study = o.study AND t.worker <> o.worker AND o.state IN ('complete', 'pruned') \
+         AND t.proposed_from LIKE '%' || o.number || '%'");
+    assert_ne!(crossed, "0", "no proposal saw another worker's trial");
+    assert_eq!(
+        q(&format!(
+            "SELECT COUNT(DISTINCT t.worker) FROM cartflow_study_rungs r JOIN cartflow_study_trials t \
+             ON r.study = t.study AND r.number = t.number WHERE r.rung = 0 AND t.worker NOT LIKE '%:{}'",
+            doomed.id()
+        )),
+        "2"
+    );
+    // Registered once, by the worker that holds the best trial.
+    let registered: Vec<&str> =
+        [&a_out, &b_out].into_iter().filter(|o| o.contains("model version 1")).map(String::as_str).collect();
+    assert_eq!(registered.len(), 1, "registered by {} workers:\n{a_out}\n{b_out}", registered.len());
+    assert!(a_out.contains("registers it") || b_out.contains("registers it"), "{a_out}\n{b_out}");
+    let client = Client::new(&server.url).with_token(Some(&admin));
+    let champion = client.version_by_alias("purchase_prediction_model", "champion").unwrap().expect("a champion");
+    assert_eq!(champion.version, "1");
+    let by = q("SELECT registered_by FROM cartflow_studies WHERE name = 'nightly'");
+    let best = q("SELECT worker FROM cartflow_study_trials WHERE state = 'complete' ORDER BY loss LIMIT 1");
+    assert_eq!(by, best);
+}

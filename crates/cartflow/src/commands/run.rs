@@ -156,6 +156,9 @@ fn train(ctx: &Ctx) -> Result<()> {
         timeout: Some(RUN_TUNING_SECS),
         registry: Some(cartflow_registry::RegistryLocation::Embedded),
         seed: None,
+        study: None,
+        study_storage: None,
+        study_stale_secs: 60,
     };
     let t = training::train(&quiet, args)?;
     let o = &t.outcome;
@@ -167,6 +170,8 @@ fn train(ctx: &Ctx) -> Result<()> {
         o.trials.len(),
         o.seconds
     );
-    println!("  registry  {} v{} is {}", ctx.cfg.registry.model_name, t.version, t.alias);
+    if let Some(r) = &t.registered {
+        println!("  registry  {} v{} is {}", ctx.cfg.registry.model_name, r.version, r.alias);
+    }
     Ok(())
 }

@@ -46,5 +46,8 @@ fn print_summary(t: &Trained) {
         o.params.learning_rate,
         o.seconds
     );
-    println!("model version {} ({}) in {}", t.version, t.alias, t.registry);
+    match &t.registered {
+        Some(r) => println!("model version {} ({}) in {}", r.version, r.alias, t.registry),
+        None => println!("not registered here: {}", t.registry),
+    }
 }

@@ -10,4 +10,5 @@ pub mod registry;
 pub mod report;
 pub mod server;
 pub mod streamer;
+pub mod study;
 pub mod training;

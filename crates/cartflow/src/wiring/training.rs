@@ -17,13 +17,19 @@ use cartflow_train::{Frame, Outcome, TrainConfig, TrialReport, TrialState, TuneC
 
 use crate::cli::TrainArgs;
 use crate::commands::Ctx;
+use crate::wiring::study::StudyWorker;
 
 /// The trainer's record of what it did, for the summaries.
 pub struct Trained {
     pub outcome: Outcome,
+    /// `None`: a study worker whose trials were not the study's best.
+    pub registered: Option<Registered>,
+    pub registry: String,
+}
+
+pub struct Registered {
     pub version: String,
     pub alias: &'static str,
-    pub registry: String,
 }
 
 fn params(p: &cartflow_train::Params) -> Vec<Param> {
@@ -167,7 +173,19 @@ pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<Trained> {
         failure: Mutex::new(None),
     };
     log.header();
-    let outcome = match cartflow_train::train(&frame, &config, &log) {
+    let study = match &a.study {
+        Some(name) => {
+            let stale = Duration::from_secs(a.study_stale_secs.max(1));
+            Some(StudyWorker::join(ctx, name, a.study_storage.as_deref(), trials, stale)?)
+        }
+        None => None,
+    };
+    let local = cartflow_train::LocalStudy::new(trials);
+    let keeper: &dyn cartflow_train::Study = match &study {
+        Some(s) => s,
+        None => &local,
+    };
+    let outcome = match cartflow_train::train_in(&frame, &config, &log, keeper) {
         Ok(o) => o,
         Err(e) => {
             let _ = client.finish_run(&parent.run_id, "FAILED");
@@ -176,6 +194,12 @@ pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<Trained> {
     };
     if let Some(failure) = log.failure.into_inner().expect("not poisoned") {
         bail!("{failure}");
+    }
+    if let Some(study) = &study
+        && let Some(elsewhere) = study_best_elsewhere(study, &outcome, ctx.quiet)?
+    {
+        client.finish_run(&parent.run_id, "FINISHED")?;
+        return Ok(Trained { outcome, registered: None, registry: elsewhere });
     }
 
     // The run: params, metrics beside the baselines, artifacts.
@@ -239,7 +263,41 @@ pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<Trained> {
     if !ctx.quiet {
         println!("{name} v{} is {alias}: {why}", version.version);
     }
-    Ok(Trained { outcome, version: version.version, alias, registry: format!("{registry}, run {}", parent.run_id) })
+    let registered = Registered { version: version.version, alias };
+    Ok(Trained { outcome, registered: Some(registered), registry: format!("{registry}, run {}", parent.run_id) })
+}
+
+/// Once no trial of the study runs any more: `None` when this worker holds
+/// the study's best trial and takes its one registration, else what happened.
+fn study_best_elsewhere(study: &StudyWorker, outcome: &Outcome, quiet: bool) -> Result<Option<String>> {
+    let s = &study.study;
+    if !quiet {
+        println!("study {}: waiting for the other workers' trials to end", s.name());
+    }
+    let trials = study.block_on(s.settle())?;
+    let best = trials
+        .iter()
+        .filter(|t| t.state == "complete")
+        .min_by(|a, b| a.loss.unwrap_or(f64::INFINITY).total_cmp(&b.loss.unwrap_or(f64::INFINITY)))
+        .context("no trial of the study completed")?;
+    let mine = best.worker == s.worker() && best.number == outcome.best_trial as u64;
+    let failed = trials.iter().filter(|t| t.state == "failed").count();
+    let summary = format!(
+        "study {}: {} trials by {} workers ({failed} failed); the best is trial {} by {} (log loss {:.5})",
+        s.name(),
+        trials.len(),
+        trials.iter().map(|t| t.worker.as_str()).collect::<std::collections::BTreeSet<_>>().len(),
+        best.number,
+        best.worker,
+        best.loss.unwrap_or(f64::NAN)
+    );
+    if !quiet {
+        println!("{summary}");
+    }
+    if mine && study.block_on(s.claim_registration())? {
+        return Ok(None);
+    }
+    Ok(Some(format!("{summary}; {} registers it", best.worker)))
 }
 
 /// The model as MLflow 3 logs one (`mlflow.<flavor>.log_model`): a logged
