@@ -82,6 +82,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// POST /predict under load against a server that runs elsewhere (replicas
+    /// behind a load balancer, say), with this data directory's sample carts;
+    /// the token from $CARTFLOW_TOKEN or the data directory's admin token
+    Load {
+        /// The server's base URL, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// The feature streamer: validated events from the embedded log into the
     /// online store, in memory and (with --redis) in Redis
     Features {

@@ -334,7 +334,7 @@ pub fn run(ctx: &Ctx, b: ServeBench) -> Result<()> {
         let rctx = scenario_ctx(ctx, Some(&prefix));
         let store = fill_redis(&rctx, redis)?;
         let outcome = bench_cartflow(&rctx, redis, &b, &single, &hundreds);
-        store.replace(cartflow_features::Entities::new(ctx.cfg.features.session_ttl()), &[])?;
+        store.replace(vec![cartflow_features::Entities::new(ctx.cfg.features.session_ttl())], &[])?;
         let (one, hundred) = outcome?;
         results.push(("cartflow, Redis store".into(), one, hundred));
         if b.python {
@@ -394,6 +394,37 @@ pub fn run(ctx: &Ctx, b: ServeBench) -> Result<()> {
             "cartflow / Python on Redis features: {:.1}× requests/s with one cart, {:.1}× with 100",
             ours.1.per_sec / peer.1.per_sec.max(f64::MIN_POSITIVE),
             ours.2.per_sec / peer.2.per_sec.max(f64::MIN_POSITIVE)
+        );
+    }
+    Ok(())
+}
+
+/// `cartflow-bench load`: the sample carts, one per request, against `url`.
+pub fn load_url(ctx: &Ctx, url: &str, seconds: u64, connections: usize, json: bool) -> Result<()> {
+    let model = champion(ctx)?.context("no champion: the sample carts are encoded for it (`cartflow run --once`)")?;
+    let (sample, _) = sample(ctx, &model.model)?;
+    let (single, _) = bodies(&sample.items);
+    let token = match std::env::var("CARTFLOW_TOKEN") {
+        Ok(t) => t,
+        Err(_) => std::fs::read_to_string(ctx.cfg.data_dir.join("auth/token"))
+            .context("no $CARTFLOW_TOKEN and no admin token in the data directory")?
+            .trim()
+            .to_owned(),
+    };
+    let l = load(&format!("{}/predict", url.trim_end_matches('/')), &token, &single, connections, seconds);
+    if json {
+        println!(
+            "{}",
+            json!({ "url": url, "requests_per_sec": l.per_sec, "p50_ms": l.p50_ms, "p99_ms": l.p99_ms, "errors": l.errors })
+        );
+    } else {
+        println!(
+            "POST {url}/predict, one cart, {connections} connections, {seconds} s: {} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors of {}",
+            thousands(l.per_sec as u64),
+            l.p50_ms,
+            l.p99_ms,
+            l.errors,
+            l.requests
         );
     }
     Ok(())

@@ -26,6 +26,9 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<()> {
         Command::Serve { seconds, connections, redis, python, peer_script, json } => {
             crate::serve::run(ctx, crate::serve::ServeBench { seconds, connections, redis, python, peer_script, json })
         }
+        Command::Load { url, seconds, connections, json } => {
+            crate::serve::load_url(ctx, &url, seconds, connections, json)
+        }
     }
 }
 
@@ -244,7 +247,7 @@ fn features(ctx: &Ctx, events: u64, redis: Option<String>, as_json: bool) -> Res
         results.insert(format!("{name}_events_per_sec"), json!(rate));
         if *name == "redis" {
             // Leave the server as we found it.
-            store.replace(cartflow_features::Entities::new(ttl), &[])?;
+            store.replace(vec![cartflow_features::Entities::new(ttl)], &[])?;
         }
     }
     if as_json {
