@@ -14,7 +14,7 @@ pub const CLUSTER_SCHEMES: [&str; 2] = ["redis+cluster://", "rediss+cluster://"]
 
 pub enum Client {
     Single(redis::Client),
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 impl Client {
@@ -31,13 +31,13 @@ impl Client {
         };
         let nodes: Vec<String> =
             hosts.trim_end_matches('/').split(',').map(|h| format!("{plain}{auth}{}", h.trim())).collect();
-        Ok(Client::Cluster(ClusterClient::new(nodes)?))
+        Ok(Client::Cluster(Box::new(ClusterClient::new(nodes)?)))
     }
 
     pub fn connect(&self) -> RedisResult<Conn> {
         Ok(match self {
             Client::Single(c) => Conn::Single(c.get_connection()?),
-            Client::Cluster(c) => Conn::Cluster(c.get_connection()?),
+            Client::Cluster(c) => Conn::Cluster(Box::new(c.get_connection()?)),
         })
     }
 
@@ -58,7 +58,7 @@ impl Client {
 
 pub enum Conn {
     Single(redis::Connection),
-    Cluster(ClusterConnection),
+    Cluster(Box<ClusterConnection>),
 }
 
 impl Conn {
@@ -83,7 +83,7 @@ impl Conn {
                     let Some((host, port)) = addr.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse().ok()?))) else {
                         continue;
                     };
-                    total += each(&mut ClusterNode { conn: c, host: host.to_owned(), port })?;
+                    total += each(&mut ClusterNode { conn: c.as_mut(), host: host.to_owned(), port })?;
                 }
                 Ok(total)
             }
@@ -216,7 +216,7 @@ impl Pipe {
     pub fn query<T: redis::FromRedisValue>(&self, conn: &mut Conn) -> RedisResult<T> {
         match (self, conn) {
             (Pipe::Single(p), Conn::Single(c)) => p.query(c),
-            (Pipe::Cluster(p), Conn::Cluster(c)) => p.query(c),
+            (Pipe::Cluster(p), Conn::Cluster(c)) => p.query(c.as_mut()),
             _ => unreachable!("a pipe is made by the client of its connection"),
         }
     }
