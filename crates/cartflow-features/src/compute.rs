@@ -42,6 +42,19 @@ pub struct CartQuery<'a> {
     pub attrs: Option<&'a CartAttrs>,
 }
 
+impl<'a> CartQuery<'a> {
+    /// The question a cart event asks, at its own time, with `attrs` if the request gives them.
+    pub fn of(e: &'a cartflow_core::Event, attrs: Option<&'a CartAttrs>) -> Self {
+        CartQuery {
+            time: e.event_time,
+            user_id: e.user_id,
+            product_id: e.product_id,
+            user_session: e.user_session.as_deref(),
+            attrs,
+        }
+    }
+}
+
 /// Every feature of [`crate::FEATURES`] for one cart event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CartFeatures {

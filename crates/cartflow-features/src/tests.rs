@@ -26,13 +26,7 @@ fn ev(secs: i64, kind: EventType, product: i64, user: i64, session: Option<&str>
 }
 
 fn query<'a>(e: &'a Event, attrs: Option<&'a CartAttrs>) -> CartQuery<'a> {
-    CartQuery {
-        time: e.event_time,
-        user_id: e.user_id,
-        product_id: e.product_id,
-        user_session: e.user_session.as_deref(),
-        attrs,
-    }
+    CartQuery::of(e, attrs)
 }
 
 use EventType::{Cart, Purchase, RemoveFromCart, View};

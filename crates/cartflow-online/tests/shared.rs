@@ -107,13 +107,7 @@ fn shared_by_writers(url: &str, prefix: &str, raw: &mut dyn ConnectionLike) {
     let reader = open();
     let mut carts = 0;
     for cart in events.iter().filter(|e| e.event_type == EventType::Cart) {
-        let q = CartQuery {
-            time: cart.event_time,
-            user_id: cart.user_id,
-            product_id: cart.product_id,
-            user_session: cart.user_session.as_deref(),
-            attrs: None,
-        };
+        let q = CartQuery::of(cart, None);
         assert_eq!(rt.block_on(reader.features(&q)).unwrap().features, reference.features(&q), "the cart {cart:?}");
         carts += 1;
     }

@@ -118,13 +118,7 @@ fn request_attrs(e: &Event) -> CartAttrs {
 
 fn ask(rt: &tokio::runtime::Runtime, store: &dyn OnlineStore, e: &Event) -> Vec<V> {
     let attrs = request_attrs(e);
-    let q = CartQuery {
-        time: e.event_time,
-        user_id: e.user_id,
-        product_id: e.product_id,
-        user_session: e.user_session.as_deref(),
-        attrs: Some(&attrs),
-    };
+    let q = CartQuery::of(e, Some(&attrs));
     values(&rt.block_on(store.features(&q)).unwrap().features)
 }
 

@@ -192,13 +192,7 @@ fn assert_store_is_one_state_of(log: &dyn EventLog, store: &dyn cartflow_online:
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut carts = 0;
     for cart in events.iter().filter(|e| e.event_type == cartflow_core::EventType::Cart) {
-        let q = CartQuery {
-            time: cart.event_time,
-            user_id: cart.user_id,
-            product_id: cart.product_id,
-            user_session: cart.user_session.as_deref(),
-            attrs: None,
-        };
+        let q = CartQuery::of(cart, None);
         let online = rt.block_on(store.features(&q)).unwrap().features;
         assert_eq!(online, reference.features(&q), "{what}: the cart {cart:?}");
         carts += 1;

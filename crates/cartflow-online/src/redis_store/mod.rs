@@ -193,31 +193,10 @@ impl RedisStore {
             found.extend(self.with_conn(|c| pipe.query::<Vec<Stored>>(c))?);
         }
         let mut found = found.into_iter().zip(keys.iter().map(|(k, _)| k));
-        for s in sessions {
-            let (bytes, key) = found.next().expect("one answer per key");
-            let (through, state) = decode_marked::<SessionState>(bytes, key)?;
-            if let Some(state) = state {
-                shard.entities.sessions.insert(s.to_owned(), state);
-            }
-            shard.sessions.insert(s.to_owned(), through);
-        }
-        for u in users {
-            let (bytes, key) = found.next().expect("one answer per key");
-            let (through, state) = decode_marked::<UserState>(bytes, key)?;
-            if let Some(state) = state {
-                shard.entities.users.insert(u, state);
-            }
-            shard.users.insert(u, through);
-        }
-        for p in products {
-            let (bytes, key) = found.next().expect("one answer per key");
-            let (through, state) = decode_marked::<ProductState>(bytes, key)?;
-            if let Some(state) = state {
-                shard.entities.products.insert(p, state);
-            }
-            shard.products.insert(p, through);
-        }
-        Ok(())
+        let sessions = sessions.into_iter().map(str::to_owned);
+        take_in(sessions, &mut found, &mut shard.entities.sessions, &mut shard.sessions)?;
+        take_in(users, &mut found, &mut shard.entities.users, &mut shard.users)?;
+        take_in(products, &mut found, &mut shard.entities.products, &mut shard.products)
     }
 
     /// Deletes every key under the prefix.
@@ -263,6 +242,25 @@ fn scan(node: &mut dyn conn::NodeRunner, pattern: &str) -> redis::RedisResult<Ve
         }
         cursor = next;
     }
+}
+
+/// Puts what Redis answered for `ids` (in order) into a working copy: the
+/// state, if stored, and the offset that wrote it.
+fn take_in<'k, K: std::hash::Hash + Eq + Clone, T: DeserializeOwned>(
+    ids: impl IntoIterator<Item = K>,
+    found: &mut impl Iterator<Item = (Stored, &'k String)>,
+    states: &mut Map<K, T>,
+    marks: &mut Map<K, u64>,
+) -> Result<()> {
+    for id in ids {
+        let (bytes, key) = found.next().expect("one answer per key");
+        let (through, state) = decode_marked::<T>(bytes, key)?;
+        if let Some(state) = state {
+            states.insert(id.clone(), state);
+        }
+        marks.insert(id, through);
+    }
+    Ok(())
 }
 
 /// A stored state and the offset after the batch that wrote it (0: none stored).

@@ -79,13 +79,7 @@ fn change(e: &Event, delete: bool, offset: u64) -> Change {
 }
 
 fn query(e: &Event) -> CartQuery<'_> {
-    CartQuery {
-        time: e.event_time,
-        user_id: e.user_id,
-        product_id: e.product_id,
-        user_session: e.user_session.as_deref(),
-        attrs: None,
-    }
+    CartQuery::of(e, None)
 }
 
 fn offset(partition: u32, offset: u64) -> CommittedOffset {
