@@ -131,17 +131,31 @@ fn is_cart(e: &Event) -> bool {
 /// Returns the rows compared.
 fn replay_and_compare(
     rt: &tokio::runtime::Runtime,
+    writers: &[&dyn OnlineStore],
     store: &dyn OnlineStore,
     changes: &[Change],
     offline: &HashMap<(String, i64), OfflineRow>,
 ) -> usize {
     let mut compared = 0;
     let mut asked = std::collections::HashSet::new();
-    // Applied in event-time order, not the topic's: numbered as one partition in that order.
-    let changes: Vec<Change> =
-        changes.iter().enumerate().map(|(i, c)| Change { partition: 0, offset: i as u64, ..c.clone() }).collect();
+    // Applied in event-time order, not the topic's: each of four partitions
+    // (the validator's key decides) numbered in that order, and the writers
+    // (streamers of one group) holding a share of the partitions each.
+    let mut next = [0u64; 4];
+    let changes: Vec<Change> = changes
+        .iter()
+        .map(|c| {
+            let partition = cartflow_core::partitioner::partition_for_key(c.event.partition_key().as_bytes(), 4);
+            next[partition as usize] += 1;
+            Change { partition, offset: next[partition as usize], ..c.clone() }
+        })
+        .collect();
     for second in changes.chunk_by(|a, b| a.event.event_time == b.event.event_time) {
-        store.apply(second, &[]).unwrap();
+        for (w, writer) in writers.iter().enumerate() {
+            let own: Vec<Change> =
+                second.iter().filter(|c| c.partition as usize % writers.len() == w).cloned().collect();
+            writer.apply(&own, &[]).unwrap();
+        }
         for c in second.iter().filter(|c| is_cart(&c.event) && !c.delete) {
             let key = (c.event.user_session.clone().unwrap(), c.event.product_id);
             if !asked.insert(key.clone()) {
@@ -175,13 +189,18 @@ fn online_answers_equal_the_training_set_in_memory_and_in_redis() {
     assert!(changes.len() >= 100_000, "{} events", changes.len());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let memory = MemoryStore::new(DEFAULT_SESSION_TTL);
-    let compared = replay_and_compare(&rt, &memory, &changes, &offline);
+    let compared = replay_and_compare(&rt, &[&memory], &memory, &changes, &offline);
     println!("memory: {compared} carts, {} values each, all equal", FEATURES.len());
 
     let keys = RedisPrefix::new("skew");
     // The store reads on a connection of its own, as an API replica would.
     let redis = RedisStore::open(&keys.url, &keys.prefix, DEFAULT_SESSION_TTL).unwrap();
-    assert_eq!(replay_and_compare(&rt, &redis, &changes, &offline), compared);
+    assert_eq!(replay_and_compare(&rt, &[&redis], &redis, &changes, &offline), compared);
+    // Two streamers of one group, each writing two of the four partitions: the same answers.
+    let shared = RedisPrefix::new("skew-shared");
+    let open = || RedisStore::open(&shared.url, &shared.prefix, DEFAULT_SESSION_TTL).unwrap();
+    let (a, b, reader) = (open(), open(), open());
+    assert_eq!(replay_and_compare(&rt, &[&a, &b], &reader, &changes, &offline), compared);
 
     // The labels are the warehouse's: the same first carts, bought or not.
     let mismatched = stdout(&ok(cartflow(d).args([
