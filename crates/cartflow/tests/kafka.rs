@@ -172,6 +172,22 @@ fn spawn_stage(
     cmd.spawn().unwrap()
 }
 
+/// `produce --generate n`, 2 % of it damaged.
+fn producing(broker: &KafkaBroker, d: &std::path::Path, n: u64, seed: &str) -> std::process::Command {
+    let mut cmd = cartflow(d);
+    broker.configure(&mut cmd).args([
+        "produce",
+        "--generate",
+        &n.to_string(),
+        "--inject-invalid",
+        "0.02",
+        "--seed",
+        seed,
+    ]);
+    cmd.stdout(Stdio::null());
+    cmd
+}
+
 fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
@@ -214,20 +230,7 @@ fn lake_sinks_and_feature_streamers_scale_out_and_a_kill_9_of_each_loses_nothing
     // before the stream comes: stages that start on all of it could finish
     // it before the second one joins.
     let first = 1_000u64;
-    let produce = |n: u64, seed: &str| {
-        let mut cmd = cartflow(d);
-        broker.configure(&mut cmd).args([
-            "produce",
-            "--generate",
-            &n.to_string(),
-            "--inject-invalid",
-            "0.02",
-            "--seed",
-            seed,
-        ]);
-        cmd.stdout(Stdio::null());
-        cmd
-    };
+    let produce = |n: u64, seed: &str| producing(&broker, d, n, seed);
     ok(&mut produce(first, "9"));
     ok(broker.configure(&mut cartflow(d)).args(["validate", "--drain"]));
     let sink_env = [("CARTFLOW_LAKE_SINK__MAX_RECORDS", "20000"), ("CARTFLOW_LAKE_SINK__MAX_AGE_SECS", "1")];
@@ -302,4 +305,47 @@ fn lake_sinks_and_feature_streamers_scale_out_and_a_kill_9_of_each_loses_nothing
     let materialized =
         cartflow_online::RedisStore::open(&again.url, &again.prefix, cartflow_features::DEFAULT_SESSION_TTL).unwrap();
     assert_store_is_one_state_of(&log, &materialized, "materialized");
+}
+
+#[test]
+fn feature_streamers_share_a_redis_cluster_and_a_kill_9_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let broker = needs!(KafkaBroker::start(d));
+    let cluster = needs!(RedisCluster::start(d));
+    let total = 300_000u64;
+    ok(&mut producing(&broker, d, 1_000, "5"));
+    ok(broker.configure(&mut cartflow(d)).args(["validate", "--drain"]));
+    let url = cluster.url();
+    let online = ["features", "stream", "--online", url.as_str()];
+    let env = [("CARTFLOW_FEATURES__STREAMER__BATCH", "1000")];
+    let mut a = spawn_stage(&broker, d, "feat-a", &online, &env);
+    let mut b = spawn_stage(&broker, d, "feat-b", &online, &env);
+    let held = |name: &str| assigned(&d.join(format!("{name}.log")));
+    wait_until("the two streamers split the partitions", Duration::from_secs(90), || {
+        held("feat-a") > 0 && held("feat-b") > 0 && held("feat-a") + held("feat-b") == 4
+    });
+    let mut validator = spawn_stage(&broker, d, "validator", &["validate"], &[]);
+    let mut producer = producing(&broker, d, total - 1_000, "6").spawn().unwrap();
+    let log = broker.log();
+    let store = cartflow_online::RedisStore::open(&url, "cartflow", cartflow_features::DEFAULT_SESSION_TTL).unwrap();
+    let streamed = || cartflow_online::OnlineStore::offsets(&store).unwrap().iter().map(|o| o.offset).sum::<u64>();
+    wait_until("the streamers taking in a fifth", Duration::from_secs(120), || streamed() >= total / 5);
+    a.kill().unwrap(); // SIGKILL, mid-stream
+    a.wait().unwrap();
+    let at_kill = streamed();
+    let mut a = spawn_stage(&broker, d, "feat-a2", &online, &env);
+    assert!(producer.wait().unwrap().success(), "the second produce failed");
+    wait_until("the validator finishing", Duration::from_secs(180), || outputs(&log) >= total);
+    let validated = ends(&log, &[VALIDATED]);
+    assert!(at_kill < validated, "the kill came too late to prove anything");
+    wait_until("the cluster store catching up", Duration::from_secs(180), || streamed() == validated);
+    for child in [&mut a, &mut b, &mut validator] {
+        let _ = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
+        child.wait().unwrap();
+    }
+    let carts = assert_store_is_one_state_of(&log, &store, "streamed by two into a cluster, one killed");
+    assert!(carts > 3_000, "{carts} carts");
+    let spread = cluster.keys_per_node();
+    assert!(spread.iter().all(|n| *n > 1_000), "keys per node: {spread:?}");
 }
