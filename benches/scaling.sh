@@ -21,7 +21,7 @@ drop_prefix() { redis-cli --scan --pattern "$1:*" | xargs -r -n 5000 redis-cli d
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-  drop_prefix "bench-scale-$$"
+  drop_prefix "bench-scale-$$-*"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -101,6 +101,9 @@ events { worker_connections 1024; }
 http {
   access_log off;
   upstream serve { $upstream keepalive 64; }
+  # nginx closes a client connection after 1,000 requests by default; the load
+  # generator does not reconnect in the middle of its run.
+  keepalive_requests 1000000;
   server {
     listen 127.0.0.1:$lb;
     location / { proxy_pass http://serve; proxy_http_version 1.1; proxy_set_header Connection ""; }

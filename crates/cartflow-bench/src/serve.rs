@@ -334,7 +334,7 @@ pub fn run(ctx: &Ctx, b: ServeBench) -> Result<()> {
         let rctx = scenario_ctx(ctx, Some(&prefix));
         let store = fill_redis(&rctx, redis)?;
         let outcome = bench_cartflow(&rctx, redis, &b, &single, &hundreds);
-        store.replace(vec![cartflow_features::Entities::new(ctx.cfg.features.session_ttl())], &[])?;
+        store.delete()?;
         let (one, hundred) = outcome?;
         results.push(("cartflow, Redis store".into(), one, hundred));
         if b.python {

@@ -247,7 +247,7 @@ fn features(ctx: &Ctx, events: u64, redis: Option<String>, as_json: bool) -> Res
         results.insert(format!("{name}_events_per_sec"), json!(rate));
         if *name == "redis" {
             // Leave the server as we found it.
-            store.replace(vec![cartflow_features::Entities::new(ttl)], &[])?;
+            store.delete()?;
         }
     }
     if as_json {

@@ -136,6 +136,9 @@ pub trait OnlineStore: OnlineReader {
     fn expire(&self) -> Result<usize>;
     /// Makes what was applied durable (a snapshot; Redis is written through).
     fn checkpoint(&self) -> Result<()>;
+    /// Removes everything the store holds, its layout mark too (benchmarks
+    /// clean up with it).
+    fn delete(&self) -> Result<()>;
     /// Replaces the whole state and its input position (`features
     /// materialize`): `partitions[i]` is the state of input partition `i`'s events.
     fn replace(&self, partitions: Vec<Entities>, offsets: &[CommittedOffset]) -> Result<EntityCounts>;

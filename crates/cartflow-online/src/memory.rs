@@ -110,6 +110,11 @@ impl OnlineStore for MemoryStore {
         Ok(())
     }
 
+    fn delete(&self) -> Result<()> {
+        self.replace(Vec::new(), &[])?;
+        Ok(())
+    }
+
     fn replace(&self, partitions: Vec<Entities>, offsets: &[CommittedOffset]) -> Result<EntityCounts> {
         let mut inner = self.write();
         let ttl = inner.entities.session_ttl;

@@ -31,6 +31,9 @@ fn redis_conforms_and_keeps_to_its_prefix() {
     let keys = RedisPrefix::new("conformance");
     let store = RedisStore::open(&keys.url, &keys.prefix, DEFAULT_SESSION_TTL).unwrap();
     online_store_suite(&store, DEFAULT_SESSION_TTL, &events());
+    // The suite ends with the store deleted: written again, its keys are under the prefix.
+    let change = cartflow_online::Change { event: events()[0].clone(), delete: false, partition: 0, offset: 0 };
+    cartflow_online::OnlineStore::apply(&store, &[change], &[]).unwrap();
     assert!(!keys.keys().is_empty(), "{} wrote nothing under {}", store.describe(), keys.prefix);
 }
 

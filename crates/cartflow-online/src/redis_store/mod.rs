@@ -454,6 +454,12 @@ impl OnlineStore for RedisStore {
         Ok(())
     }
 
+    fn delete(&self) -> Result<()> {
+        self.clear()?;
+        self.shards.lock().expect("redis shards lock poisoned").clear();
+        Ok(())
+    }
+
     fn replace(&self, partitions: Vec<Entities>, offsets: &[CommittedOffset]) -> Result<EntityCounts> {
         self.clear()?;
         self.with_conn(|c| redis::cmd("SET").arg(self.key("layout")).arg(LAYOUT).query::<()>(c))?;

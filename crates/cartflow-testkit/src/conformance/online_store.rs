@@ -1,7 +1,7 @@
 //! What every `OnlineStore` must do: start empty, apply batches with the
 //! input position they reflect, answer every cart as the pure feature
 //! definitions do over the same events, count a replayed event once, say a
-//! delete of an unknown event is one, and be replaced as a whole.
+//! delete of an unknown event is one, be replaced as a whole, and be deleted.
 
 use cartflow_core::{CommittedOffset, Event, EventType};
 use cartflow_features::{CartQuery, Entities};
@@ -71,6 +71,12 @@ pub fn online_store_suite(store: &dyn OnlineStore, session_ttl: cartflow_core::t
     assert_eq!(store.offsets().unwrap(), vec![offset(0, 1)], "offsets after replace");
     let gone = rt.block_on(store.features(&q)).unwrap();
     assert!(!gone.user_found, "a user after replace with nothing");
+
+    // Deleted: nothing left, not even the input position.
+    store.apply(&[change(first, false, 0)], &[offset(0, 1)]).unwrap();
+    store.delete().unwrap();
+    assert_eq!(store.counts().unwrap(), Default::default(), "counts after delete");
+    assert!(store.offsets().unwrap().is_empty(), "offsets after delete");
 }
 
 /// An event of the input's partition 0, at `offset`.
