@@ -219,3 +219,101 @@ fn every_stage_exposition_passes_promtool() {
     assert!(expositions.iter().any(|(_, m)| m.contains("# HELP cartflow_feature_duplicates_total")));
     assert!(expositions.iter().any(|(_, m)| m.contains("# HELP cartflow_cdc_slot_retained_wal_bytes")));
 }
+
+/// The shipped rules on Debian's real Prometheus and Alertmanager: Prometheus
+/// scrapes a running validator while damaged events keep arriving, the
+/// invalid-rate rule fires, and Alertmanager delivers it to a webhook. The
+/// rules are the shipped file with each `for:` shortened to seconds (the
+/// promtool unit tests in deploy/prometheus/tests check the durations).
+#[test]
+fn the_shipped_invalid_rate_rule_fires_through_prometheus_and_alertmanager() {
+    if !(command("prometheus", "prometheus") && command("prometheus-alertmanager", "prometheus-alertmanager")) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (webhook, received) = webhook_receiver();
+    let quiet = |mut c: std::process::Command| {
+        c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        c
+    };
+    let metrics = free_port();
+    let mut validator =
+        quiet(cartflow(d)).args(["validate", "--metrics-addr", &format!("127.0.0.1:{metrics}")]).spawn().unwrap();
+    let token = d.join("data/auth/token");
+    let started = Instant::now();
+    while !token.exists() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the validator made no token");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut producer = quiet(cartflow(d))
+        .args(["produce", "--generate", "5000000", "--rate", "5000", "--inject-invalid", "0.3"])
+        .spawn()
+        .unwrap();
+
+    let am_port = free_port();
+    std::fs::write(
+        d.join("alertmanager.yml"),
+        format!(
+            "route: {{ receiver: test, group_wait: 1s, group_interval: 1s, repeat_interval: 1h }}\n\
+             receivers:\n  - name: test\n    webhook_configs: [{{ url: \"{webhook}\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let mut am = std::process::Command::new("prometheus-alertmanager");
+    am.arg(format!("--config.file={}", d.join("alertmanager.yml").display()))
+        .arg(format!("--storage.path={}", d.join("alertmanager").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
+        .arg("--cluster.listen-address=");
+    let _am = Server::start(am, am_port, "/-/ready", Duration::from_secs(30), &d.join("alertmanager.log"));
+
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus/cartflow-alerts.yml");
+    let shipped = std::fs::read_to_string(shipped).unwrap();
+    let rules: String = shipped
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(_) => format!("{}for: 5s\n", &l[..l.len() - l.trim_start().len()]),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(d.join("cartflow-alerts.yml"), rules).unwrap();
+    let prom_port = free_port();
+    std::fs::write(
+        d.join("prometheus.yml"),
+        format!(
+            "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
+             rule_files: [cartflow-alerts.yml]\n\
+             alerting: {{ alertmanagers: [{{ static_configs: [{{ targets: [\"127.0.0.1:{am_port}\"] }}] }}] }}\n\
+             scrape_configs:\n  - job_name: a-name-no-rule-depends-on\n    \
+             authorization: {{ type: Bearer, credentials_file: {} }}\n    \
+             static_configs: [{{ targets: [\"127.0.0.1:{metrics}\"] }}]\n",
+            token.display()
+        ),
+    )
+    .unwrap();
+    let mut prom = std::process::Command::new("prometheus");
+    prom.arg(format!("--config.file={}", d.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", d.join("prometheus").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"));
+    let _prom = Server::start(prom, prom_port, "/-/ready", Duration::from_secs(30), &d.join("prometheus.log"));
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let alert = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let body = received.recv_timeout(left).expect("Alertmanager delivered no invalid-rate alert");
+        let found = body["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["labels"]["alertname"] == "CartflowInvalidEventRateHigh" && a["status"] == "firing");
+        if let Some(a) = found {
+            break a.clone();
+        }
+    };
+    assert_eq!(alert["labels"]["severity"], "warning");
+    assert!(alert["annotations"]["summary"].as_str().unwrap().contains("fail validation"), "{alert}");
+    for child in [&mut producer, &mut validator] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
