@@ -146,9 +146,9 @@ fn prometheus_rules_pass_their_unit_tests_and_the_config_loads() {
         return;
     }
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus");
-    promtool(&["test", "rules", "tests/cartflow-alerts.test.yml"], &shipped, None);
+    promtool(&["test", "rules", "tests/cartflow-alerts.test.yml", "tests/cartflow-recording.test.yml"], &shipped, None);
     let dir = tempfile::tempdir().unwrap();
-    for f in ["prometheus.yml", "cartflow-alerts.yml"] {
+    for f in ["prometheus.yml", "cartflow-alerts.yml", "cartflow-recording.yml"] {
         std::fs::copy(shipped.join(f), dir.path().join(f)).unwrap();
     }
     std::fs::write(dir.path().join("cartflow-token"), "prometheus-token-0123456789").unwrap();
@@ -277,12 +277,15 @@ fn the_shipped_invalid_rate_rule_fires_through_prometheus_and_alertmanager() {
         })
         .collect();
     std::fs::write(d.join("cartflow-alerts.yml"), rules).unwrap();
+    let recording =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus/cartflow-recording.yml");
+    std::fs::copy(recording, d.join("cartflow-recording.yml")).unwrap();
     let prom_port = free_port();
     std::fs::write(
         d.join("prometheus.yml"),
         format!(
             "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
-             rule_files: [cartflow-alerts.yml]\n\
+             rule_files: [cartflow-alerts.yml, cartflow-recording.yml]\n\
              alerting: {{ alertmanagers: [{{ static_configs: [{{ targets: [\"127.0.0.1:{am_port}\"] }}] }}] }}\n\
              scrape_configs:\n  - job_name: a-name-no-rule-depends-on\n    \
              authorization: {{ type: Bearer, credentials_file: {} }}\n    \
@@ -295,7 +298,7 @@ fn the_shipped_invalid_rate_rule_fires_through_prometheus_and_alertmanager() {
     prom.arg(format!("--config.file={}", d.join("prometheus.yml").display()))
         .arg(format!("--storage.tsdb.path={}", d.join("prometheus").display()))
         .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"));
-    let _prom = Server::start(prom, prom_port, "/-/ready", Duration::from_secs(30), &d.join("prometheus.log"));
+    let prometheus = Server::start(prom, prom_port, "/-/ready", Duration::from_secs(30), &d.join("prometheus.log"));
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let alert = loop {
@@ -312,6 +315,12 @@ fn the_shipped_invalid_rate_rule_fires_through_prometheus_and_alertmanager() {
     };
     assert_eq!(alert["labels"]["severity"], "warning");
     assert!(alert["annotations"]["summary"].as_str().unwrap().contains("fail validation"), "{alert}");
+    // The shipped recording rules evaluate on the real server: about 30 % of the events are invalid.
+    let query = format!("{}/api/v1/query?query=cartflow:invalid_ratio:rate5m", prometheus.url);
+    let answer: Value =
+        serde_json::from_str(&ureq::get(query).call().unwrap().body_mut().read_to_string().unwrap()).unwrap();
+    let ratio: f64 = answer["data"]["result"][0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!((0.2..0.4).contains(&ratio), "the recorded invalid ratio is {ratio}: {answer}");
     for child in [&mut producer, &mut validator] {
         let _ = child.kill();
         let _ = child.wait();
