@@ -226,7 +226,7 @@ fn every_stage_exposition_passes_promtool() {
 /// rules are the shipped file with each `for:` shortened to seconds (the
 /// promtool unit tests in deploy/prometheus/tests check the durations).
 #[test]
-fn the_shipped_invalid_rate_rule_fires_through_prometheus_and_alertmanager() {
+fn the_shipped_rules_and_dashboards_work_on_a_real_prometheus_and_alertmanager() {
     if !(command("prometheus", "prometheus") && command("prometheus-alertmanager", "prometheus-alertmanager")) {
         return;
     }
@@ -321,8 +321,46 @@ fn the_shipped_invalid_rate_rule_fires_through_prometheus_and_alertmanager() {
         serde_json::from_str(&ureq::get(query).call().unwrap().body_mut().read_to_string().unwrap()).unwrap();
     let ratio: f64 = answer["data"]["result"][0]["value"][1].as_str().unwrap().parse().unwrap();
     assert!((0.2..0.4).contains(&ratio), "the recorded invalid ratio is {ratio}: {answer}");
+    assert_dashboards_evaluate(&prometheus.url);
     for child in [&mut producer, &mut validator] {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+/// Every query of every shipped Grafana dashboard evaluates on a real
+/// Prometheus that scrapes a running validator (`$__rate_interval` as Grafana
+/// sets it for a 1 s scrape), and the pipeline's rate panels have data.
+fn assert_dashboards_evaluate(prometheus: &str) {
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/dashboards");
+    let mut queries = 0;
+    for file in std::fs::read_dir(&shipped).unwrap() {
+        let path = file.unwrap().path();
+        let dashboard: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(dashboard["uid"].as_str().is_some_and(|u| u.starts_with("cartflow-")), "{name}: uid");
+        let variables = dashboard["templating"]["list"].as_array().unwrap();
+        assert!(variables.iter().any(|v| v["name"] == "datasource" && v["type"] == "datasource"), "{name}");
+        for panel in dashboard["panels"].as_array().unwrap() {
+            let title = panel["title"].as_str().unwrap();
+            assert_eq!(panel["datasource"]["uid"], "${datasource}", "{name}: {title}");
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap().replace("$__rate_interval", "1m");
+                let mut response =
+                    ureq::get(format!("{prometheus}/api/v1/query")).query("query", &expr).call().unwrap_or_else(|e| {
+                        panic!("{name}: {title}: {expr}: {e}");
+                    });
+                let answer: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+                assert_eq!(answer["status"], "success", "{name}: {title}: {expr}: {answer}");
+                let has_data = answer["data"]["result"].as_array().is_some_and(|r| !r.is_empty());
+                if name == "cartflow-pipeline.json"
+                    && ["Events in per stage", "Invalid events by reason"].contains(&title)
+                {
+                    assert!(has_data, "{name}: {title}: {expr} has no data: {answer}");
+                }
+                queries += 1;
+            }
+        }
+    }
+    assert!(queries >= 20, "{queries} dashboard queries");
 }
