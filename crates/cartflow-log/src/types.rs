@@ -51,6 +51,12 @@ impl<'a> ProducerRecord<'a> {
         self.headers = headers;
         self
     }
+
+    /// The record's time (milliseconds since the epoch) instead of now.
+    pub fn timestamp(mut self, ms: i64) -> Self {
+        self.timestamp_ms = Some(ms);
+        self
+    }
 }
 
 /// Where a consumer without a committed offset starts (Kafka's `auto.offset.reset`).

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use cartflow_log::{CommittedOffset, Consumer, ConsumerConfig, EventLog, Rebalance, Record};
 
-use crate::metrics::{BATCH_SECONDS, EVENTS_IN, Running, measure_lag};
+use crate::metrics::{BATCH_SECONDS, EVENTS_IN, FRESHNESS, Running, measure_lag};
 use crate::{Result, StageControl};
 
 /// Where a stage's records come from, and where its progress is kept.
@@ -41,6 +41,12 @@ pub trait Input {
 
     /// Counts a batch under `cartflow_events_in_total`.
     fn count(&self, stage: &'static str, batch: &[Self::Item]);
+
+    /// When an item entered cartflow (milliseconds since the epoch), for
+    /// `cartflow_freshness_seconds`; `None` where the input does not say.
+    fn entered_ms(&self, _item: &Self::Item) -> Option<i64> {
+        None
+    }
 
     /// Records that everything before `position` is done.
     fn commit(&mut self, position: Self::Position) -> Result<()>;
@@ -87,6 +93,9 @@ pub trait Stage {
 
 /// How often the lag is measured while records flow (always when idle).
 const LAG_EVERY: Duration = Duration::from_secs(1);
+/// One item in this many is timed for `cartflow_freshness_seconds`: enough
+/// for quantiles, and no cost per record.
+const FRESHNESS_SAMPLE: usize = 16;
 
 /// Runs `stage` over `input` until `control` stops it (or, draining, until
 /// it has caught up). Returns its last counts.
@@ -102,6 +111,8 @@ pub fn drive<S: Stage>(
     let mut measured: Option<Instant> = None;
     // Time spent on what the next commit makes durable, for the batch histogram.
     let mut work = Duration::ZERO;
+    // When sampled items of the next commit entered cartflow.
+    let mut entered: Vec<i64> = Vec::new();
     loop {
         let stopped = control.stopped();
         let mut batch = if stopped { Vec::new() } else { input.poll(stage.batch_size(), stage.poll_wait())? };
@@ -113,6 +124,7 @@ pub fn drive<S: Stage>(
         let idle = batch.is_empty();
         if !idle {
             input.count(S::NAME, &batch);
+            entered.extend(batch.iter().step_by(FRESHNESS_SAMPLE).filter_map(|item| input.entered_ms(item)));
             let started = Instant::now();
             stage.process(batch, input)?;
             work += started.elapsed();
@@ -131,6 +143,11 @@ pub fn drive<S: Stage>(
             input.commit(position)?;
             work += started.elapsed();
             metrics::histogram!(BATCH_SECONDS, "stage" => S::NAME).record(work.as_secs_f64());
+            let now = cartflow_core::time::now_micros() / 1000;
+            let freshness = metrics::histogram!(FRESHNESS, "stage" => S::NAME);
+            for t in entered.drain(..) {
+                freshness.record((now - t).max(0) as f64 / 1000.0);
+            }
             work = Duration::ZERO;
         }
         stage.tick(finishing)?;
@@ -208,6 +225,11 @@ impl Input for Subscription<'_> {
 
     fn commit(&mut self, offsets: Vec<CommittedOffset>) -> Result<()> {
         Ok(self.consumer.commit(&offsets)?)
+    }
+
+    /// The record's log timestamp: its produce time (the validator keeps it on its outputs).
+    fn entered_ms(&self, r: &Record) -> Option<i64> {
+        Some(r.timestamp_ms)
     }
 }
 

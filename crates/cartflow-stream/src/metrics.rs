@@ -7,6 +7,13 @@ pub const INVALID: &str = "cartflow_invalid_events_total";
 pub const DUPLICATES_SKIPPED: &str = "cartflow_replayed_records_skipped_total";
 pub const CONSUMER_LAG: &str = "cartflow_consumer_lag_records";
 pub const BATCH_SECONDS: &str = "cartflow_batch_duration_seconds";
+/// Seconds from a record entering cartflow (its produce or capture time,
+/// which the validator keeps on its outputs) to a stage's output of it being
+/// durable: for the feature streamer, produce → visible in the online store.
+pub const FRESHNESS: &str = "cartflow_freshness_seconds";
+/// Buckets for [`FRESHNESS`]: a stage's batches take milliseconds, a backlog minutes.
+pub const FRESHNESS_BUCKETS: [f64; 14] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0];
 pub const INVALID_RATE: &str = "cartflow_invalid_rate";
 pub const ALERT_FIRING: &str = "cartflow_alert_firing";
 pub const ALERT_NOTIFICATIONS: &str = "cartflow_alert_notifications_total";
@@ -29,6 +36,10 @@ pub fn describe() {
         "Records between a stage's position and the end of its input, by topic and partition."
     );
     describe_histogram!(BATCH_SECONDS, "Time to process and durably write one batch, by stage.");
+    describe_histogram!(
+        FRESHNESS,
+        "Seconds from a record entering cartflow (produce or capture) to its output being durable, by stage (one record in 16)."
+    );
     describe_gauge!(INVALID_RATE, "Share of invalid records over the alert window.");
     describe_gauge!(ALERT_FIRING, "1 while the named alert fires.");
     describe_counter!(ALERT_NOTIFICATIONS, "Webhook notifications, by status and outcome.");

@@ -273,7 +273,11 @@ fn write_valid(
     let op_code = op.map(ChangeOp::code).unwrap_or("");
     let headers: &[(&str, &[u8])] = &[(SOURCE_POSITION, src.as_bytes()), (CHANGE_OP, op_code.as_bytes())];
     let headers = if op.is_some() { headers } else { &headers[..1] };
-    producer.send(ProducerRecord::new(VALIDATED, Some(key.as_bytes()), json).headers(headers))?;
+    // The raw record's time stays on its output (as Kafka Streams keeps an
+    // input's timestamp): when the event entered cartflow, for freshness.
+    let out =
+        ProducerRecord::new(VALIDATED, Some(key.as_bytes()), json).headers(headers).timestamp(record.timestamp_ms);
+    producer.send(out)?;
     Ok(())
 }
 
@@ -284,7 +288,8 @@ fn write_invalid(producer: &mut dyn cartflow_log::Producer, record: &Record, why
     headers.push((ERROR_REASON, why.reason.as_str().as_bytes()));
     headers.push((ERROR_FIELD, why.field.as_bytes()));
     headers.push((ERROR_MESSAGE, why.message.as_bytes()));
-    producer.send(ProducerRecord::new(INVALID, record.key.as_deref(), &record.value).headers(&headers))?;
+    let out = ProducerRecord::new(INVALID, record.key.as_deref(), &record.value).headers(&headers);
+    producer.send(out.timestamp(record.timestamp_ms))?;
     Ok(())
 }
 

@@ -33,6 +33,12 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
                 &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
             )
             .expect("valid buckets")
+            // A full name is matched before the suffix above.
+            .set_buckets_for_metric(
+                Matcher::Full(cartflow_stream::metrics::FRESHNESS.into()),
+                &cartflow_stream::metrics::FRESHNESS_BUCKETS,
+            )
+            .expect("valid buckets")
             .install_recorder()
             .expect("one metrics recorder per process");
         cartflow_stream::metrics::describe();

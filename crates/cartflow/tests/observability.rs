@@ -102,6 +102,8 @@ fn metrics_health_and_a_clean_stop_on_ctrl_c() {
     );
     assert!(metrics.contains("cartflow_invalid_events_total{reason="), "{metrics}");
     assert!(metrics.contains("cartflow_batch_duration_seconds_bucket"), "{metrics}");
+    // Freshness: produce → validated and durable, in its own buckets up to minutes.
+    assert!(metrics.contains("cartflow_freshness_seconds_bucket{stage=\"validate\",le=\"300\"}"), "{metrics}");
     let health = get("/health").unwrap();
     assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("{\"status\":\"ok\"}"), "{health}");
     let status = get("/status").unwrap();
