@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Freshness at a steady rate: `produce --rate` feeding a running validator, lake sink and feature
+# streamer, each its own process with --metrics-addr; at the end each stage's
+# cartflow_freshness_seconds histogram (produce time → its output durable; for the streamer, produce →
+# visible in the online store) as p50/p99, interpolated within buckets as Prometheus's
+# histogram_quantile does. Embedded (log and store), then Kafka (nisshi) + Redis. Release build;
+# results go to docs/benchmarks.md by hand.
+# Usage: benches/freshness.sh [embedded rate, default 50000] [kafka+redis rate, default 25000] [seconds, default 30]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+embedded_rate="${1:-50000}"
+kafka_rate="${2:-25000}"
+seconds="${3:-30}"
+cargo build --release -p cartflow
+bin=${CARGO_TARGET_DIR:-target}/release/cartflow
+broker_bin="${NISSHI_BIN:-$HOME/.cache/cartflow/tools/bin/nisshi}"
+work=$(mktemp -d)
+pids=()
+prefix="bench-freshness-$$"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "nothing on port $1" >&2; exit 1; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  redis-cli --scan --pattern "$prefix:*" | xargs -r -n 5000 redis-cli del >/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# p50 and p99 of one stage's freshness between two /metrics pages (files: warm-up, end), interpolated
+# within buckets as histogram_quantile does: the records of the steady part of the run.
+quantiles() {
+  python3 -c '
+import re, sys
+stage = sys.argv[1]
+def buckets(path):
+    out = {}
+    for line in open(path):
+        m = re.match(r"cartflow_freshness_seconds_bucket\{stage=\"" + stage + r"\",le=\"([^\"]+)\"\} (\S+)", line)
+        if m:
+            out[float("inf") if m[1] == "+Inf" else float(m[1])] = float(m[2])
+    return out
+start, end = buckets(sys.argv[2]), buckets(sys.argv[3])
+steady = sorted((le, n - start.get(le, 0.0)) for le, n in end.items())
+total = steady[-1][1] if steady else 0
+def q(p):
+    rank, lo, below = p * total, 0.0, 0.0
+    for le, n in steady:
+        if n >= rank:
+            return le if le == float("inf") else lo + (le - lo) * (rank - below) / max(n - below, 1e-9)
+        lo, below = le, n
+out = " ".join(f"p{int(p * 100)} {q(p) * 1000:8.1f} ms" for p in (0.5, 0.99))
+print(f"  {stage:<10} {out}  ({int(total):,} records timed after the warm-up)")
+' "$1" "$2" "$3"
+}
+
+run() {
+  local name=$1 rate=$2 dir="$work/$1"
+  shift 2
+  local env=("$@")
+  local token ports=()
+  echo "== $name, produce --rate $rate for $seconds s"
+  for stage in validate lake-sink "features stream"; do
+    local p
+    p=$(free_port)
+    ports+=("$p")
+    # shellcheck disable=SC2086
+    env "${env[@]}" "$bin" --data-dir "$dir" --quiet $stage --metrics-addr "127.0.0.1:$p" >"$work/$name-${stage// /-}.log" 2>&1 &
+    pids+=($!)
+    wait_port "$p"
+  done
+  env "${env[@]}" "$bin" --data-dir "$dir" --quiet produce --generate $((rate * seconds)) --rate "$rate" >/dev/null &
+  local producer=$!
+  token=$(cat "$dir/auth/token")
+  local names=(validate lake-sink features)
+  scrape() { for i in 0 1 2; do curl -s -H "authorization: Bearer $token" "http://127.0.0.1:${ports[$i]}/metrics" >"$work/$name-${names[$i]}-$1.prom"; done; }
+  sleep 10 # the warm-up: connections, group joins, the first metadata
+  scrape warm
+  wait "$producer"
+  sleep 3 # the last batches land
+  scrape end
+  for i in 0 1 2; do
+    quantiles "${names[$i]}" "$work/$name-${names[$i]}-warm.prom" "$work/$name-${names[$i]}-end.prom"
+  done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  pids=()
+}
+
+run embedded "$embedded_rate" "CARTFLOW_FEATURES__ONLINE=embedded"
+
+port=$(free_port)
+"$broker_bin" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+  --storage-engine memory://nisshi/ >"$work/broker.log" 2>&1 &
+broker=$!
+wait_port "$port"
+run kafka+redis "$kafka_rate" "CARTFLOW_LOG=kafka://127.0.0.1:$port" "CARTFLOW_KAFKA__PARTITIONS=4" \
+  "CARTFLOW_FEATURES__ONLINE=redis://127.0.0.1:6379/0" "CARTFLOW_FEATURES__REDIS_PREFIX=$prefix"
+kill "$broker"
