@@ -5,7 +5,9 @@
 //! and loss, and a row per trial and ASHA rung with the loss there. Trial
 //! numbers are claimed by one `UPDATE … RETURNING`, so no two workers run
 //! the same trial; a running trial whose heartbeat is older than the
-//! study's `stale` is failed by the next worker that looks.
+//! study's `stale` is failed by the next worker that looks. At the end each
+//! worker offers its best trial (the model is in its memory) and the best
+//! offer of a live worker is registered, once.
 
 use std::time::Duration;
 
@@ -35,6 +37,13 @@ CREATE TABLE IF NOT EXISTS cartflow_study_trials (
     proposed_from TEXT,
     PRIMARY KEY (study, number)
 );
+CREATE TABLE IF NOT EXISTS cartflow_study_offers (
+    study TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    number BIGINT NOT NULL,
+    loss DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (study, worker)
+);
 CREATE TABLE IF NOT EXISTS cartflow_study_rungs (
     study TEXT NOT NULL,
     number BIGINT NOT NULL,
@@ -53,6 +62,8 @@ pub struct StudyTrial {
     pub loss: Option<f64>,
     /// The trials whose results its proposal was made from.
     pub proposed_from: Vec<u64>,
+    /// When its worker last said it was alive (or finished it).
+    pub heartbeat_ms: i64,
 }
 
 /// One study, as one worker sees it.
@@ -248,7 +259,7 @@ impl SharedStudy {
 
     pub async fn trials_now(&self) -> Result<Vec<StudyTrial>> {
         let rows = sqlx::query(
-            "SELECT number, state, worker, loss, proposed_from FROM cartflow_study_trials \
+            "SELECT number, state, worker, loss, proposed_from, heartbeat_ms FROM cartflow_study_trials \
              WHERE study = $1 ORDER BY number",
         )
         .bind(&self.name)
@@ -263,9 +274,57 @@ impl SharedStudy {
                     worker: r.try_get("worker")?,
                     loss: r.try_get("loss")?,
                     proposed_from: from.and_then(|f| serde_json::from_str::<Vec<u64>>(&f).ok()).unwrap_or_default(),
+                    heartbeat_ms: r.try_get("heartbeat_ms")?,
                 })
             })
             .collect()
+    }
+
+    /// Offers this worker's best complete trial (whose model it holds) for registration.
+    pub async fn offer(&self, trial: u64, loss: f64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO cartflow_study_offers (study, worker, number, loss) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (study, worker) DO UPDATE SET number = excluded.number, loss = excluded.loss",
+        )
+        .bind(&self.name)
+        .bind(&self.worker)
+        .bind(trial as i64)
+        .bind(loss)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The best offered trial and its worker, once no trial runs and every
+    /// worker that completed a trial has offered or fallen silent (a worker
+    /// that died took its models with it: its trials cannot be registered).
+    pub async fn winner(&self) -> Result<Option<(String, u64, f64)>> {
+        loop {
+            let trials = self.settle().await?;
+            let offers = sqlx::query("SELECT worker, number, loss FROM cartflow_study_offers WHERE study = $1")
+                .bind(&self.name)
+                .fetch_all(&self.pool)
+                .await?;
+            let offered: Vec<(String, u64, f64)> = offers
+                .iter()
+                .map(|r| Ok((r.try_get("worker")?, r.try_get::<i64, _>("number")? as u64, r.try_get("loss")?)))
+                .collect::<Result<_>>()?;
+            let silent_since = now_ms() - self.stale.as_millis() as i64;
+            let waiting = trials.iter().any(|t| {
+                t.state == "complete"
+                    && !offered.iter().any(|(w, _, _)| *w == t.worker)
+                    && self.last_beat(&trials, &t.worker) >= silent_since
+            });
+            if !waiting {
+                return Ok(offered.into_iter().min_by(|a, b| a.2.total_cmp(&b.2)));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// A worker's newest heartbeat over its trials.
+    fn last_beat(&self, trials: &[StudyTrial], worker: &str) -> i64 {
+        trials.iter().filter(|t| t.worker == worker).map(|t| t.heartbeat_ms).max().unwrap_or(0)
     }
 
     /// Takes the study's one registration for this worker: true once, for one worker.

@@ -267,37 +267,33 @@ pub fn train(ctx: &Ctx, a: TrainArgs) -> Result<Trained> {
     Ok(Trained { outcome, registered: Some(registered), registry: format!("{registry}, run {}", parent.run_id) })
 }
 
-/// Once no trial of the study runs any more: `None` when this worker holds
-/// the study's best trial and takes its one registration, else what happened.
+/// Offers this worker's best trial, then, once the study has settled:
+/// `None` when the best offer is this worker's and it takes the study's one
+/// registration, else what happened.
 fn study_best_elsewhere(study: &StudyWorker, outcome: &Outcome, quiet: bool) -> Result<Option<String>> {
     let s = &study.study;
+    let loss = outcome.trials.iter().find(|t| t.trial == outcome.best_trial).map(|t| t.valid_log_loss);
+    study.block_on(s.offer(outcome.best_trial as u64, loss.context("the best trial has a report")?))?;
     if !quiet {
         println!("study {}: waiting for the other workers' trials to end", s.name());
     }
-    let trials = study.block_on(s.settle())?;
-    let best = trials
-        .iter()
-        .filter(|t| t.state == "complete")
-        .min_by(|a, b| a.loss.unwrap_or(f64::INFINITY).total_cmp(&b.loss.unwrap_or(f64::INFINITY)))
-        .context("no trial of the study completed")?;
-    let mine = best.worker == s.worker() && best.number == outcome.best_trial as u64;
+    let (worker, number, loss) = study.block_on(s.winner())?.context("no trial of the study completed")?;
+    let trials = study.block_on(s.trials_now())?;
     let failed = trials.iter().filter(|t| t.state == "failed").count();
     let summary = format!(
-        "study {}: {} trials by {} workers ({failed} failed); the best is trial {} by {} (log loss {:.5})",
+        "study {}: {} trials by {} workers ({failed} failed); the best of the live workers' is trial {number} by \
+         {worker} (log loss {loss:.5})",
         s.name(),
         trials.len(),
         trials.iter().map(|t| t.worker.as_str()).collect::<std::collections::BTreeSet<_>>().len(),
-        best.number,
-        best.worker,
-        best.loss.unwrap_or(f64::NAN)
     );
     if !quiet {
         println!("{summary}");
     }
-    if mine && study.block_on(s.claim_registration())? {
+    if worker == s.worker() && study.block_on(s.claim_registration())? {
         return Ok(None);
     }
-    Ok(Some(format!("{summary}; {} registers it", best.worker)))
+    Ok(Some(format!("{summary}; {worker} registers it")))
 }
 
 /// The model as MLflow 3 logs one (`mlflow.<flavor>.log_model`): a logged
