@@ -77,14 +77,19 @@ const CHUNK: usize = 5_000;
 
 /// Sets `offsets[ARGV[i]]` to `ARGV[i+2]` for each triple if it holds
 /// `ARGV[i+1]` (empty: nothing yet); returns the first field that did not.
-const ADVANCE: &str = r"
+/// Hashed once per process, not per batch.
+static ADVANCE: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"
 for i = 1, #ARGV, 3 do
   local now = redis.call('HGET', KEYS[1], ARGV[i]) or ''
   if now ~= ARGV[i + 1] then return ARGV[i] end
 end
 for i = 1, #ARGV, 3 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2]) end
 return ''
-";
+",
+    )
+});
 
 impl RedisStore {
     /// `redis://…` for one server, `redis+cluster://host:port,…` for a cluster.
@@ -505,12 +510,10 @@ impl OnlineStore for RedisStore {
             self.with_conn(|c| redis::cmd("HSET").arg(self.key("offsets")).arg(field).arg(o.offset).query::<()>(c))?;
         }
         self.shards.lock().expect("redis shards lock poisoned").clear();
-        let mut all = Entities::new(self.session_ttl);
-        for p in partitions {
-            all.merge(p);
-        }
-        counts.users = all.users.len() as u64;
-        counts.products = all.products.len() as u64;
+        // A user or product has a part in each partition that saw it: count each once.
+        let distinct = |ids: &mut dyn Iterator<Item = i64>| ids.collect::<BTreeSet<i64>>().len() as u64;
+        counts.users = distinct(&mut partitions.iter().flat_map(|p| p.users.keys().copied()));
+        counts.products = distinct(&mut partitions.iter().flat_map(|p| p.products.keys().copied()));
         Ok(counts)
     }
 }
@@ -525,8 +528,7 @@ impl RedisStore {
             }
         }
         if !w.advance.is_empty() {
-            let script = redis::Script::new(ADVANCE);
-            let mut call = script.key(self.key("offsets"));
+            let mut call = ADVANCE.key(self.key("offsets"));
             for arg in &w.advance {
                 call.arg(arg);
             }
