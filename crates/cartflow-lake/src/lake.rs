@@ -115,8 +115,10 @@ impl Lake {
     /// Where a partition resumes when it has no commit of its own yet: the
     /// end of its range in a lake written by the earlier single-writer layout.
     pub fn single_writer_offset(&self, topic: &str, partition: u32) -> Result<u64> {
-        let root = writer_dir(&self.writer);
-        let newest = self.list_json(&root)?.into_iter().filter(|p| p.as_ref().matches('/').count() == 2).max();
+        // That layout's manifests sit directly in the writer's folder, beside the partitions' folders.
+        let root = Path::from(writer_dir(&self.writer));
+        let listed = self.rt.block_on(self.store.list_with_delimiter(Some(&root))).map_err(|e| self.store_err(e))?;
+        let newest = listed.objects.into_iter().map(|m| m.location).filter(|p| p.as_ref().ends_with(".json")).max();
         Ok(self.single_writer_offsets(newest)?.get(&format!("{topic}/{partition}")).copied().unwrap_or(0))
     }
 

@@ -58,8 +58,6 @@ pub struct LakeSinkStats {
 /// Rows of the next commit, per input partition, with where each starts.
 struct Pending {
     parts: BTreeMap<TopicPartition, PartRows>,
-    rows: usize,
-    bytes: usize,
     since: Option<Instant>,
 }
 
@@ -69,6 +67,8 @@ struct PartRows {
     start: u64,
     events: Vec<LakeEvent>,
     invalid: Vec<LakeInvalid>,
+    /// Input bytes of those rows.
+    bytes: usize,
 }
 
 impl PartRows {
@@ -76,14 +76,14 @@ impl PartRows {
         PartRows { start, ..PartRows::default() }
     }
 
-    fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.invalid.is_empty()
+    fn rows(&self) -> usize {
+        self.events.len() + self.invalid.len()
     }
 }
 
 impl Pending {
     fn new() -> Self {
-        Pending { parts: BTreeMap::new(), rows: 0, bytes: 0, since: None }
+        Pending { parts: BTreeMap::new(), since: None }
     }
 
     /// Records of partitions this sink holds; the driver has dropped any of
@@ -92,17 +92,17 @@ impl Pending {
         self.since.get_or_insert_with(Instant::now);
         for r in records {
             let Some(part) = self.parts.get_mut(&r.topic_partition()) else { continue };
-            self.bytes += r.value.len();
-            self.rows += 1;
+            part.bytes += r.value.len();
             add_record(r, &mut part.events, &mut part.invalid);
         }
     }
 
-    /// Starts the counts again once every partition has committed.
-    fn committed(&mut self) {
-        self.rows = 0;
-        self.bytes = 0;
-        self.since = None;
+    fn rows(&self) -> usize {
+        self.parts.values().map(PartRows::rows).sum()
+    }
+
+    fn bytes(&self) -> usize {
+        self.parts.values().map(|p| p.bytes).sum()
     }
 }
 
@@ -209,9 +209,7 @@ impl<'a> Stage for LakeSink<'a> {
             None => input.consumer.assignment(),
             Some(change) => {
                 for tp in &change.lost {
-                    if let Some(part) = self.pending.parts.remove(tp) {
-                        self.pending.rows -= part.events.len() + part.invalid.len();
-                    }
+                    self.pending.parts.remove(tp);
                 }
                 change.gained.clone()
             }
@@ -229,10 +227,10 @@ impl<'a> Stage for LakeSink<'a> {
     }
 
     fn due(&self, finishing: bool) -> bool {
-        let p = &self.pending;
-        p.rows > 0
-            && (p.rows >= self.cfg.max_records
-                || p.bytes >= self.cfg.max_bytes
+        let (p, rows) = (&self.pending, self.pending.rows());
+        rows > 0
+            && (rows >= self.cfg.max_records
+                || p.bytes() >= self.cfg.max_bytes
                 || p.since.is_some_and(|t| t.elapsed() >= Duration::from_secs(self.cfg.max_age_secs))
                 || finishing)
     }
@@ -244,7 +242,7 @@ impl<'a> Stage for LakeSink<'a> {
         for (tp, part) in self.pending.parts.iter_mut() {
             // Every partition held has a position; one without is not committed from here.
             let Some(end) = consumer.position(tp) else { continue };
-            if !part.is_empty() {
+            if part.rows() > 0 {
                 let files = Lake::encode(&tp.topic, tp.partition, part.start, &part.events, &part.invalid)?;
                 self.lake.commit(&tp.topic, tp.partition, [part.start, end], &files)?;
                 let s = &mut self.stats;
@@ -252,7 +250,7 @@ impl<'a> Stage for LakeSink<'a> {
                 s.files += files.len() as u64;
                 s.events += part.events.len() as u64;
                 s.invalid += part.invalid.len() as u64;
-                let rows = (part.events.len() + part.invalid.len()) as u64;
+                let rows = part.rows() as u64;
                 metrics::counter!(EVENTS_OUT, "stage" => Self::NAME, "topic" => "lake").increment(rows);
                 tracing::debug!(partition = %tp, start = part.start, end, files = files.len(), rows, "lake commit");
                 *part = PartRows::at(end);
@@ -266,7 +264,7 @@ impl<'a> Stage for LakeSink<'a> {
                 metadata,
             });
         }
-        self.pending.committed();
+        self.pending.since = None;
         Ok(offsets)
     }
 
