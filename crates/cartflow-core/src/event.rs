@@ -93,6 +93,12 @@ impl Event {
         }
     }
 
+    /// The partition of a `validated` topic of `partitions` partitions this
+    /// event is in: its [`Event::partition_key`] as Kafka's partitioner places it.
+    pub fn partition_in(&self, partitions: u32) -> u32 {
+        crate::partitioner::partition_for_key(self.partition_key().as_bytes(), partitions)
+    }
+
     /// The normalized JSON of the `validated` topic.
     pub fn to_json(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(320);

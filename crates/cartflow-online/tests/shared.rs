@@ -4,7 +4,6 @@
 //! part-way through its writes replays exactly, and a writer whose partition
 //! moved to another is refused.
 
-use cartflow_core::partitioner::partition_for_key;
 use cartflow_core::{CommittedOffset, Event, EventType};
 use cartflow_features::{CartQuery, DEFAULT_SESSION_TTL, Entities};
 use cartflow_online::{Change, OnlineError, OnlineReader, OnlineStore, RedisStore};
@@ -22,7 +21,7 @@ fn partitioned() -> (Vec<Event>, Vec<Vec<Change>>) {
         Generator::new(GeneratorConfig { events: 6_000, seed: 11, ..Default::default() }).collect();
     let mut parts: Vec<Vec<Change>> = vec![Vec::new(); PARTITIONS as usize];
     for e in &events {
-        let p = partition_for_key(e.partition_key().as_bytes(), PARTITIONS);
+        let p = e.partition_in(PARTITIONS);
         let part = &mut parts[p as usize];
         part.push(Change { event: e.clone(), delete: false, partition: p, offset: part.len() as u64 });
     }

@@ -128,7 +128,7 @@ impl Warehouse {
     pub fn replay_entities(&self, session_ttl: Micros, partitions: u32) -> Result<(Vec<Entities>, u64)> {
         let mut shards: Vec<Entities> = (0..partitions.max(1)).map(|_| Entities::new(session_ttl)).collect();
         let events = self.replay_silver(None, &mut |e| {
-            let p = cartflow_core::partitioner::partition_for_key(e.partition_key().as_bytes(), partitions);
+            let p = e.partition_in(partitions);
             shards[p as usize].apply(&e, false);
         })?;
         for shard in &mut shards {

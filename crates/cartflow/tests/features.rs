@@ -145,7 +145,7 @@ fn replay_and_compare(
     let changes: Vec<Change> = changes
         .iter()
         .map(|c| {
-            let partition = cartflow_core::partitioner::partition_for_key(c.event.partition_key().as_bytes(), 4);
+            let partition = c.event.partition_in(4);
             next[partition as usize] += 1;
             Change { partition, offset: next[partition as usize], ..c.clone() }
         })
