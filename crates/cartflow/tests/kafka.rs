@@ -198,25 +198,9 @@ fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
 
 /// Every cart's features from `store`, against one state of all the validated events.
 fn assert_store_is_one_state_of(log: &dyn EventLog, store: &dyn cartflow_online::OnlineStore, what: &str) -> usize {
-    use cartflow_features::{CartQuery, DEFAULT_SESSION_TTL, Entities};
-    let mut reference = Entities::new(DEFAULT_SESSION_TTL);
     let events: Vec<cartflow_core::Event> =
         read_all(log, VALIDATED).iter().map(|r| cartflow_core::Event::from_json(&r.value).unwrap()).collect();
-    for e in &events {
-        reference.apply(e, false);
-    }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let mut carts = 0;
-    for cart in events.iter().filter(|e| e.event_type == cartflow_core::EventType::Cart) {
-        let q = CartQuery::of(cart, None);
-        let online = rt.block_on(store.features(&q)).unwrap().features;
-        assert_eq!(online, reference.features(&q), "{what}: the cart {cart:?}");
-        carts += 1;
-    }
-    let counts = store.counts().unwrap();
-    assert_eq!(counts.users as usize, reference.users.len(), "{what}: users");
-    assert_eq!(counts.products as usize, reference.products.len(), "{what}: products");
-    carts
+    conformance::assert_one_state_of(store, &events, what).0
 }
 
 #[test]

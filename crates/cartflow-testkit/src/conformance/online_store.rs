@@ -5,7 +5,7 @@
 
 use cartflow_core::{CommittedOffset, Event, EventType};
 use cartflow_features::{CartQuery, Entities};
-use cartflow_online::{Change, OnlineStore};
+use cartflow_online::{Change, OnlineReader, OnlineStore};
 
 /// Runs the suite on an empty `store` whose sessions last `session_ttl`,
 /// with `events` (in event-time order; a few thousand generated ones do).
@@ -77,6 +77,29 @@ pub fn online_store_suite(store: &dyn OnlineStore, session_ttl: cartflow_core::t
     store.delete().unwrap();
     assert_eq!(store.counts().unwrap(), Default::default(), "counts after delete");
     assert!(store.offsets().unwrap().is_empty(), "offsets after delete");
+}
+
+/// Asks `store` for every cart of `events` and compares each answer with one
+/// state of all the events — what a store written by several writers, or
+/// after crashes, must equal — and the users and products it holds. Returns
+/// the carts asked and the reference state.
+pub fn assert_one_state_of(store: &dyn OnlineReader, events: &[Event], what: &str) -> (usize, Entities) {
+    let mut reference = Entities::new(cartflow_features::DEFAULT_SESSION_TTL);
+    for e in events {
+        reference.apply(e, false);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut carts = 0;
+    for cart in events.iter().filter(|e| e.event_type == EventType::Cart) {
+        let q = CartQuery::of(cart, None);
+        let online = rt.block_on(store.features(&q)).unwrap().features;
+        assert_eq!(online, reference.features(&q), "{what}: the cart {cart:?}");
+        carts += 1;
+    }
+    let counts = store.counts().unwrap();
+    assert_eq!(counts.users as usize, reference.users.len(), "{what}: users");
+    assert_eq!(counts.products as usize, reference.products.len(), "{what}: products");
+    (carts, reference)
 }
 
 /// An event of the input's partition 0, at `offset`.
