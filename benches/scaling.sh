@@ -26,6 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 now() { date +%s.%N; }
+stat() { redis-cli info "$1" | tr -d '\r' | sed -n "s/^$2://p"; }   # stat SECTION FIELD
 
 # Runs `n` processes of one stage with --drain on the broker; prints events/s over the wall time.
 stage() {
@@ -57,7 +58,6 @@ for n in 1 2 4; do
   stage lake-sink "$n" "$events" lake-sink --lake "$work/lake-$n"
   valid=$(CARTFLOW_LOG="kafka://127.0.0.1:$port" "$bin" --data-dir "$work/d$n" --quiet topics --json |
     python3 -c 'import json,sys; t=[t for t in json.load(sys.stdin)["topics"] if t["name"]=="tracking.user_behavior.validated"][0]; print(sum(p["end"] for p in t["partitions"]))')
-  stat() { redis-cli info "$1" | tr -d '\r' | sed -n "s/^$2://p"; }
   commands=$(stat stats total_commands_processed)
   memory=$(stat memory used_memory)
   CARTFLOW_FEATURES__REDIS_PREFIX="bench-scale-$$-$n" stage features "$n" "$valid" features stream --online "$redis"
