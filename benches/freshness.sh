@@ -8,17 +8,16 @@
 # Usage: benches/freshness.sh [embedded rate, default 50000] [kafka+redis rate, default 25000] [seconds, default 30]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 embedded_rate="${1:-50000}"
 kafka_rate="${2:-25000}"
 seconds="${3:-30}"
 cargo build --release -p cartflow
 bin=${CARGO_TARGET_DIR:-target}/release/cartflow
-broker_bin="${NISSHI_BIN:-$HOME/.cache/cartflow/tools/bin/nisshi}"
 work=$(mktemp -d)
 pids=()
 prefix="bench-freshness-$$"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "nothing on port $1" >&2; exit 1; }
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   redis-cli --scan --pattern "$prefix:*" | xargs -r -n 5000 redis-cli del >/dev/null
@@ -48,6 +47,9 @@ def q(p):
         if n >= rank:
             return le if le == float("inf") else lo + (le - lo) * (rank - below) / max(n - below, 1e-9)
         lo, below = le, n
+if not total:
+    print(f"  {stage:<10} no output of it became durable after the warm-up")
+    sys.exit()
 out = " ".join(f"p{int(p * 100)} {q(p) * 1000:8.1f} ms" for p in (0.5, 0.99))
 print(f"  {stage:<10} {out}  ({int(total):,} records timed after the warm-up)")
 ' "$1" "$2" "$3"
@@ -87,11 +89,7 @@ run() {
 
 run embedded "$embedded_rate" "CARTFLOW_FEATURES__ONLINE=embedded"
 
-port=$(free_port)
-"$broker_bin" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-  --storage-engine memory://nisshi/ >"$work/broker.log" 2>&1 &
-broker=$!
-wait_port "$port"
+start_broker "$work/broker.log"
 run kafka+redis "$kafka_rate" "CARTFLOW_LOG=kafka://127.0.0.1:$port" "CARTFLOW_KAFKA__PARTITIONS=4" \
   "CARTFLOW_FEATURES__ONLINE=redis://127.0.0.1:6379/0" "CARTFLOW_FEATURES__REDIS_PREFIX=$prefix"
 kill "$broker"

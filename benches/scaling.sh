@@ -7,16 +7,15 @@
 # Usage: benches/scaling.sh [events, default 2000000] [seconds of load per /predict figure, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 events="${1:-2000000}"
 seconds="${2:-10}"
 cargo build --release -p cartflow -p cartflow-bench
 bin=${CARGO_TARGET_DIR:-target}/release/cartflow
-broker_bin="${NISSHI_BIN:-$HOME/.cache/cartflow/tools/bin/nisshi}"
 redis="redis://127.0.0.1:6379/0"
 work=$(mktemp -d)
 pids=()
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; echo "nothing on port $1" >&2; exit 1; }
 drop_prefix() { redis-cli --scan --pattern "$1:*" | xargs -r -n 5000 redis-cli del >/dev/null; }
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -46,12 +45,8 @@ stage() {
 
 echo "== each stage with 1, 2 and 4 processes in one group ($events events, 8 partitions, $(nproc) cores)"
 for n in 1 2 4; do
-  port=$(free_port)
-  "$broker_bin" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine memory://nisshi/ >"$work/broker-$n.log" 2>&1 &
-  broker=$!
+  start_broker "$work/broker-$n.log"
   pids+=("$broker")
-  wait_port "$port"
   CARTFLOW_LOG="kafka://127.0.0.1:$port" CARTFLOW_KAFKA__PARTITIONS=8 \
     "$bin" --data-dir "$work/d$n" --quiet produce --generate "$events" --inject-invalid 0.01 >/dev/null
   stage validate "$n" "$events" validate
