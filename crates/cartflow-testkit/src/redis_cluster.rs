@@ -3,10 +3,10 @@
 //! in a folder of the test's own. Stopped when dropped.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use crate::services::{free_port, wait_for_port};
+use crate::services::free_port;
 
 pub struct RedisCluster {
     nodes: Vec<Child>,
@@ -21,24 +21,9 @@ impl RedisCluster {
         }
         let mut cluster = RedisCluster { nodes: Vec::new(), ports: Vec::new() };
         for i in 0..3 {
-            let (port, bus) = (free_port(), free_port());
-            let node_dir = dir.join(format!("redis-node-{i}"));
-            std::fs::create_dir_all(&node_dir).unwrap();
-            let child = Command::new("redis-server")
-                .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--cluster-port", &bus.to_string()])
-                .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
-                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-                .arg("--dir")
-                .arg(&node_dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
+            let (child, port) = start_node(&dir.join(format!("redis-node-{i}")));
             cluster.nodes.push(child);
             cluster.ports.push(port);
-        }
-        for port in &cluster.ports {
-            wait_for_port(*port, "redis-server (cluster node)", Duration::from_secs(10));
         }
         let nodes: Vec<String> = cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let created = Command::new("redis-cli")
@@ -78,6 +63,43 @@ impl RedisCluster {
             })
             .collect()
     }
+}
+
+/// One cluster node in `dir`, on a free port and bus port. A port another
+/// test took between our choosing it and the node binding it makes the node
+/// exit: then it is started again on other ports.
+fn start_node(dir: &Path) -> (Child, u16) {
+    std::fs::create_dir_all(dir).unwrap();
+    for _ in 0..5 {
+        let (port, bus) = (free_port(), free_port());
+        if port == bus {
+            continue;
+        }
+        let log = std::fs::File::create(dir.join("redis.log")).unwrap();
+        let mut child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--cluster-port", &bus.to_string()])
+            .args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return (child, port);
+            }
+            if child.try_wait().unwrap().is_some() {
+                break; // its port was taken: again, elsewhere
+            }
+            let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+            assert!(started.elapsed() < Duration::from_secs(10), "redis-server (cluster node) did not start:\n{log}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("redis-server (cluster node) exited five times: see {}", dir.join("redis.log").display());
 }
 
 impl Drop for RedisCluster {
