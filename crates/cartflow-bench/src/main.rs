@@ -112,6 +112,7 @@ pub enum Command {
 fn main() -> ExitCode {
     cartflow::allocator::tune();
     let cli = Cli::parse();
-    cartflow::telemetry::init_logging(cli.global.quiet);
-    cartflow::exit(cartflow::commands::Ctx::new(&cli.global).and_then(|ctx| throughput::run(&ctx, cli.command)))
+    cartflow::exit(
+        cartflow::commands::Ctx::new(&cli.global, "cartflow-bench").and_then(|ctx| throughput::run(&ctx, cli.command)),
+    )
 }

@@ -203,7 +203,7 @@ fn scenario_ctx(ctx: &Ctx, online_prefix: Option<&str>) -> Ctx {
     if let Some(prefix) = online_prefix {
         cfg.features.redis_prefix = prefix.to_owned();
     }
-    Ctx { cfg, quiet: true, control: StageControl::new(false), health: Health::default() }
+    Ctx { cfg, quiet: true, control: StageControl::new(false), health: Health::default(), traces: None }
 }
 
 /// Serves with `online`, waits until the store has caught up, loads it

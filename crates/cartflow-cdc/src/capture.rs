@@ -242,6 +242,10 @@ impl Stage for Capture {
         self.stats.lag = lag;
         &self.stats
     }
+
+    fn outputs(&self) -> u64 {
+        self.stats.snapshot_rows + self.stats.inserts + self.stats.updates + self.stats.deletes
+    }
 }
 
 impl Capture {

@@ -7,7 +7,9 @@
 //! - [`headers`]: the security headers of HTML pages and of downloads;
 //! - [`html`]: escaping for server-rendered pages;
 //! - [`server`]: the listener: header-read timeout, connection cap, TLS,
-//!   graceful stop.
+//!   graceful stop;
+//! - [`trace`]: a span per request when traces are on, continuing the
+//!   caller's `traceparent`.
 //!
 //! Errors are JSON `{"error": …, "status": …}` with a 4xx or 5xx status, never a 200.
 
@@ -17,6 +19,7 @@ pub mod headers;
 pub mod html;
 pub mod limits;
 pub mod server;
+pub mod trace;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -78,5 +81,6 @@ pub async fn wrong_method(method: axum::http::Method, uri: axum::http::Uri) -> A
 /// methods, and the authentication layer around everything (routes bring
 /// their scopes).
 pub fn finish(router: axum::Router, tokens: std::sync::Arc<Tokens>) -> axum::Router {
-    auth::protect(router.fallback(no_route).method_not_allowed_fallback(wrong_method), tokens)
+    let router = auth::protect(router.fallback(no_route).method_not_allowed_fallback(wrong_method), tokens);
+    trace::requests(router)
 }

@@ -11,6 +11,7 @@
 //! - [`client`]: the REST client.
 
 pub mod api;
+mod charts;
 pub mod client;
 pub mod filter;
 mod location;

@@ -3,14 +3,15 @@
 //! headless browser test reads them as a person would.
 //!
 //! `/ui/` experiments · `/ui/experiments/{id}` runs (sortable by any
-//! column) · `/ui/runs/{id}` a run with its plots · `/ui/models` registered
-//! models, versions and aliases.
+//! column, two or more ticked to compare) · `/ui/runs/{id}` a run with its
+//! plots and, for a study, charts of its trials · `/ui/compare?runs=…&runs=…`
+//! runs side by side · `/ui/models` registered models, versions and aliases.
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use cartflow_http::Scope;
@@ -20,6 +21,7 @@ use serde::Deserialize;
 
 use crate::RegistryError;
 use crate::api::Registry;
+use crate::charts::{self, Trial};
 use crate::filter::{self, Field, Key, Searchable};
 use crate::proto::Run;
 
@@ -54,6 +56,7 @@ fn page(title: &str, body: &str) -> Html<String> {
          body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:1em 0}}\
          td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}th{{background:#f3f3f3}}\
          nav a{{margin-right:1em}}img{{max-width:640px;border:1px solid #ddd;margin:4px}}.num{{text-align:right}}\
+         tr.diff td{{background:#fff4d6}}.small figure{{display:inline-block;margin:4px}}\
          </style></head><body><nav><a href=\"/ui/\">Experiments</a><a href=\"/ui/models\">Models</a></nav><h1>{t}</h1>{body}</body></html>",
         t = esc(title)
     ))
@@ -140,7 +143,12 @@ async fn runs(State(r): State<Registry>, Path(id): Path<String>, Query(sort): Qu
     }
     let mut rows = String::new();
     for run in &runs {
-        let _ = write!(rows, "<tr {}>", attr("data-run", &run.info.run_id));
+        let _ = write!(
+            rows,
+            "<tr {}><td><input type=\"checkbox\" name=\"runs\" {}></td>",
+            attr("data-run", &run.info.run_id),
+            attr("value", &run.info.run_id)
+        );
         for (_, key) in &columns {
             match key {
                 Key::Attribute(a) if a == "run_name" => {
@@ -157,7 +165,12 @@ async fn runs(State(r): State<Registry>, Path(id): Path<String>, Query(sort): Qu
     }
     Ok(page(
         &format!("Experiment {}", experiment.name),
-        &format!("<p>{} runs. Click a column to sort.</p><table id=\"runs\"><tr>{head}</tr>{rows}</table>", runs.len()),
+        &format!(
+            "<p>{} runs. Click a column to sort; tick runs to compare them.</p>\
+             <form action=\"/ui/compare\" method=\"get\"><button type=\"submit\">Compare ticked runs</button>\
+             <table id=\"runs\"><tr><th></th>{head}</tr>{rows}</table></form>",
+            runs.len()
+        ),
     ))
 }
 
@@ -208,10 +221,18 @@ async fn run(State(r): State<Registry>, Path(id): Path<String>) -> PageResult {
         .tag(crate::client::PARENT_RUN_TAG)
         .map(|p| format!("<p>Child of {}</p>", run_link(p, p)))
         .unwrap_or_default();
+    let children: Vec<Run> = r
+        .store
+        .runs(std::slice::from_ref(&run.info.experiment_id), &["active"])
+        .await?
+        .into_iter()
+        .filter(|c| c.tag(crate::client::PARENT_RUN_TAG) == Some(run.info.run_id.as_str()))
+        .collect();
+    let trials = trials_section(&children);
     Ok(page(
         &format!("Run {}", run.info.run_name),
         &format!(
-            "{parent}<p>{back}</p>{info}<h2>Metrics</h2>{metrics}<h2>Parameters</h2>{params}\
+            "{parent}<p>{back}</p>{info}<h2>Metrics</h2>{metrics}<h2>Parameters</h2>{params}{trials}\
              <h2>Plots</h2><div id=\"plots\">{plots}</div><h2>Artifacts</h2><ul id=\"artifacts\">{artifacts}</ul><h2>Tags</h2>{tags}",
             back = link(&format!("/ui/experiments/{}", enc(&run.info.experiment_id)), "Back to the experiment"),
             info = kv_table("info", info.iter().map(|(k, v)| (k.to_string(), v.clone()))),
@@ -220,6 +241,103 @@ async fn run(State(r): State<Registry>, Path(id): Path<String>) -> PageResult {
             tags = kv_table("tags", run.data.tags.iter().map(|t| (t.key.clone(), t.value.clone()))),
         ),
     ))
+}
+
+/// A study's trials as charts: the metric by trial with the best so far,
+/// and each numeric hyperparameter against it. Empty for a run without children.
+fn trials_section(children: &[Run]) -> String {
+    let Some(metric) = children
+        .iter()
+        .flat_map(|c| c.data.metrics.iter().map(|m| m.key.as_str()))
+        .find(|k| *k == "valid_roc_auc")
+        .or_else(|| children.iter().find_map(|c| c.data.metrics.first().map(|m| m.key.as_str())))
+    else {
+        return String::new();
+    };
+    let lower_is_better = ["loss", "error", "rmse", "mae"].iter().any(|w| metric.contains(w));
+    let trials: Vec<Trial> = children
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let value = c.data.metrics.iter().find(|m| m.key == metric)?.value;
+            // `trial-07` is trial 7; otherwise the order the store gave.
+            let digits = c.info.run_name.trim_start_matches(|ch: char| !ch.is_ascii_digit());
+            Some(Trial {
+                number: digits.parse().unwrap_or(i as f64),
+                metric: value,
+                stopped: c.info.status == "KILLED",
+                params: c.data.params.iter().filter_map(|p| Some((p.key.clone(), p.value.parse().ok()?))).collect(),
+            })
+        })
+        .collect();
+    let drawn = charts::trials(&trials, metric, !lower_is_better)
+        .and_then(|main| Ok((main, charts::params_against(&trials, metric)?)));
+    match drawn {
+        Ok((main, per_param)) => {
+            let small: String = per_param
+                .iter()
+                .map(|(name, svg)| format!("<figure {}>{svg}</figure>", attr("data-param", name)))
+                .collect();
+            format!(
+                "<h2>Trials</h2><p>{} child runs; hollow points stopped early.</p>\
+                 <div id=\"trials-chart\">{main}</div><div id=\"params-charts\" class=\"small\">{small}</div>",
+                trials.len()
+            )
+        }
+        Err(e) => format!("<h2>Trials</h2><p>The charts could not be drawn: {}</p>", esc(&e)),
+    }
+}
+
+/// `GET /ui/compare?runs=A&runs=B…`: runs side by side, metrics then
+/// parameters, a row shaded where the runs differ.
+async fn compare(State(r): State<Registry>, RawQuery(query): RawQuery) -> PageResult {
+    let ids: Vec<String> = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(k, _)| k == "runs")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    if !(2..=10).contains(&ids.len()) {
+        return Err(RegistryError::invalid(format!("tick 2 to 10 runs to compare, not {}", ids.len())).into());
+    }
+    let mut runs = Vec::with_capacity(ids.len());
+    for id in &ids {
+        runs.push(r.store.run(id).await?);
+    }
+    let mut head = String::from("<tr><th></th>");
+    for run in &runs {
+        let _ = write!(head, "<th>{}</th>", run_link(&run.info.run_id, &run.info.run_name));
+    }
+    head.push_str("</tr>");
+    let metric = |run: &Run, k: &str| run.data.metrics.iter().find(|m| m.key == k).map(|m| format!("{:.4}", m.value));
+    let param = |run: &Run, k: &str| run.data.params.iter().find(|p| p.key == k).map(|p| p.value.clone());
+    let mut body = String::new();
+    for (title, keys, value) in [
+        (
+            "Metrics",
+            keys(&runs, |run| run.data.metrics.iter().map(|m| m.key.clone()).collect()),
+            &metric as &dyn Fn(&Run, &str) -> Option<String>,
+        ),
+        ("Parameters", keys(&runs, |run| run.data.params.iter().map(|p| p.key.clone()).collect()), &param),
+    ] {
+        let _ = write!(body, "<tr><th colspan=\"{}\">{title}</th></tr>", runs.len() + 1);
+        for key in keys {
+            let cells: Vec<Option<String>> = runs.iter().map(|run| value(run, &key)).collect();
+            let differs = cells.windows(2).any(|w| w[0] != w[1]);
+            let _ = write!(body, "<tr{}><td>{}</td>", if differs { " class=\"diff\"" } else { "" }, esc(&key));
+            for c in cells {
+                let _ = write!(body, "<td class=\"num\">{}</td>", esc(c.as_deref().unwrap_or("")));
+            }
+            body.push_str("</tr>");
+        }
+    }
+    Ok(page(
+        &format!("Comparing {} runs", runs.len()),
+        &format!("<p>Shaded rows differ.</p><table id=\"compare\">{head}{body}</table>"),
+    ))
+}
+
+/// The union of each run's keys, sorted.
+fn keys(runs: &[Run], of: impl Fn(&Run) -> Vec<String>) -> BTreeSet<String> {
+    runs.iter().flat_map(of).collect()
 }
 
 async fn models(State(r): State<Registry>) -> PageResult {
@@ -268,6 +386,7 @@ pub fn router(registry: Registry) -> Router {
             .route("/ui/", page(get(experiments)))
             .route("/ui/experiments/{id}", page(get(runs)))
             .route("/ui/runs/{id}", page(get(run)))
+            .route("/ui/compare", page(get(compare)))
             .route("/ui/models", page(get(models)))
             .with_state(registry),
     )

@@ -1,9 +1,11 @@
 //! `GET /dashboard`: one server-rendered page (refreshing itself every five
 //! seconds) with what an operator looks at first: the model being served
 //! and its validation metrics and plots, prediction latency, each pipeline
-//! stage's throughput and lag, invalid events by reason, and the conversion
-//! funnel and category performance from gold. No JavaScript, so it renders
-//! the same in a headless browser, a terminal browser and a screenshot.
+//! stage's throughput and lag, invalid events by reason, charts of the last
+//! ten minutes ([`History`]: events/s and lag per stage, predictions/s,
+//! latency p50/p99, freshness), and the conversion funnel and category
+//! performance from gold. No JavaScript, so it renders the same in a
+//! headless browser, a terminal browser and a screenshot.
 
 use std::fmt::Write;
 use std::sync::{Arc, Mutex};
@@ -11,10 +13,12 @@ use std::time::Instant;
 
 use axum::extract::State;
 use axum::response::Html;
-use cartflow_http::html::text as esc;
+use cartflow_http::html::{self, text as esc};
+use plotters::prelude::*;
 use serde_json::Value;
 
 use crate::Telemetry;
+use crate::history::{History, Lines};
 use crate::latency::Latency;
 use crate::model::{ModelSlot, ServedModel};
 
@@ -54,6 +58,59 @@ pub struct Dashboard {
     pub insights: Arc<dyn Insights>,
     /// The previous look at the stages, for rates.
     pub previous: Arc<Mutex<Option<(Instant, Value)>>>,
+    /// This process's metrics over the last minutes, for the charts.
+    pub history: Arc<History>,
+}
+
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// A time-series chart as inline SVG: one line per series over the last
+/// minutes (x: seconds before now); a note instead when there is no point yet.
+fn chart(id: &str, title: &str, unit: &str, lines: &Lines) -> String {
+    let points = || lines.iter().flat_map(|(_, p)| p.iter());
+    if points().next().is_none() {
+        return format!(
+            "<figure {}><figcaption>{}: no data yet</figcaption></figure>",
+            html::attr("id", id),
+            esc(title)
+        );
+    }
+    let top = points().map(|p| p.1).fold(0.0_f64, f64::max).max(1e-9) * 1.1;
+    let left = points().map(|p| p.0).fold(0.0_f64, f64::min).min(-super::history::EVERY.as_secs_f64());
+    let mut svg = String::new();
+    let drawn = (|| -> Result<(), String> {
+        let root = SVGBackend::with_string(&mut svg, (420, 220)).into_drawing_area();
+        let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+        root.fill(&WHITE).map_err(e)?;
+        let mut c = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 14))
+            .margin(6)
+            .x_label_area_size(24)
+            .y_label_area_size(48)
+            .build_cartesian_2d(left..0.0, 0.0..top)
+            .map_err(e)?;
+        c.configure_mesh().x_desc("seconds ago").y_desc(unit).x_labels(5).y_labels(5).draw().map_err(e)?;
+        for (i, (name, pts)) in lines.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            c.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+                .map_err(e)?
+                .label(name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2)));
+        }
+        c.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw().map_err(e)?;
+        root.present().map_err(e)
+    })();
+    match drawn {
+        Ok(()) => format!("<figure {}>{svg}</figure>", html::attr("id", id)),
+        Err(why) => format!("<figure><figcaption>{}: {}</figcaption></figure>", esc(title), esc(&why)),
+    }
 }
 
 fn table(t: &Table) -> String {
@@ -79,6 +136,18 @@ fn processed(stats: &Value) -> u64 {
 }
 
 impl Dashboard {
+    fn charts(&self) -> String {
+        let h = &self.history;
+        format!(
+            "<h2>Last ten minutes</h2><div class=\"charts\">{}{}{}{}{}</div>",
+            chart("chart-events", "events/s by stage", "events/s", &h.events_per_sec()),
+            chart("chart-lag", "lag by stage", "records", &h.lag()),
+            chart("chart-predictions", "predictions/s", "requests/s", &h.predictions_per_sec()),
+            chart("chart-latency", "/predict latency", "ms", &h.latency_ms()),
+            chart("chart-freshness", "freshness p99 by stage", "ms", &h.freshness_p99_ms()),
+        )
+    }
+
     fn stages(&self) -> String {
         let status = (self.telemetry.status)();
         let stages = status.get("stages").cloned().unwrap_or(Value::Null);
@@ -190,12 +259,13 @@ pub async fn page(State(d): State<Dashboard>) -> Html<String> {
          body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:.5em 0 1em}}\
          td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}th{{background:#f3f3f3}}\
          img{{max-width:420px;border:1px solid #ddd;margin:4px}}section{{margin-bottom:1.5em}}\
-         nav a{{margin-right:1em}}</style></head><body>\
+         nav a{{margin-right:1em}}.charts figure{{display:inline-block;margin:4px}}</style></head><body>\
          <nav><a href=\"/dashboard\">Dashboard</a><a href=\"/ui/\">Registry</a><a href=\"/metrics\">Metrics</a></nav>\
-         <h1>cartflow</h1><section>{}</section><section>{}</section><section>{}</section>\
+         <h1>cartflow</h1><section>{}</section><section>{}</section><section>{}</section><section>{}</section>\
          <section><h2>Shoppers (gold)</h2>{gold}</section></body></html>",
         d.model(served.as_deref(), report),
         d.latency(),
+        d.charts(),
         d.stages(),
     ))
 }

@@ -9,6 +9,7 @@
 pub mod builder;
 pub mod dashboard;
 pub mod features_api;
+pub mod history;
 pub mod latency;
 pub mod model;
 pub mod predict;
@@ -26,6 +27,7 @@ use cartflow_online::{OnlineError, OnlineReader};
 
 pub use builder::{BoundServer, RunningServer, ServerBuilder};
 pub use cartflow_http::ApiError;
+pub use predict::FEATURE_AGE;
 
 /// Rows (cart events, Feast entity rows) one request may ask about: the
 /// answer and the work stay bounded whatever the body limit is.
@@ -72,6 +74,11 @@ pub fn describe_metrics() {
     metrics::describe_counter!(predict::REQUESTS, "Prediction requests, by status.");
     metrics::describe_histogram!(predict::REQUEST_SECONDS, metrics::Unit::Seconds, "Prediction request latency.");
     metrics::describe_counter!(predict::ITEMS, "Cart events scored.");
+    metrics::describe_histogram!(
+        predict::FEATURE_AGE,
+        metrics::Unit::Seconds,
+        "Age of the newest event (by event time) behind each scored cart event's features."
+    );
     metrics::describe_counter!(model::SWAPS, "Models loaded and swapped in.");
     metrics::describe_counter!(model::LOAD_ERRORS, "Failed attempts to follow the registry's alias.");
 }
@@ -94,12 +101,15 @@ pub struct Server {
 pub fn app(s: Server) -> Router {
     let latency = Arc::new(latency::Latency::default());
     let predictor = predict::Predictor { store: s.store.clone(), model: s.model.clone(), latency: latency.clone() };
+    let history = Arc::new(history::History::default());
+    history::History::sample(&history, s.telemetry.metrics.clone());
     let board = dashboard::Dashboard {
         telemetry: s.telemetry.clone(),
         latency,
         model: s.model.clone(),
         insights: s.insights,
         previous: Default::default(),
+        history,
     };
     let (status, slot, ready_slot) = (s.telemetry.status.clone(), s.model.clone(), s.model);
     let telemetry = Telemetry {

@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use cartflow_features::CartQuery;
 use cartflow_online::OnlineReader;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::features_api::{CartEvent, QueryTimes};
 use crate::latency::Latency;
@@ -29,6 +30,9 @@ use crate::{ApiError, observe};
 pub const REQUESTS: &str = "cartflow_predict_requests_total";
 pub const REQUEST_SECONDS: &str = "cartflow_predict_request_seconds";
 pub const ITEMS: &str = "cartflow_predict_items_total";
+/// Seconds from the newest event behind an answer (the session's or the
+/// product's, by event time) to the answer: how fresh the features it used were.
+pub const FEATURE_AGE: &str = "cartflow_predict_feature_age_seconds";
 
 #[derive(Clone)]
 pub struct Predictor {
@@ -72,15 +76,21 @@ async fn answer(p: &Predictor, body: Result<Json<Vec<CartEvent>>, JsonRejection>
     }
     let queries: Vec<CartQuery> = events.iter().zip(&attrs).map(|(e, (time, given))| e.query(*time, given)).collect();
     // All of a batch's lookups at once: on Redis they share round trips.
-    let answers =
-        futures::future::try_join_all(queries.iter().map(|q| p.store.features(q))).await.map_err(crate::store_error)?;
+    let answers = futures::future::try_join_all(queries.iter().map(|q| p.store.features(q)))
+        .instrument(cartflow_trace::step("features"))
+        .await
+        .map_err(crate::store_error)?;
+    let now = cartflow_core::time::now_micros();
+    let age = metrics::histogram!(FEATURE_AGE);
     let mut rows = Vec::with_capacity(events.len() * inputs.len());
     for answer in &answers {
+        if let Some(newest) = answer.session_time.max(answer.product_time) {
+            age.record((now - newest).max(0) as f64 / 1e6);
+        }
         rows.extend(inputs.iter().map(|input| input.encode_features(&answer.features)));
     }
-    let probabilities = served
-        .scorer
-        .predict_batch(&rows, inputs.len())
+    let probabilities = cartflow_trace::step("score")
+        .in_scope(|| served.scorer.predict_batch(&rows, inputs.len()))
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("scoring: {e}")))?;
     metrics::counter!(ITEMS).increment(events.len() as u64);
     let predictions = probabilities

@@ -48,6 +48,18 @@ pub trait Input {
         None
     }
 
+    /// The item's W3C `traceparent` header, which the driver replaces with
+    /// the stage's own span so that what the stage writes on continues the
+    /// trace; `None` where the item is not traced.
+    fn traceparent<'i>(&self, _item: &'i mut Self::Item) -> Option<&'i mut Vec<u8>> {
+        None
+    }
+
+    /// The item's size in bytes, for the batch span.
+    fn bytes(&self, _item: &Self::Item) -> usize {
+        0
+    }
+
     /// Records that everything before `position` is done.
     fn commit(&mut self, position: Self::Position) -> Result<()>;
 }
@@ -89,6 +101,11 @@ pub trait Stage {
 
     /// The stage's counts, with the lag just measured.
     fn stats(&mut self, lag: u64) -> &Self::Stats;
+
+    /// Outputs so far (records written on, rows landed, events counted), for the batch span.
+    fn outputs(&self) -> u64 {
+        0
+    }
 }
 
 /// How often the lag is measured while records flow (always when idle).
@@ -113,6 +130,7 @@ pub fn drive<S: Stage>(
     let mut work = Duration::ZERO;
     // When sampled items of the next commit entered cartflow.
     let mut entered: Vec<i64> = Vec::new();
+    let mut traced = Traced::default();
     loop {
         let stopped = control.stopped();
         let mut batch = if stopped { Vec::new() } else { input.poll(stage.batch_size(), stage.poll_wait())? };
@@ -125,7 +143,9 @@ pub fn drive<S: Stage>(
         if !idle {
             input.count(S::NAME, &batch);
             entered.extend(batch.iter().step_by(FRESHNESS_SAMPLE).filter_map(|item| input.entered_ms(item)));
+            traced.take(S::NAME, &mut batch, input, stage.outputs());
             let started = Instant::now();
+            let _in_batch = traced.batch.enter();
             stage.process(batch, input)?;
             work += started.elapsed();
         }
@@ -137,10 +157,13 @@ pub fn drive<S: Stage>(
         let finishing = stopped || (idle && lag == 0 && control.draining());
         if stage.due(finishing) {
             let started = Instant::now();
+            let commit = traced.commit(S::NAME);
+            let _in_commit = commit.enter();
             let position = stage.write(input)?;
             // Durable outputs first, then the input position: a crash between
             // the two replays inputs, which the stage's recovery skips.
             input.commit(position)?;
+            traced.committed(started.elapsed(), stage.outputs());
             work += started.elapsed();
             metrics::histogram!(BATCH_SECONDS, "stage" => S::NAME).record(work.as_secs_f64());
             let now = cartflow_core::time::now_micros() / 1000;
@@ -158,6 +181,67 @@ pub fn drive<S: Stage>(
     let stats = stage.stats(lag).clone();
     progress(&stats);
     Ok(stats)
+}
+
+/// The spans of the batch in progress, when traces are on: the batch's own
+/// and one per traced record, all ended by the commit that makes the
+/// batch's outputs durable.
+struct Traced {
+    batch: tracing::Span,
+    records: u64,
+    bytes: u64,
+    outputs_before: u64,
+    following: Vec<cartflow_trace::RecordSpan>,
+}
+
+impl Default for Traced {
+    fn default() -> Self {
+        Traced { batch: tracing::Span::none(), records: 0, bytes: 0, outputs_before: 0, following: Vec::new() }
+    }
+}
+
+impl Traced {
+    fn take<I: Input>(&mut self, stage: &'static str, batch: &mut [I::Item], input: &I, outputs: u64) {
+        if !cartflow_trace::enabled() {
+            return;
+        }
+        if self.batch.is_none() {
+            self.batch = cartflow_trace::batch(stage);
+            self.outputs_before = outputs;
+        }
+        self.records += batch.len() as u64;
+        for item in batch {
+            self.bytes += input.bytes(item) as u64;
+            if let Some(header) = input.traceparent(item)
+                && let Some(span) = cartflow_trace::RecordSpan::follow(stage, header, &self.batch)
+            {
+                *header = span.traceparent().into_bytes();
+                self.following.push(span);
+            }
+        }
+    }
+
+    /// The span of making the batch durable, inside the batch's.
+    fn commit(&self, stage: &'static str) -> tracing::Span {
+        if self.batch.is_none() {
+            return tracing::Span::none();
+        }
+        tracing::info_span!(parent: &self.batch, "commit", otel.name = %format_args!("{stage} commit"))
+    }
+
+    fn committed(&mut self, took: Duration, outputs: u64) {
+        if self.batch.is_none() {
+            return;
+        }
+        self.batch.record("records", self.records);
+        self.batch.record("bytes", self.bytes);
+        self.batch.record("outputs", outputs - self.outputs_before);
+        self.batch.record("commit_ms", took.as_secs_f64() * 1000.0);
+        for span in self.following.drain(..) {
+            span.end();
+        }
+        *self = Traced::default();
+    }
 }
 
 /// A member of a consumer group on the event log.
@@ -230,6 +314,14 @@ impl Input for Subscription<'_> {
     /// The record's log timestamp: its produce time (the validator keeps it on its outputs).
     fn entered_ms(&self, r: &Record) -> Option<i64> {
         Some(r.timestamp_ms)
+    }
+
+    fn traceparent<'i>(&self, r: &'i mut Record) -> Option<&'i mut Vec<u8>> {
+        r.headers.iter_mut().find(|(k, _)| k == cartflow_trace::TRACEPARENT).map(|(_, v)| v)
+    }
+
+    fn bytes(&self, r: &Record) -> usize {
+        r.value.len() + r.key.as_ref().map_or(0, Vec::len)
     }
 }
 

@@ -155,6 +155,10 @@ impl<'a> Stage for Streamer<'a> {
         self.stats.lag = lag;
         &self.stats
     }
+
+    fn outputs(&self) -> u64 {
+        self.stats.counted + self.stats.deletes
+    }
 }
 
 /// Records as changes: CDC deletes (`op` d) take their event back.

@@ -272,6 +272,10 @@ impl<'a> Stage for LakeSink<'a> {
         self.stats.lag = lag;
         &self.stats
     }
+
+    fn outputs(&self) -> u64 {
+        self.stats.events + self.stats.invalid
+    }
 }
 
 /// Puts the files of a partition's last commit that are missing (its writer

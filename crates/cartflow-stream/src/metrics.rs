@@ -14,6 +14,10 @@ pub const FRESHNESS: &str = "cartflow_freshness_seconds";
 /// Buckets for [`FRESHNESS`]: a stage's batches take milliseconds, a backlog minutes.
 pub const FRESHNESS_BUCKETS: [f64; 14] =
     [0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0];
+/// Seconds from an event's own time (`event_time`, set by the shop) to the
+/// validator's output of it being durable: event time → validated. Only
+/// meaningful for live events (replayed history is years old).
+pub const EVENT_AGE: &str = "cartflow_event_age_seconds";
 pub const INVALID_RATE: &str = "cartflow_invalid_rate";
 pub const ALERT_FIRING: &str = "cartflow_alert_firing";
 pub const ALERT_NOTIFICATIONS: &str = "cartflow_alert_notifications_total";
@@ -39,6 +43,10 @@ pub fn describe() {
     describe_histogram!(
         FRESHNESS,
         "Seconds from a record entering cartflow (produce or capture) to its output being durable, by stage (one record in 16)."
+    );
+    describe_histogram!(
+        EVENT_AGE,
+        "Seconds from a valid event's event_time to the validator's output of it being durable (one in 16)."
     );
     describe_gauge!(INVALID_RATE, "Share of invalid records over the alert window.");
     describe_gauge!(ALERT_FIRING, "1 while the named alert fires.");

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use cartflow_log::{EventLog, ProducerRecord};
 use cartflow_sources::json::{event_json, raw_event_json};
 use cartflow_sources::{CsvEventReader, Generator, GeneratorConfig};
+use cartflow_trace::{RecordSampler, RecordSpan, TRACEPARENT};
 use serde::Serialize;
 
 use crate::inject::Injector;
@@ -27,6 +28,9 @@ pub struct ProduceConfig {
     pub topic: String,
     /// Events per second; `None` is as fast as possible.
     pub rate: Option<f64>,
+    /// Generated events go when the clock reaches their event time (a live
+    /// clickstream, for freshness by event time) instead of by `rate`.
+    pub at_event_time: bool,
     /// Share of events to damage on purpose (for testing the invalid path).
     pub inject_invalid: f64,
     pub seed: u64,
@@ -36,7 +40,14 @@ pub struct ProduceConfig {
 
 impl Default for ProduceConfig {
     fn default() -> Self {
-        ProduceConfig { topic: crate::topics::RAW.into(), rate: None, inject_invalid: 0.0, seed: 42, batch: 16_384 }
+        ProduceConfig {
+            topic: crate::topics::RAW.into(),
+            rate: None,
+            at_event_time: false,
+            inject_invalid: 0.0,
+            seed: 42,
+            batch: 16_384,
+        }
     }
 }
 
@@ -58,6 +69,10 @@ struct Sink<'a> {
     started: Instant,
     unflushed: usize,
     progress: &'a mut dyn FnMut(&ProduceStats),
+    /// Picks the records traced from here through every stage.
+    sampler: RecordSampler,
+    /// Their spans, ended when the flush makes them durable.
+    traced: Vec<RecordSpan>,
 }
 
 impl Sink<'_> {
@@ -65,27 +80,45 @@ impl Sink<'_> {
         if headers.is_empty() && self.injector.maybe_damage(&mut value) {
             self.stats.injected_invalid += 1;
         }
+        let span = self.sampler.root("produce");
+        let traceparent = span.as_ref().map(RecordSpan::traceparent);
+        let with_trace: Vec<(&str, &[u8])>;
+        let headers = match &traceparent {
+            Some(tp) => {
+                with_trace = headers.iter().copied().chain([(TRACEPARENT, tp.as_bytes())]).collect();
+                &with_trace[..]
+            }
+            None => headers,
+        };
         let record = ProducerRecord::new(&self.cfg.topic, key.map(str::as_bytes), &value).headers(headers);
         self.producer.send(record)?;
+        self.traced.extend(span);
         self.stats.records += 1;
         self.unflushed += 1;
         if self.unflushed >= self.cfg.batch {
             self.flush()?;
         }
-        if let Some(rate) = self.cfg.rate {
-            let due = Duration::from_secs_f64(self.stats.records as f64 / rate);
-            let elapsed = self.started.elapsed();
-            if due > elapsed + Duration::from_millis(2) {
-                // Make what was sent visible before waiting.
-                self.flush()?;
-                std::thread::sleep(due - elapsed);
-            }
+        if let Some(rate) = self.cfg.rate.filter(|_| !self.cfg.at_event_time) {
+            self.wait_until(self.started + Duration::from_secs_f64(self.stats.records as f64 / rate))?;
+        }
+        Ok(())
+    }
+
+    fn wait_until(&mut self, due: Instant) -> Result<()> {
+        let now = Instant::now();
+        if due > now + Duration::from_millis(2) {
+            // Make what was sent visible before waiting.
+            self.flush()?;
+            std::thread::sleep(due - now);
         }
         Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
         self.producer.flush()?;
+        for span in self.traced.drain(..) {
+            span.end();
+        }
         metrics::counter!(crate::metrics::EVENTS_OUT, "stage" => "produce", "topic" => self.cfg.topic.clone())
             .increment(self.unflushed as u64);
         self.unflushed = 0;
@@ -111,12 +144,19 @@ pub fn run_produce(
         started: Instant::now(),
         unflushed: 0,
         progress,
+        sampler: RecordSampler::configured(),
+        traced: Vec::new(),
     };
     match source {
         Source::Generated(gen_cfg) => {
+            // With --start now, the generator's start is about this instant.
+            let (clock, first) = (Instant::now(), gen_cfg.start);
             for event in Generator::new(gen_cfg) {
                 if sink.control.stopped() {
                     break;
+                }
+                if cfg.at_event_time {
+                    sink.wait_until(clock + Duration::from_micros((event.event_time - first).max(0) as u64))?;
                 }
                 let mut value = Vec::with_capacity(256);
                 event_json(&event, &mut value);

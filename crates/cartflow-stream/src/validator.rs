@@ -13,9 +13,12 @@ use serde::{Deserialize, Serialize};
 use crate::alerts::{AlertConfig, Alerter};
 use crate::driver::{Stage, Subscription};
 use crate::exactly_once::{ExactlyOnce, source_position};
-use crate::metrics::{DUPLICATES_SKIPPED, EVENTS_OUT, INVALID as INVALID_METRIC};
+use crate::metrics::{DUPLICATES_SKIPPED, EVENT_AGE, EVENTS_OUT, INVALID as INVALID_METRIC};
 use crate::topics::*;
 use crate::{Result, StageControl};
+
+/// One valid event in this many is timed for [`EVENT_AGE`].
+const EVENT_AGE_SAMPLE: u64 = 16;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -116,6 +119,7 @@ pub fn run_validator(
         stats: ValidatorStats::default(),
         dirty: false,
         unreported: (0, 0),
+        event_times: Vec::new(),
     };
     let mut input = Subscription::join(log, &cfg.group, &[RAW, CDC])?;
     crate::driver::drive(&mut input, &mut stage, control, progress)
@@ -133,6 +137,8 @@ struct Validator<'a> {
     dirty: bool,
     /// (records, invalid) written since the alerter last looked.
     unreported: (u64, u64),
+    /// Event times of sampled valid events not yet flushed, for [`EVENT_AGE`].
+    event_times: Vec<i64>,
 }
 
 impl<'a> Stage for Validator<'a> {
@@ -165,8 +171,11 @@ impl<'a> Stage for Validator<'a> {
         for (record, outcome) in batch.iter().zip(checked) {
             match outcome {
                 Checked::Replayed => s.replayed_skipped += 1,
-                Checked::Valid { json, key, op } => {
+                Checked::Valid { json, key, op, time } => {
                     write_valid(self.producer.as_mut(), record, &json, &key, op)?;
+                    if s.valid.is_multiple_of(EVENT_AGE_SAMPLE) {
+                        self.event_times.push(time);
+                    }
                     s.valid += 1;
                 }
                 Checked::Invalid(why) => {
@@ -195,6 +204,11 @@ impl<'a> Stage for Validator<'a> {
     fn write(&mut self, input: &Subscription<'a>) -> Result<Vec<CommittedOffset>> {
         let ends = self.producer.flush()?;
         self.exactly_once.flushed(&ends);
+        let now = cartflow_core::time::now_micros();
+        let age = metrics::histogram!(EVENT_AGE);
+        for t in self.event_times.drain(..) {
+            age.record((now - t).max(0) as f64 / 1e6);
+        }
         self.dirty = false;
         Ok(self.exactly_once.offsets(input))
     }
@@ -213,6 +227,10 @@ impl<'a> Stage for Validator<'a> {
         self.stats.lag = lag;
         &self.stats
     }
+
+    fn outputs(&self) -> u64 {
+        self.stats.valid + self.stats.invalid
+    }
 }
 
 /// A record's outcome with its normalized JSON already made.
@@ -224,6 +242,8 @@ enum Checked {
         /// [`cartflow_core::Event::partition_key`].
         key: String,
         op: Option<ChangeOp>,
+        /// The event's `event_time` (µs).
+        time: i64,
     },
     Invalid(Invalid),
     Tombstone,
@@ -238,9 +258,12 @@ fn check_batch(batch: &[Record], replayed: &[bool], rules: &Rules) -> Vec<Checke
         }
         let csv = r.header(CONTENT_TYPE) == Some(CSV_CONTENT_TYPE);
         match check_record(&r.value, csv, rules) {
-            Outcome::Valid(event, op) => {
-                Checked::Valid { json: event.to_json(), key: event.partition_key().into_owned(), op }
-            }
+            Outcome::Valid(event, op) => Checked::Valid {
+                json: event.to_json(),
+                key: event.partition_key().into_owned(),
+                op,
+                time: event.event_time,
+            },
             Outcome::Invalid(why) => Checked::Invalid(why),
             Outcome::Tombstone => Checked::Tombstone,
         }
@@ -270,13 +293,23 @@ fn write_valid(
     op: Option<ChangeOp>,
 ) -> Result<()> {
     let src = source_position(record);
-    let op_code = op.map(ChangeOp::code).unwrap_or("");
-    let headers: &[(&str, &[u8])] = &[(SOURCE_POSITION, src.as_bytes()), (CHANGE_OP, op_code.as_bytes())];
-    let headers = if op.is_some() { headers } else { &headers[..1] };
+    // The source position always; the change's operation for CDC; the trace
+    // context of a traced record, which the driver set to this stage's span.
+    let mut headers: [(&str, &[u8]); 3] = [(SOURCE_POSITION, src.as_bytes()), ("", b""), ("", b"")];
+    let mut n = 1;
+    if let Some(op) = op {
+        headers[n] = (CHANGE_OP, op.code().as_bytes());
+        n += 1;
+    }
+    if let Some(traceparent) = record.header(cartflow_trace::TRACEPARENT) {
+        headers[n] = (cartflow_trace::TRACEPARENT, traceparent);
+        n += 1;
+    }
     // The raw record's time stays on its output (as Kafka Streams keeps an
     // input's timestamp): when the event entered cartflow, for freshness.
-    let out =
-        ProducerRecord::new(VALIDATED, Some(key.as_bytes()), json).headers(headers).timestamp(record.timestamp_ms);
+    let out = ProducerRecord::new(VALIDATED, Some(key.as_bytes()), json)
+        .headers(&headers[..n])
+        .timestamp(record.timestamp_ms);
     producer.send(out)?;
     Ok(())
 }

@@ -20,6 +20,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The process's `service.name` in traces: `cartflow-` and the command's
+/// words, e.g. `cartflow-features-stream`.
+pub fn service_name(matches: &clap::ArgMatches) -> String {
+    let mut name = String::from("cartflow");
+    let mut at = matches;
+    while let Some((word, next)) = at.subcommand() {
+        name.push('-');
+        name.push_str(word);
+        at = next;
+    }
+    name
+}
+
 #[derive(Args, Clone)]
 pub struct Global {
     /// Configuration file [default: ./cartflow.toml when present]
@@ -31,6 +44,9 @@ pub struct Global {
     /// Only warnings and errors; no progress bars
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Log lines as text for people or JSON for log shippers
+    #[arg(long, global = true, value_enum, default_value_t, env = "CARTFLOW_LOG_FORMAT")]
+    pub log_format: crate::telemetry::LogFormat,
 }
 
 /// Options of commands that keep running.
@@ -106,7 +122,7 @@ pub struct GeneratorArgs {
     /// Store profile: `electronics` (the multi-category store) or `cosmetics` (with remove_from_cart)
     #[arg(long, default_value = "electronics", value_parser = profile())]
     pub profile: cartflow_sources::Profile,
-    /// Time of the first event (UTC)
+    /// Time of the first event (UTC), or `now`: with `produce --rate`, event times then keep pace with the clock
     #[arg(long, default_value = "2019-10-01 00:00:00 UTC")]
     pub start: String,
     /// Events per simulated day: with --events, how many days the data spans [default: 1,370,000, as the real store]

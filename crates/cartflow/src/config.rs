@@ -38,6 +38,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub serve: ServeConfig,
     pub auth: AuthConfig,
+    pub telemetry: cartflow_trace::TraceConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -249,6 +250,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             serve: ServeConfig::default(),
             auth: AuthConfig::default(),
+            telemetry: cartflow_trace::TraceConfig::default(),
         }
     }
 }

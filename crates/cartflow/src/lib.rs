@@ -14,13 +14,13 @@ pub mod wiring;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 /// Parses the command line, runs the command, says what went wrong.
 pub fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    telemetry::init_logging(cli.global.quiet);
-    exit(commands::run(cli))
+    let matches = cli::Cli::command().get_matches();
+    let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    exit(commands::run(cli, &cli::service_name(&matches)))
 }
 
 /// The exit code of a command's result, its error printed on stderr.

@@ -1,6 +1,7 @@
 //! What a person sees of a running command: log lines (tracing), progress
-//! bars on a terminal (indicatif), and `/metrics`, `/status` and `/health`
-//! over HTTP when `--metrics-addr` is given.
+//! bars on a terminal (indicatif), `/metrics`, `/status` and `/health`
+//! over HTTP when `--metrics-addr` is given, and traces over OTLP when an
+//! endpoint is configured (`cartflow-trace`).
 
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -10,16 +11,49 @@ use axum::Router;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
+use tracing_subscriber::Layer as _;
 
-pub fn init_logging(quiet: bool) {
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One short line per event, for people.
+    #[default]
+    Text,
+    /// One JSON object per line, with the fields of the spans it is in
+    /// (a request's or batch's `trace_id`), for log shippers.
+    Json,
+}
+
+/// Log lines on stderr (`RUST_LOG` filters them), and traces when
+/// `[telemetry]` or the `OTEL_*` variables name a collector: then spans are
+/// exported while the returned guard lives, and sent when it drops.
+pub fn init_logging(
+    quiet: bool,
+    format: LogFormat,
+    traces: &cartflow_trace::TraceConfig,
+    service: &str,
+) -> anyhow::Result<Option<cartflow_trace::Exporting>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .compact()
-        .try_init();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+    // The filter is the log lines' own: `--quiet` keeps spans, which go to the exporter at info.
+    let fmt = match format {
+        LogFormat::Text => fmt.compact().with_filter(filter).boxed(),
+        LogFormat::Json => fmt.json().with_current_span(true).with_span_list(false).with_filter(filter).boxed(),
+    };
+    let exporting = cartflow_trace::export::install(traces, service).map_err(anyhow::Error::msg)?;
+    let (guard, layer) = exporting.map_or((None, None), |(guard, layer)| {
+        (Some(guard), Some(layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO)))
+    });
+    // Another subscriber already set (a test harness) keeps its own.
+    let _ = tracing_subscriber::registry().with(fmt).with(layer).try_init();
+    if let Some(g) = &guard {
+        tracing::info!("traces to {} as {}", g.endpoint, g.service);
+    }
+    Ok(guard)
 }
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -36,6 +70,16 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
             // A full name is matched before the suffix above.
             .set_buckets_for_metric(
                 Matcher::Full(cartflow_stream::metrics::FRESHNESS.into()),
+                &cartflow_stream::metrics::FRESHNESS_BUCKETS,
+            )
+            .expect("valid buckets")
+            .set_buckets_for_metric(
+                Matcher::Full(cartflow_stream::metrics::EVENT_AGE.into()),
+                &cartflow_stream::metrics::FRESHNESS_BUCKETS,
+            )
+            .expect("valid buckets")
+            .set_buckets_for_metric(
+                Matcher::Full(cartflow_serve::FEATURE_AGE.into()),
                 &cartflow_stream::metrics::FRESHNESS_BUCKETS,
             )
             .expect("valid buckets")

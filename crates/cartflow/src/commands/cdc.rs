@@ -65,7 +65,7 @@ fn source_config(ctx: &Ctx, s: &CdcSource) -> Result<CdcConfig> {
 
 fn run_seed(ctx: &Ctx, a: CdcSeedArgs) -> Result<()> {
     let cfg = source_config(ctx, &a.source)?;
-    let generator = generator_config(&a.generator, a.events)?;
+    let generator = generator_config(&a.generator, a.events, None)?;
     let bar = progress(ctx.quiet, Some(a.events), "seed");
     let started = Instant::now();
     let written = cartflow_lake::runtime().block_on(async {

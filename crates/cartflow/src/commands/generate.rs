@@ -14,7 +14,7 @@ use crate::cli::GenerateArgs;
 use crate::telemetry::{progress, thousands};
 
 pub fn run(ctx: &Ctx, a: GenerateArgs) -> Result<()> {
-    let gen_cfg = generator_config(&a.generator, a.events)?;
+    let gen_cfg = generator_config(&a.generator, a.events, None)?;
     let started = Instant::now();
     let file = File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let gz = a.out.extension().is_some_and(|e| e == "gz");

@@ -30,16 +30,20 @@ pub struct Ctx {
     pub quiet: bool,
     pub control: StageControl,
     pub health: Health,
+    /// Spans are exported while this lives (traces configured).
+    pub traces: Option<cartflow_trace::Exporting>,
 }
 
 impl Ctx {
-    /// The configuration the global flags name, and a control that the
+    /// The configuration the global flags name, logging (and traces, when
+    /// configured) for the process named `service`, and a control that the
     /// first Ctrl-C stops (the second exits at once).
-    pub fn new(global: &Global) -> Result<Ctx> {
+    pub fn new(global: &Global, service: &str) -> Result<Ctx> {
         let mut cfg = Config::load(global.config.as_deref())?;
         if let Some(dir) = &global.data_dir {
             cfg.data_dir = dir.clone();
         }
+        let traces = telemetry::init_logging(global.quiet, global.log_format, &cfg.telemetry, service)?;
         let control = StageControl::new(false);
         let on_signal = control.clone();
         let _ = ctrlc::set_handler(move || {
@@ -49,12 +53,13 @@ impl Ctx {
             eprintln!("stopping (Ctrl-C again to force)…");
             on_signal.stop();
         });
-        Ok(Ctx { cfg, quiet: global.quiet, control, health: Health::default() })
+        Ok(Ctx { cfg, quiet: global.quiet, control, health: Health::default(), traces })
     }
 }
 
-pub fn run(cli: Cli) -> Result<()> {
-    let ctx = Ctx::new(&cli.global)?;
+/// Runs the command; `service` names the process in traces.
+pub fn run(cli: Cli, service: &str) -> Result<()> {
+    let ctx = Ctx::new(&cli.global, service)?;
     match cli.command {
         Command::Generate(a) => generate::run(&ctx, a),
         Command::Produce(a) => produce::run(&ctx, a),
@@ -87,11 +92,19 @@ impl Ctx {
     }
 }
 
-pub fn generator_config(a: &GeneratorArgs, events: u64) -> Result<GeneratorConfig> {
-    let start = cartflow_core::time::parse_timestamp(&a.start)
-        .with_context(|| format!("--start {:?} is not a time (try `2019-10-01 00:00:00 UTC`)", a.start))?;
+/// The generator the flags describe; `rate` is the producer's `--rate`, which
+/// with `--start now` sets the pace of event times (a live clickstream).
+pub fn generator_config(a: &GeneratorArgs, events: u64, rate: Option<f64>) -> Result<GeneratorConfig> {
+    let live = a.start == "now";
+    let start = if live {
+        cartflow_core::time::now_micros()
+    } else {
+        cartflow_core::time::parse_timestamp(&a.start)
+            .with_context(|| format!("--start {:?} is not a time (try `2019-10-01 00:00:00 UTC` or `now`)", a.start))?
+    };
     let defaults = GeneratorConfig::default();
-    let events_per_day = a.per_day.unwrap_or(defaults.events_per_day);
+    let live_pace = rate.filter(|_| live).map(|r| r * 86_400.0);
+    let events_per_day = a.per_day.or(live_pace).unwrap_or(defaults.events_per_day);
     if events_per_day.is_nan() || events_per_day < 1.0 {
         anyhow::bail!("--per-day {events_per_day} must be at least 1");
     }

@@ -14,11 +14,12 @@ pub fn run(ctx: &Ctx, a: ProduceArgs) -> Result<()> {
     ctx.serve_metrics(&a.running)?;
     let log = ctx.cfg.open_log()?;
     let (source, total) = match a.generate {
-        Some(n) => (Source::Generated(generator_config(&a.generator, n)?), Some(n)),
+        Some(n) => (Source::Generated(generator_config(&a.generator, n, a.rate)?), Some(n)),
         None => (Source::Files(a.input.clone()), None),
     };
     let cfg = ProduceConfig {
         rate: a.rate,
+        at_event_time: a.generate.is_some() && a.generator.start == "now",
         inject_invalid: a.inject_invalid,
         seed: a.generator.seed,
         ..ProduceConfig::default()

@@ -53,7 +53,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     let log = ctx.cfg.open_log()?;
     let lake = ctx.cfg.open_lake()?;
     let (source, total, what) = if a.input.is_empty() {
-        let g = generator_config(&a.generator, a.events)?;
+        let g = generator_config(&a.generator, a.events, None)?;
         (
             Source::Generated(g),
             Some(a.events),
@@ -148,7 +148,13 @@ const RUN_TUNING_SECS: u64 = 60;
 
 /// A short tuning run into the embedded registry.
 fn train(ctx: &Ctx) -> Result<()> {
-    let quiet = Ctx { cfg: ctx.cfg.clone(), quiet: true, control: ctx.control.clone(), health: ctx.health.clone() };
+    let quiet = Ctx {
+        cfg: ctx.cfg.clone(),
+        quiet: true,
+        control: ctx.control.clone(),
+        health: ctx.health.clone(),
+        traces: None,
+    };
     let args = TrainArgs {
         features: None,
         trials: Some(ctx.cfg.train.trials.min(RUN_TRIALS)),

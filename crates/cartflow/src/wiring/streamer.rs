@@ -33,7 +33,8 @@ pub fn spawn(
     control: &StageControl,
 ) -> std::thread::JoinHandle<Result<StreamerStats>> {
     let control = control.clone();
-    let ctx = Ctx { cfg: ctx.cfg.clone(), quiet: true, control: control.clone(), health: ctx.health.clone() };
+    let ctx =
+        Ctx { cfg: ctx.cfg.clone(), quiet: true, control: control.clone(), health: ctx.health.clone(), traces: None };
     std::thread::spawn(move || {
         let result = run(&ctx, store.as_ref(), &control);
         if let Err(e) = &result {
