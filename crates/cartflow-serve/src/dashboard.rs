@@ -82,7 +82,8 @@ fn chart(id: &str, title: &str, unit: &str, lines: &Lines) -> String {
             esc(title)
         );
     }
-    let top = points().map(|p| p.1).fold(0.0_f64, f64::max).max(1e-9) * 1.1;
+    let highest = points().map(|p| p.1).fold(0.0_f64, f64::max);
+    let top = if highest > 0.0 { highest * 1.1 } else { 1.0 };
     let left = points().map(|p| p.0).fold(0.0_f64, f64::min).min(-super::history::EVERY.as_secs_f64());
     let mut svg = String::new();
     let drawn = (|| -> Result<(), String> {

@@ -75,10 +75,7 @@ pub type Layer<S> = OpenTelemetryLayer<S, Tracer>;
 
 /// Starts exporting when an endpoint is configured, and returns the
 /// `tracing` layer to add to the subscriber; `None` when traces are off.
-pub fn install<S>(
-    cfg: &TraceConfig,
-    default_service: &str,
-) -> Result<Option<(Exporting, Layer<S>)>, String>
+pub fn install<S>(cfg: &TraceConfig, default_service: &str) -> Result<Option<(Exporting, Layer<S>)>, String>
 where
     S: tracing::Subscriber + for<'span> LookupSpan<'span>,
 {

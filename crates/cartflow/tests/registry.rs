@@ -88,6 +88,18 @@ fn train_registers_a_champion_then_a_challenger_and_the_ui_shows_them() {
     for expected in ["roc.svg", "pr.svg", "importance.svg", "calibration.svg", "valid_roc_auc", "max_depth", "model"] {
         assert!(run_page.contains(expected), "run page lacks {expected}: {run_page}");
     }
+    // The study's trials charted on the run that ran it, as MLflow's UI charts a parent's children.
+    let trials = run_page.split("id=\"trials-chart\"").nth(1).unwrap_or_else(|| panic!("no trials chart: {run_page}"));
+    assert!(trials.contains("valid_roc_auc by trial") && trials.matches("<circle").count() >= 2, "{trials}");
+    assert!(run_page.contains("data-param=\"max_depth\""), "no max_depth against AUC: {run_page}");
+    chromium_screenshot(&format!("{}/ui/runs/{}?token={admin}", server.url, champion.run_id), "registry-run");
+    // Two runs side by side, rows that differ marked.
+    let compare =
+        format!("{}/ui/compare?runs={}&runs={}&token={admin}", server.url, champion.run_id, challenger.run_id);
+    let side_by_side = chromium_dom(&compare);
+    assert!(side_by_side.contains("Comparing 2 runs") && side_by_side.contains("valid_roc_auc"), "{side_by_side}");
+    assert!(side_by_side.contains("class=\"diff\""), "{side_by_side}");
+    chromium_screenshot(&compare, "registry-compare");
     let models = chromium_dom(&format!("{}/ui/models?token={admin}", server.url));
     assert!(models.contains("@champion") && models.contains("@challenger"), "{models}");
     let plot = ureq::get(format!(

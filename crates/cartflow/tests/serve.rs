@@ -191,25 +191,33 @@ fn serve_scores_with_the_champion_follows_the_alias_and_checks_tokens() {
         "{seen:?}"
     );
 
-    // The dashboard as a browser shows it, with a screenshot kept for people.
+    // The dashboard as a browser shows it, with a screenshot kept for people:
+    // its charts have points once two readings of the metrics are five seconds apart.
     let page = format!("{}/dashboard?token={admin}", server.url);
-    let dom = chromium_dom(&page);
+    let started = Instant::now();
+    let dom = loop {
+        let _ = call(&predict, Some(SHOP), Some(&carts(2)));
+        let dom = chromium_dom(&page);
+        let chart = |id: &str| {
+            dom.split(&format!("id=\"{id}\"")).nth(1).map(|rest| rest[..rest.find("</figure>").unwrap_or(0)].to_owned())
+        };
+        if chart("chart-predictions").is_some_and(|c| c.contains("<polyline"))
+            && chart("chart-latency").is_some_and(|c| c.contains("p99"))
+        {
+            break dom;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the dashboard's charts stayed empty: {dom}");
+        std::thread::sleep(Duration::from_secs(1));
+    };
     for expected in ["purchase_prediction_model", "<b>v2</b>", "Validation metrics", "valid_roc_auc", "roc.svg"] {
         assert!(dom.contains(expected), "the dashboard lacks {expected}: {dom}");
     }
-    for expected in ["Predictions", "Conversion funnel", "Top categories by purchases", "Stages", "features"] {
+    for expected in
+        ["Predictions", "Conversion funnel", "Top categories by purchases", "Stages", "features", "Last ten minutes"]
+    {
         assert!(dom.contains(expected), "the dashboard lacks {expected}: {dom}");
     }
-    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
-    let _ = std::fs::remove_file(&shot);
-    let status = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,1800"])
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(&page)
-        .output()
-        .expect("chromium runs");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
-    assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "no screenshot at {}", shot.display());
+    chromium_screenshot(&page, "dashboard");
     // Without a token the dashboard is refused, with the reason.
     assert_eq!(call(&format!("{}/dashboard", server.url), None, None).0, 401);
 }

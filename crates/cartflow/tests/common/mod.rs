@@ -220,6 +220,22 @@ pub fn chromium_dom(url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A screenshot of the page as headless Chromium renders it, kept as test
+/// output (`<target>/tmp/<name>.png`) for people to look at; its path.
+pub fn chromium_screenshot(url: &str, name: &str) -> std::path::PathBuf {
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}.png"));
+    let _ = std::fs::remove_file(&shot);
+    let out = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,1800"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(url)
+        .output()
+        .expect("chromium runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "no screenshot at {}", shot.display());
+    shot
+}
+
 /// Runs Debian's `promtool` (installed by .ci/run) in `dir`, with `stdin`; fails the test when it fails.
 pub fn promtool(args: &[&str], dir: &Path, stdin: Option<&str>) -> String {
     use std::io::Write;
