@@ -14,6 +14,7 @@ pub mod api;
 mod charts;
 pub mod client;
 pub mod filter;
+pub mod gauges;
 mod location;
 pub mod proto;
 pub mod store;

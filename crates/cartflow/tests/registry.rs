@@ -54,6 +54,37 @@ fn train_registers_a_champion_then_a_challenger_and_the_ui_shows_them() {
     let champion = client.version_by_alias("purchase_prediction_model", "champion").unwrap().expect("a champion");
     let challenger = client.version_by_alias("purchase_prediction_model", "challenger").unwrap().expect("a challenger");
     assert_eq!((champion.version.as_str(), challenger.version.as_str()), ("1", "2"));
+    // The record of training as Prometheus gauges, for the training dashboard.
+    let started = std::time::Instant::now();
+    let metrics = loop {
+        let mut r = ureq::get(format!("{}/metrics", server.url))
+            .header("authorization", &format!("Bearer {admin}"))
+            .call()
+            .unwrap();
+        let text = r.body_mut().read_to_string().unwrap();
+        if text.contains("cartflow_registry_alias_metric") {
+            break text;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no registry gauges: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let gauge = |series: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series}: {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let alias = "cartflow_registry_alias_version{model=\"purchase_prediction_model\",alias=\"challenger\"}";
+    assert_eq!(gauge(alias), 2.0);
+    assert_eq!(gauge("cartflow_registry_runs{experiment=\"cart-purchase\",status=\"FINISHED\"}"), 2.0);
+    let trials: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("cartflow_registry_trials{experiment=\"cart-purchase\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert_eq!(trials, 8.0, "two training runs of four trials: {metrics}");
+    let best = gauge("cartflow_registry_run_best_metric{experiment=\"cart-purchase\",run=\"train-v1\"}");
+    let champion_auc = gauge("cartflow_registry_alias_metric{model=\"purchase_prediction_model\",alias=\"champion\"}");
+    assert!(best >= champion_auc - 1e-9 && champion_auc > 0.5, "best {best}, champion {champion_auc}");
+    assert_promtool_clean("registry", &metrics);
 
     // The champion's run: metrics beside the baselines, trials as children, artifacts.
     let run = client.run(&champion.run_id).unwrap();

@@ -38,6 +38,7 @@ pub fn app(
     tokens: Arc<cartflow_http::Tokens>,
 ) -> axum::Router {
     telemetry::metrics_handle();
+    cartflow_registry::gauges::spawn(registry.store.clone(), super::listen::runtime().handle());
     let telemetry = cartflow_serve::Telemetry {
         metrics: Arc::new(|| telemetry::metrics_handle().render()),
         status: Arc::new(move || serde_json::json!({ "registry": describe })),
