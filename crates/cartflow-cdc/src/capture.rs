@@ -12,6 +12,7 @@ use cartflow_log::{EventLog, Producer, ProducerRecord, Rebalance, TopicPartition
 use cartflow_stream::StageControl;
 use cartflow_stream::driver::{Stage, drive};
 use cartflow_stream::metrics::EVENTS_OUT;
+use cartflow_trace::{RecordSampler, RecordSpan, TRACEPARENT};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
@@ -138,7 +139,14 @@ async fn open(runtime: &Handle, log: &dyn EventLog, cfg: &CdcConfig) -> Result<(
     // Where the slot stands before this run confirms anything (a drain with
     // no changes confirms nothing, and should still say where the slot is).
     let stats = CdcStats { confirmed_lsn: input.confirmed().await?, ..CdcStats::default() };
-    let writer = Writer { producer: log.producer()?, topic, table, server_name: cfg.server_name.clone() };
+    let writer = Writer {
+        producer: log.producer()?,
+        topic,
+        table,
+        server_name: cfg.server_name.clone(),
+        sampler: RecordSampler::configured(),
+        traced: Vec::new(),
+    };
     let capture = Capture {
         writer,
         batch: cfg.batch,
@@ -228,6 +236,9 @@ impl Stage for Capture {
     /// Durable in the log first, then the slot may forget them.
     fn write(&mut self, _: &SlotInput) -> cartflow_stream::Result<Option<u64>> {
         self.writer.producer.flush()?;
+        for span in self.writer.traced.drain(..) {
+            span.end();
+        }
         let w = &self.writer;
         metrics::counter!(EVENTS_OUT, "stage" => Self::NAME, "topic" => w.topic.clone()).increment(self.written);
         self.written = 0;
@@ -307,6 +318,10 @@ struct Writer {
     topic: String,
     table: Table,
     server_name: String,
+    /// Picks the changes traced from here through every stage.
+    sampler: RecordSampler,
+    /// Their spans, ended when the flush makes them durable.
+    traced: Vec<RecordSpan>,
 }
 
 impl Writer {
@@ -327,8 +342,12 @@ impl Writer {
 
     fn send(&mut self, key: &[u8], value: &[u8], pos: &Position) -> Result<()> {
         let pos = serde_json::to_string(pos).expect("serializes");
-        let headers: &[(&str, &[u8])] = &[(HEADER, pos.as_bytes())];
+        let span = self.sampler.root("cdc");
+        let traceparent = span.as_ref().map(RecordSpan::traceparent).unwrap_or_default();
+        let headers: &[(&str, &[u8])] = &[(HEADER, pos.as_bytes()), (TRACEPARENT, traceparent.as_bytes())];
+        let headers = if span.is_some() { headers } else { &headers[..1] };
         self.producer.send(ProducerRecord::new(&self.topic, Some(key), value).headers(headers))?;
+        self.traced.extend(span);
         Ok(())
     }
 }
