@@ -3,8 +3,10 @@
 # streamer, each its own process with --metrics-addr; at the end each stage's
 # cartflow_freshness_seconds histogram (produce time → its output durable; for the streamer, produce →
 # visible in the online store) as p50/p99, interpolated within buckets as Prometheus's
-# histogram_quantile does. Embedded (log and store), then Kafka (nisshi) + Redis. Release build;
-# results go to docs/benchmarks.md by hand.
+# histogram_quantile does. Embedded (log and store), then Kafka (nisshi) + Redis. Then, with live
+# events (`produce --start now`: each sent when the clock reaches its event time; the rate given is the
+# daily average, which the hour of day shapes), the validator's cartflow_event_age_seconds: event time →
+# validated. Release build; results go to docs/benchmarks.md by hand.
 # Usage: benches/freshness.sh [embedded rate, default 50000] [kafka+redis rate, default 25000] [seconds, default 30]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,10 +33,11 @@ quantiles() {
   python3 -c '
 import re, sys
 stage = sys.argv[1]
+metric, labels = ("cartflow_event_age_seconds", "") if stage == "event-age" else ("cartflow_freshness_seconds", "stage=\"" + stage + "\",")
 def buckets(path):
     out = {}
     for line in open(path):
-        m = re.match(r"cartflow_freshness_seconds_bucket\{stage=\"" + stage + r"\",le=\"([^\"]+)\"\} (\S+)", line)
+        m = re.match(metric + r"_bucket\{" + labels + r"le=\"([^\"]+)\"\} (\S+)", line)
         if m:
             out[float("inf") if m[1] == "+Inf" else float(m[1])] = float(m[2])
     return out
@@ -56,8 +59,12 @@ print(f"  {stage:<10} {out}  ({int(total):,} records timed after the warm-up)")
 }
 
 run() {
-  local name=$1 rate=$2 dir="$work/$1"
+  local name=$1 rate=$2 dir="$work/$1" live=()
   shift 2
+  if [ "$1" = live ]; then
+    live=(--start now)
+    shift
+  fi
   local env=("$@")
   local token ports=()
   echo "== $name, produce --rate $rate for $seconds s"
@@ -70,7 +77,7 @@ run() {
     pids+=($!)
     wait_port "$p"
   done
-  env "${env[@]}" "$bin" --data-dir "$dir" --quiet produce --generate $((rate * seconds)) --rate "$rate" >/dev/null &
+  env "${env[@]}" "$bin" --data-dir "$dir" --quiet produce --generate $((rate * seconds)) --rate "$rate" "${live[@]}" >"$work/$name-produce.out" &
   local producer=$!
   token=$(cat "$dir/auth/token")
   local names=(validate lake-sink features)
@@ -80,6 +87,10 @@ run() {
   wait "$producer"
   sleep 3 # the last batches land
   scrape end
+  if [ ${#live[@]} -gt 0 ]; then
+    sed 's/^/  /' "$work/$name-produce.out"
+    quantiles event-age "$work/$name-validate-warm.prom" "$work/$name-validate-end.prom"
+  fi
   for i in 0 1 2; do
     quantiles "${names[$i]}" "$work/$name-${names[$i]}-warm.prom" "$work/$name-${names[$i]}-end.prom"
   done
@@ -89,7 +100,11 @@ run() {
 
 run embedded "$embedded_rate" "CARTFLOW_FEATURES__ONLINE=embedded"
 
+run embedded-live "$embedded_rate" live "CARTFLOW_FEATURES__ONLINE=embedded"
+
 start_broker "$work/broker.log"
-run kafka+redis "$kafka_rate" "CARTFLOW_LOG=kafka://127.0.0.1:$port" "CARTFLOW_KAFKA__PARTITIONS=4" \
-  "CARTFLOW_FEATURES__ONLINE=redis://127.0.0.1:6379/0" "CARTFLOW_FEATURES__REDIS_PREFIX=$prefix"
+kafka=("CARTFLOW_LOG=kafka://127.0.0.1:$port" "CARTFLOW_KAFKA__PARTITIONS=4"
+  "CARTFLOW_FEATURES__ONLINE=redis://127.0.0.1:6379/0" "CARTFLOW_FEATURES__REDIS_PREFIX=$prefix")
+run kafka+redis "$kafka_rate" "${kafka[@]}"
+run kafka+redis-live "$kafka_rate" live "${kafka[@]}"
 kill "$broker"
