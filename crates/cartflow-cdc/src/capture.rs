@@ -12,7 +12,7 @@ use cartflow_log::{EventLog, Producer, ProducerRecord, Rebalance, TopicPartition
 use cartflow_stream::StageControl;
 use cartflow_stream::driver::{Stage, drive};
 use cartflow_stream::metrics::EVENTS_OUT;
-use cartflow_trace::{RecordSampler, RecordSpan, TRACEPARENT};
+use cartflow_trace::{RecordSampler, TRACEPARENT};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
@@ -145,7 +145,6 @@ async fn open(runtime: &Handle, log: &dyn EventLog, cfg: &CdcConfig) -> Result<(
         table,
         server_name: cfg.server_name.clone(),
         sampler: RecordSampler::configured(),
-        traced: Vec::new(),
     };
     let capture = Capture {
         writer,
@@ -236,9 +235,7 @@ impl Stage for Capture {
     /// Durable in the log first, then the slot may forget them.
     fn write(&mut self, _: &SlotInput) -> cartflow_stream::Result<Option<u64>> {
         self.writer.producer.flush()?;
-        for span in self.writer.traced.drain(..) {
-            span.end();
-        }
+        self.writer.sampler.flushed();
         let w = &self.writer;
         metrics::counter!(EVENTS_OUT, "stage" => Self::NAME, "topic" => w.topic.clone()).increment(self.written);
         self.written = 0;
@@ -320,8 +317,6 @@ struct Writer {
     server_name: String,
     /// Picks the changes traced from here through every stage.
     sampler: RecordSampler,
-    /// Their spans, ended when the flush makes them durable.
-    traced: Vec<RecordSpan>,
 }
 
 impl Writer {
@@ -342,12 +337,11 @@ impl Writer {
 
     fn send(&mut self, key: &[u8], value: &[u8], pos: &Position) -> Result<()> {
         let pos = serde_json::to_string(pos).expect("serializes");
-        let span = self.sampler.root("cdc");
-        let traceparent = span.as_ref().map(RecordSpan::traceparent).unwrap_or_default();
-        let headers: &[(&str, &[u8])] = &[(HEADER, pos.as_bytes()), (TRACEPARENT, traceparent.as_bytes())];
-        let headers = if span.is_some() { headers } else { &headers[..1] };
+        let traceparent = self.sampler.root("cdc");
+        let headers: &[(&str, &[u8])] =
+            &[(HEADER, pos.as_bytes()), (TRACEPARENT, traceparent.as_deref().unwrap_or_default().as_bytes())];
+        let headers = if traceparent.is_some() { headers } else { &headers[..1] };
         self.producer.send(ProducerRecord::new(&self.topic, Some(key), value).headers(headers))?;
-        self.traced.extend(span);
         Ok(())
     }
 }

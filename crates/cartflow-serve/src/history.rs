@@ -147,8 +147,7 @@ impl History {
         let r = self.readings.lock().expect("history lock");
         let now = Instant::now();
         let mut lines: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-        for pair in r.iter().collect::<Vec<_>>().windows(2) {
-            let ((t0, a), (t1, b)) = (pair[0], pair[1]);
+        for ((t0, a), (t1, b)) in r.iter().zip(r.iter().skip(1)) {
             let secs = t1.duration_since(*t0).as_secs_f64();
             let ago = -(now.duration_since(*t1).as_secs_f64());
             for (name, value) in series(a, b, secs) {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use cartflow_log::{EventLog, ProducerRecord};
 use cartflow_sources::json::{event_json, raw_event_json};
 use cartflow_sources::{CsvEventReader, Generator, GeneratorConfig};
-use cartflow_trace::{RecordSampler, RecordSpan, TRACEPARENT};
+use cartflow_trace::{RecordSampler, TRACEPARENT};
 use serde::Serialize;
 
 use crate::inject::Injector;
@@ -71,8 +71,6 @@ struct Sink<'a> {
     progress: &'a mut dyn FnMut(&ProduceStats),
     /// Picks the records traced from here through every stage.
     sampler: RecordSampler,
-    /// Their spans, ended when the flush makes them durable.
-    traced: Vec<RecordSpan>,
 }
 
 impl Sink<'_> {
@@ -80,8 +78,7 @@ impl Sink<'_> {
         if headers.is_empty() && self.injector.maybe_damage(&mut value) {
             self.stats.injected_invalid += 1;
         }
-        let span = self.sampler.root("produce");
-        let traceparent = span.as_ref().map(RecordSpan::traceparent);
+        let traceparent = self.sampler.root("produce");
         let with_trace: Vec<(&str, &[u8])>;
         let headers = match &traceparent {
             Some(tp) => {
@@ -92,7 +89,6 @@ impl Sink<'_> {
         };
         let record = ProducerRecord::new(&self.cfg.topic, key.map(str::as_bytes), &value).headers(headers);
         self.producer.send(record)?;
-        self.traced.extend(span);
         self.stats.records += 1;
         self.unflushed += 1;
         if self.unflushed >= self.cfg.batch {
@@ -116,9 +112,7 @@ impl Sink<'_> {
 
     fn flush(&mut self) -> Result<()> {
         self.producer.flush()?;
-        for span in self.traced.drain(..) {
-            span.end();
-        }
+        self.sampler.flushed();
         metrics::counter!(crate::metrics::EVENTS_OUT, "stage" => "produce", "topic" => self.cfg.topic.clone())
             .increment(self.unflushed as u64);
         self.unflushed = 0;
@@ -145,7 +139,6 @@ pub fn run_produce(
         unflushed: 0,
         progress,
         sampler: RecordSampler::configured(),
-        traced: Vec::new(),
     };
     match source {
         Source::Generated(gen_cfg) => {

@@ -66,18 +66,20 @@ impl RecordSpan {
     }
 }
 
-/// Picks one record in `every` to trace, where records enter cartflow.
-#[derive(Debug, Clone)]
+/// Picks one record in `every` to trace where records enter cartflow, and
+/// keeps their root spans until the write that makes them durable.
+#[derive(Default)]
 pub struct RecordSampler {
     every: u64,
     seen: u64,
+    unflushed: Vec<RecordSpan>,
 }
 
 impl RecordSampler {
     /// Traces a share `ratio` of records (0 or traces off: none).
     pub fn new(ratio: f64) -> RecordSampler {
         let every = if ratio > 0.0 { (1.0 / ratio.min(1.0)).round() as u64 } else { 0 };
-        RecordSampler { every, seen: 0 }
+        RecordSampler { every, ..RecordSampler::default() }
     }
 
     /// The configured share ([`crate::export::record_ratio`]).
@@ -85,8 +87,9 @@ impl RecordSampler {
         RecordSampler::new(crate::export::record_ratio())
     }
 
-    /// A root span for this record, if it is one of those traced.
-    pub fn root(&mut self, name: &'static str) -> Option<RecordSpan> {
+    /// The `traceparent` for this record's header when it is one of those
+    /// traced: a root span named `name`, ended by [`Self::flushed`].
+    pub fn root(&mut self, name: &'static str) -> Option<String> {
         if self.every == 0 || !crate::enabled() {
             return None;
         }
@@ -94,7 +97,17 @@ impl RecordSampler {
         if !(self.seen - 1).is_multiple_of(self.every) {
             return None;
         }
-        RecordSpan::root(name)
+        let span = RecordSpan::root(name)?;
+        let traceparent = span.traceparent();
+        self.unflushed.push(span);
+        Some(traceparent)
+    }
+
+    /// The records sampled so far are durable: ends their spans.
+    pub fn flushed(&mut self) {
+        for span in self.unflushed.drain(..) {
+            span.end();
+        }
     }
 }
 

@@ -61,30 +61,20 @@ static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 /// Installs the Prometheus recorder once per process.
 pub fn metrics_handle() -> &'static PrometheusHandle {
     PROMETHEUS.get_or_init(|| {
-        let handle = PrometheusBuilder::new()
+        let mut builder = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Suffix("_seconds".into()),
                 &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
             )
-            .expect("valid buckets")
-            // A full name is matched before the suffix above.
-            .set_buckets_for_metric(
-                Matcher::Full(cartflow_stream::metrics::FRESHNESS.into()),
-                &cartflow_stream::metrics::FRESHNESS_BUCKETS,
-            )
-            .expect("valid buckets")
-            .set_buckets_for_metric(
-                Matcher::Full(cartflow_stream::metrics::EVENT_AGE.into()),
-                &cartflow_stream::metrics::FRESHNESS_BUCKETS,
-            )
-            .expect("valid buckets")
-            .set_buckets_for_metric(
-                Matcher::Full(cartflow_serve::FEATURE_AGE.into()),
-                &cartflow_stream::metrics::FRESHNESS_BUCKETS,
-            )
-            .expect("valid buckets")
-            .install_recorder()
-            .expect("one metrics recorder per process");
+            .expect("valid buckets");
+        // Ages of events and records span milliseconds to minutes; a full
+        // name is matched before the suffix above.
+        use cartflow_stream::metrics::{EVENT_AGE, FRESHNESS, FRESHNESS_BUCKETS};
+        for age in [FRESHNESS, EVENT_AGE, cartflow_serve::FEATURE_AGE] {
+            builder =
+                builder.set_buckets_for_metric(Matcher::Full(age.into()), &FRESHNESS_BUCKETS).expect("valid buckets");
+        }
+        let handle = builder.install_recorder().expect("one metrics recorder per process");
         cartflow_stream::metrics::describe();
         cartflow_http::server::describe_metrics();
         handle
