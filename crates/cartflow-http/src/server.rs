@@ -130,6 +130,8 @@ impl Server {
     pub async fn serve(self, app: Router, stop: impl Future<Output = ()>) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::from_std(self.listener)?;
         let app = crate::headers::common(app);
+        // At zero from the start, so `rate` sees the first refusal.
+        metrics::counter!(REFUSED).increment(0);
         let graceful = GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(self.limits.max_connections.max(1)));
         let header_timeout = self.limits.header_timeout;

@@ -70,6 +70,9 @@ pub struct ModelSlot {
 
 impl ModelSlot {
     pub fn new(name: &str, alias: &str) -> Self {
+        // At zero from the start, so `rate` and `increase` see the first swap or error.
+        metrics::counter!(SWAPS).increment(0);
+        metrics::counter!(LOAD_ERRORS).increment(0);
         Self {
             name: name.to_owned(),
             alias: alias.to_owned(),

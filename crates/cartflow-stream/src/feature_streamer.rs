@@ -58,6 +58,9 @@ pub fn run_feature_streamer(
     control: &StageControl,
     progress: &mut dyn FnMut(&StreamerStats),
 ) -> Result<StreamerStats> {
+    // At zero from the start, so `rate` sees the first duplicate or expiry.
+    metrics::counter!(STREAMER_DUPLICATES).increment(0);
+    metrics::counter!(STREAMER_EXPIRED).increment(0);
     let mut stage =
         Streamer { store, cfg, changes: Vec::new(), last_snapshot: Instant::now(), stats: StreamerStats::default() };
     let mut input = Subscription::join(log, &cfg.group, &[VALIDATED])?;

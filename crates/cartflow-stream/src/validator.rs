@@ -111,6 +111,8 @@ pub fn run_validator(
     // Subscribing creates missing topics with the default partitions: the CDC
     // topic must be made with its own shape first.
     log.ensure_topic(CDC, CDC_PARTITIONS)?;
+    // At zero from the start, so `rate` sees the first replay after a crash.
+    metrics::counter!(DUPLICATES_SKIPPED, "stage" => "validate").increment(0);
     let mut stage = Validator {
         cfg,
         exactly_once: ExactlyOnce::default(),

@@ -269,7 +269,8 @@ impl Config {
             None if Path::new("cartflow.toml").exists() => fig = fig.merge(Toml::file("cartflow.toml")),
             None => {}
         }
-        fig = fig.merge(Env::prefixed("CARTFLOW_").split("__").ignore(&["config"]));
+        // CARTFLOW_CONFIG and CARTFLOW_LOG_FORMAT are the command line's (clap reads them).
+        fig = fig.merge(Env::prefixed("CARTFLOW_").split("__").ignore(&["config", "log_format"]));
         fig.extract().context("invalid configuration")
     }
 }
@@ -295,6 +296,7 @@ mod tests {
                 "log = \"kafka://k1:9092\"\n[features]\nonline = \"redis://:pw@r:6379/0\"\npostgres = \"\"\n[serve]\naddr = \"0.0.0.0:8000\"\n",
             )?;
             jail.set_env("CARTFLOW_SERVE__ADDR", "127.0.0.1:9000");
+            jail.set_env("CARTFLOW_LOG_FORMAT", "json");
             jail.set_env("CARTFLOW_REGISTRY__URL", "http://registry:5001");
             let c = Config::load(Some(Path::new("layered.toml"))).map_err(|e| format!("{e:#}"))?;
             assert_eq!(c.log, LogBackend::Kafka { url: "kafka://k1:9092".into() });

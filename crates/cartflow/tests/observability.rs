@@ -166,6 +166,31 @@ fn prometheus_rules_pass_their_unit_tests_and_the_config_loads() {
     promtool(&args, &shipped, None);
 }
 
+/// Every shipped dashboard reads back through Grafana's own SDK (its models
+/// are generated from Grafana's dashboard schema and plugins) unchanged: no
+/// key the schema lacks, no value of another shape.
+#[test]
+fn the_grafana_dashboards_follow_grafanas_schema() {
+    if !python_modules("python3", &["grafana_foundation_sdk"]) {
+        return;
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dashboards: Vec<_> = std::fs::read_dir(root.join("../../deploy/grafana/dashboards"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    dashboards.sort();
+    assert_eq!(dashboards.len(), 4, "{dashboards:?}");
+    let out = std::process::Command::new("python3")
+        .arg(root.join("tests/grafana_schema.py"))
+        .args(&dashboards)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.trim() == "ok", "{text}{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// What every long-running stage exposes passes `promtool check metrics`:
 /// every metric has HELP, counters end in _total, units are base units.
 #[test]
@@ -227,6 +252,8 @@ fn every_stage_exposition_passes_promtool() {
 /// invalid-rate rule fires, and Alertmanager delivers it to a webhook. The
 /// rules are the shipped file with each `for:` shortened to seconds (the
 /// promtool unit tests in deploy/prometheus/tests check the durations).
+/// Prometheus also scrapes a CDC capture and a whole `cartflow run` answering
+/// predictions, and every query of every shipped dashboard returns series.
 #[test]
 fn the_shipped_rules_and_dashboards_work_on_a_real_prometheus_and_alertmanager() {
     if !(command("prometheus", "prometheus") && command("prometheus-alertmanager", "prometheus-alertmanager")) {
@@ -239,6 +266,15 @@ fn the_shipped_rules_and_dashboards_work_on_a_real_prometheus_and_alertmanager()
         c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
         c
     };
+    // The whole system in one process (it trains, then serves), beside the stages below.
+    let whole = d.join("whole");
+    std::fs::create_dir(&whole).unwrap();
+    let run_port = free_port();
+    let run = quiet(cartflow(&whole))
+        .args(["run", "--events", "30000", "--addr", &format!("127.0.0.1:{run_port}")])
+        .spawn()
+        .unwrap();
+    let run = Server { child: run, url: format!("http://127.0.0.1:{run_port}") };
     let metrics = free_port();
     let mut validator =
         quiet(cartflow(d)).args(["validate", "--metrics-addr", &format!("127.0.0.1:{metrics}")]).spawn().unwrap();
@@ -250,6 +286,15 @@ fn the_shipped_rules_and_dashboards_work_on_a_real_prometheus_and_alertmanager()
     }
     let mut producer = quiet(cartflow(d))
         .args(["produce", "--generate", "5000000", "--rate", "5000", "--inject-invalid", "0.3"])
+        .spawn()
+        .unwrap();
+    // A CDC capture into the validator's log, for the slot's panel.
+    let source = CaptureSource::create();
+    ok(cartflow(d).args(["cdc", "seed", "--postgres", &source.db.url(), "--events", "500"]));
+    let cdc_metrics = free_port();
+    let mut capture = quiet(cartflow(d))
+        .args(["cdc", "--postgres", &source.db.url(), "--slot", &source.slot])
+        .args(["--metrics-addr", &format!("127.0.0.1:{cdc_metrics}")])
         .spawn()
         .unwrap();
 
@@ -291,8 +336,12 @@ fn the_shipped_rules_and_dashboards_work_on_a_real_prometheus_and_alertmanager()
              alerting: {{ alertmanagers: [{{ static_configs: [{{ targets: [\"127.0.0.1:{am_port}\"] }}] }}] }}\n\
              scrape_configs:\n  - job_name: a-name-no-rule-depends-on\n    \
              authorization: {{ type: Bearer, credentials_file: {} }}\n    \
-             static_configs: [{{ targets: [\"127.0.0.1:{metrics}\"] }}]\n",
-            token.display()
+             static_configs: [{{ targets: [\"127.0.0.1:{metrics}\", \"127.0.0.1:{cdc_metrics}\"] }}]\n  \
+             - job_name: another\n    \
+             authorization: {{ type: Bearer, credentials_file: {} }}\n    \
+             static_configs: [{{ targets: [\"127.0.0.1:{run_port}\"] }}]\n",
+            token.display(),
+            whole.join("data/auth/token").display(),
         ),
     )
     .unwrap();
@@ -323,19 +372,82 @@ fn the_shipped_rules_and_dashboards_work_on_a_real_prometheus_and_alertmanager()
         serde_json::from_str(&ureq::get(query).call().unwrap().body_mut().read_to_string().unwrap()).unwrap();
     let ratio: f64 = answer["data"]["result"][0]["value"][1].as_str().unwrap().parse().unwrap();
     assert!((0.2..0.4).contains(&ratio), "the recorded invalid ratio is {ratio}: {answer}");
+    let asking = Asking::start(&run.url, &whole);
     assert_dashboards_evaluate(&prometheus.url);
-    for child in [&mut producer, &mut validator] {
+    asking.stop();
+    for child in [&mut producer, &mut validator, &mut capture] {
         let _ = child.kill();
         let _ = child.wait();
     }
 }
 
+/// Traffic for the serving and feature panels: once `cartflow run` serves a
+/// model, its carts are scored over and over, with a malformed request and a
+/// feature lookup each round, until stopped.
+struct Asking {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Asking {
+    fn start(url: &str, data: &std::path::Path) -> Asking {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (url, data, stopped) = (url.to_owned(), data.to_owned(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let agent = ureq::Agent::config_builder().http_status_as_error(false).build().new_agent();
+            let token = std::fs::read_to_string(data.join("data/auth/token")).unwrap();
+            let auth = format!("Bearer {}", token.trim());
+            let post = |path: &str, body: &str| {
+                let answer = agent
+                    .post(format!("{url}{path}"))
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json")
+                    .send(body);
+                answer.map(|r| r.status().as_u16()).unwrap_or(0)
+            };
+            let mut carts = Vec::new();
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                if carts.is_empty() {
+                    // The run has validated its events once a model serves.
+                    if post("/predict", r#"[{"user_id": 1, "product_id": 2, "user_session": "s"}]"#) == 200 {
+                        carts = read_topic(&data, VALIDATED)
+                            .into_iter()
+                            .filter_map(|r| serde_json::from_slice::<Value>(&r.value).ok())
+                            .filter(|e| e["event_type"] == "cart")
+                            .take(20)
+                            .collect();
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+                for cart in &carts {
+                    let one = serde_json::json!([{ "user_id": cart["user_id"], "product_id": cart["product_id"],
+                        "user_session": cart["user_session"], "price": cart["price"] }]);
+                    post("/predict", &one.to_string());
+                }
+                post("/predict", "[{");
+                let lookup =
+                    serde_json::json!({ "user_id": carts[0]["user_id"], "product_id": carts[0]["product_id"] });
+                post("/features", &lookup.to_string());
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        Asking { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
+}
+
 /// Every query of every shipped Grafana dashboard evaluates on a real
-/// Prometheus that scrapes a running validator (`$__rate_interval` as Grafana
-/// sets it for a 1 s scrape), and the pipeline's rate panels have data.
+/// Prometheus (`$__rate_interval` as Grafana sets it for a 1 s scrape) and,
+/// within three minutes, returns series: the stages, the capture and the
+/// whole system it scrapes feed every panel.
 fn assert_dashboards_evaluate(prometheus: &str) {
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/dashboards");
-    let mut queries = 0;
+    let mut queries = Vec::new();
     for file in std::fs::read_dir(&shipped).unwrap() {
         let path = file.unwrap().path();
         let dashboard: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
@@ -348,21 +460,29 @@ fn assert_dashboards_evaluate(prometheus: &str) {
             assert_eq!(panel["datasource"]["uid"], "${datasource}", "{name}: {title}");
             for target in panel["targets"].as_array().unwrap() {
                 let expr = target["expr"].as_str().unwrap().replace("$__rate_interval", "1m");
-                let mut response =
-                    ureq::get(format!("{prometheus}/api/v1/query")).query("query", &expr).call().unwrap_or_else(|e| {
-                        panic!("{name}: {title}: {expr}: {e}");
-                    });
-                let answer: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
-                assert_eq!(answer["status"], "success", "{name}: {title}: {expr}: {answer}");
-                let has_data = answer["data"]["result"].as_array().is_some_and(|r| !r.is_empty());
-                if name == "cartflow-pipeline.json"
-                    && ["Events in per stage", "Invalid events by reason"].contains(&title)
-                {
-                    assert!(has_data, "{name}: {title}: {expr} has no data: {answer}");
-                }
-                queries += 1;
+                queries.push((format!("{name}: {title}"), expr));
             }
         }
     }
-    assert!(queries >= 20, "{queries} dashboard queries");
+    assert!(queries.len() >= 30, "{} dashboard queries", queries.len());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let mut empty = Vec::new();
+        for (panel, expr) in &queries {
+            let mut response = ureq::get(format!("{prometheus}/api/v1/query"))
+                .query("query", expr)
+                .call()
+                .unwrap_or_else(|e| panic!("{panel}: {expr}: {e}"));
+            let answer: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+            assert_eq!(answer["status"], "success", "{panel}: {expr}: {answer}");
+            if answer["data"]["result"].as_array().is_none_or(|r| r.is_empty()) {
+                empty.push(format!("{panel}: {expr}"));
+            }
+        }
+        if empty.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "dashboard queries without series:\n{}", empty.join("\n"));
+        std::thread::sleep(Duration::from_secs(2));
+    }
 }
