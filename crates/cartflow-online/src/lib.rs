@@ -136,6 +136,13 @@ pub trait OnlineStore: OnlineReader {
     fn expire(&self) -> Result<usize>;
     /// Makes what was applied durable (a snapshot; Redis is written through).
     fn checkpoint(&self) -> Result<()>;
+    /// As [`OnlineStore::checkpoint`], writing to disk on another thread, so
+    /// the writer goes on applying: durable later, or never if the process
+    /// dies first (the older snapshot, with its older offsets, then stands).
+    /// Fails with the previous background write's error, if it failed.
+    fn checkpoint_in_background(&self) -> Result<()> {
+        self.checkpoint()
+    }
     /// Removes everything the store holds, its layout mark too (benchmarks
     /// clean up with it).
     fn delete(&self) -> Result<()>;

@@ -5,7 +5,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
+use std::thread::JoinHandle;
 
 use cartflow_core::CommittedOffset;
 use cartflow_core::time::Micros;
@@ -25,6 +26,8 @@ pub struct MemoryStore {
     inner: RwLock<Inner>,
     /// Where snapshots go; `None` keeps nothing on disk (tests, benchmarks).
     snapshot: Option<PathBuf>,
+    /// The snapshot being written in the background, if one is.
+    writing: Mutex<Option<JoinHandle<Result<()>>>>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OnlineError + '_ {
@@ -37,6 +40,7 @@ impl MemoryStore {
         MemoryStore {
             inner: RwLock::new(Inner { entities: Entities::new(session_ttl), offsets: Vec::new() }),
             snapshot: None,
+            writing: Mutex::new(None),
         }
     }
 
@@ -54,7 +58,7 @@ impl MemoryStore {
             }
             Err(e) => return Err(io(&path)(e)),
         };
-        Ok(MemoryStore { inner: RwLock::new(inner), snapshot: Some(path) })
+        Ok(MemoryStore { inner: RwLock::new(inner), snapshot: Some(path), writing: Mutex::new(None) })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -67,9 +71,25 @@ impl MemoryStore {
         self.inner.write().expect("online state lock poisoned")
     }
 
+    /// Waits for the background snapshot, if one is being written, and
+    /// returns its outcome: one snapshot at a time, each file whole.
+    fn written(&self) -> Result<()> {
+        let writing = self.writing.lock().expect("snapshot writer lock").take();
+        writing.map_or(Ok(()), |w| w.join().expect("the snapshot writer panicked"))
+    }
+
     /// Runs `f` over the state (the streamer's benchmarks and tests look inside).
     pub fn with_entities<R>(&self, f: impl FnOnce(&Entities) -> R) -> R {
         f(&self.read().entities)
+    }
+}
+
+/// A store dropped in an orderly way leaves its last snapshot whole on disk.
+impl Drop for MemoryStore {
+    fn drop(&mut self) {
+        if let Err(e) = self.written() {
+            tracing::error!("writing the online store's snapshot: {e}");
+        }
     }
 }
 
@@ -97,16 +117,23 @@ impl OnlineStore for MemoryStore {
     }
 
     fn checkpoint(&self) -> Result<()> {
+        self.written()?;
+        let Some(path) = &self.snapshot else { return Ok(()) };
+        write_snapshot(path, &codec::encode(&*self.read()))
+    }
+
+    /// The state is encoded under the lock (the writer waits for that much),
+    /// then written and synced off the writer's thread.
+    fn checkpoint_in_background(&self) -> Result<()> {
+        self.written()?;
         let Some(path) = &self.snapshot else { return Ok(()) };
         let bytes = codec::encode(&*self.read());
-        // Whole or not at all: write aside, sync, then rename over the old one.
-        let tmp = path.with_extension("tmp");
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&bytes).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))?;
+        let path = path.clone();
+        let writer = std::thread::Builder::new()
+            .name("snapshot".into())
+            .spawn(move || write_snapshot(&path, &bytes))
+            .map_err(io(Path::new("a snapshot writer thread")))?;
+        *self.writing.lock().expect("snapshot writer lock") = Some(writer);
         Ok(())
     }
 
@@ -151,6 +178,18 @@ impl OnlineReader for MemoryStore {
             None => "memory".into(),
         }
     }
+}
+
+/// Whole or not at all: written aside, synced, then renamed over the old one.
+fn write_snapshot(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    Ok(())
 }
 
 /// Sets each partition's offset, keeping partitions the batch did not touch.

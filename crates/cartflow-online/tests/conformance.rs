@@ -1,8 +1,9 @@
 //! The `OnlineStore` conformance suite on both backends, over generated events.
 
+use cartflow_core::CommittedOffset;
 use cartflow_core::Event;
 use cartflow_features::DEFAULT_SESSION_TTL;
-use cartflow_online::{MemoryStore, OnlineReader, RedisStore};
+use cartflow_online::{Change, MemoryStore, OnlineReader, OnlineStore, RedisStore};
 use cartflow_sources::{Generator, GeneratorConfig};
 use cartflow_testkit::RedisPrefix;
 use cartflow_testkit::conformance::online_store_suite;
@@ -24,6 +25,35 @@ fn the_memory_store_with_snapshots_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let store = MemoryStore::open(dir.path().join("online.snapshot"), DEFAULT_SESSION_TTL).unwrap();
     online_store_suite(&store, DEFAULT_SESSION_TTL, &events());
+}
+
+/// A snapshot written while the store goes on applying holds the state, and
+/// the offsets, of the moment it was taken.
+#[test]
+fn a_snapshot_written_in_the_background_is_of_the_moment_it_was_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("online.snapshot");
+    let events = events();
+    let at = |offset: u64| CommittedOffset {
+        topic: "tracking.user_behavior.validated".into(),
+        partition: 0,
+        offset,
+        metadata: String::new(),
+    };
+    let changes = |range: std::ops::Range<usize>| -> Vec<Change> {
+        range.map(|i| Change { event: events[i].clone(), delete: false, partition: 0, offset: i as u64 }).collect()
+    };
+    let store = MemoryStore::open(path.clone(), DEFAULT_SESSION_TTL).unwrap();
+    store.apply(&changes(0..1_500), &[at(1_500)]).unwrap();
+    let taken = store.counts().unwrap();
+    store.checkpoint_in_background().unwrap();
+    store.apply(&changes(1_500..events.len()), &[at(events.len() as u64)]).unwrap();
+    assert_ne!(store.counts().unwrap(), taken);
+    drop(store);
+
+    let reopened = MemoryStore::open(path, DEFAULT_SESSION_TTL).unwrap();
+    assert_eq!(reopened.offsets().unwrap(), vec![at(1_500)]);
+    assert_eq!(reopened.counts().unwrap(), taken);
 }
 
 #[test]

@@ -141,13 +141,18 @@ impl<'a> Stage for Streamer<'a> {
     }
 
     /// Sessions past their TTL go, and the embedded store snapshots, every
-    /// `snapshot_secs` and at the end.
+    /// `snapshot_secs` (written to disk while the streamer reads on) and at
+    /// the end (durable before the streamer returns).
     fn tick(&mut self, finishing: bool) -> Result<()> {
         if finishing || self.last_snapshot.elapsed() >= Duration::from_secs(self.cfg.snapshot_secs) {
             let expired = self.store.expire().map_err(online)? as u64;
             self.stats.expired_sessions += expired;
             metrics::counter!(STREAMER_EXPIRED).increment(expired);
-            self.store.checkpoint().map_err(online)?;
+            if finishing {
+                self.store.checkpoint().map_err(online)?;
+            } else {
+                self.store.checkpoint_in_background().map_err(online)?;
+            }
             self.stats.snapshots += 1;
             self.last_snapshot = Instant::now();
         }
