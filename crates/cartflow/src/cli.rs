@@ -57,6 +57,16 @@ pub struct Running {
     pub metrics_addr: Option<String>,
 }
 
+/// A batch job once, or on a schedule.
+#[derive(Args, Clone, Default)]
+pub struct Schedule {
+    /// Run again every DURATION (30s, 15m, 1h, 1d) until Ctrl-C; a failed run is tried again at the next tick
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub every: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub running: Running,
+}
+
 /// Where the lake is, for every command that reads or writes it.
 #[derive(Args, Clone, Default)]
 pub struct LakeArg {
@@ -251,6 +261,8 @@ pub struct WarehouseBuildArgs {
     pub until: Option<String>,
     #[command(flatten)]
     pub lake: LakeArg,
+    #[command(flatten)]
+    pub schedule: Schedule,
 }
 
 #[derive(Args)]
@@ -330,6 +342,8 @@ pub struct FeaturesBuildArgs {
     /// database (default: features.postgres; empty: the lake only).
     #[arg(long)]
     pub postgres: Option<String>,
+    #[command(flatten)]
+    pub schedule: Schedule,
 }
 
 #[derive(Args)]
@@ -470,7 +484,7 @@ fn share(s: &str) -> Result<f64, String> {
     }
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 pub struct TrainArgs {
     /// Feature set: v1 (the reference design's six) or v2 (all) [default: train.features]
     #[arg(long, value_parser = feature_set)]
@@ -499,6 +513,8 @@ pub struct TrainArgs {
     /// A running trial whose worker is silent this long is failed [default: 60]
     #[arg(long, requires = "study", default_value_t = 60)]
     pub study_stale_secs: u64,
+    #[command(flatten)]
+    pub schedule: Schedule,
 }
 
 #[derive(Subcommand)]

@@ -9,6 +9,7 @@ pub mod backends;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod schedule;
 pub mod telemetry;
 pub mod wiring;
 

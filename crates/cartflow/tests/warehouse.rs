@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use cartflow_core::{Event, EventType};
 use common::*;
@@ -364,4 +365,59 @@ fn the_warehouse_builds_and_answers_over_a_real_s3_server() {
     assert_eq!(count.lines().nth(1).unwrap(), distinct_events(d).len().to_string());
     let again = stdout(&ok(s3.configure(&mut cartflow(d)).args(["warehouse", "build", "--lake", lake])));
     assert!(again.contains("is up to date"), "{again}");
+}
+
+/// `warehouse build --every`: a run that fails (the lake is a file, not a
+/// folder) is counted and tried again at the next tick, which builds once
+/// the events have landed; a run by hand while another holds the job is
+/// refused; Ctrl-C stops the scheduler between runs.
+#[test]
+fn a_scheduled_build_retries_a_failed_run_and_refuses_to_overlap_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("data")).unwrap();
+    std::fs::write(d.join("data/lake"), "not a lake").unwrap();
+    let port = free_port();
+    let mut cmd = cartflow(d);
+    cmd.args(["warehouse", "build", "--every", "1s", "--metrics-addr", &format!("127.0.0.1:{port}")]);
+    let mut scheduler = Server::start(cmd, port, "/health", Duration::from_secs(60), &d.join("scheduler.log"));
+    let token = std::fs::read_to_string(d.join("data/auth/token")).unwrap();
+    let runs = |outcome: &str| -> u64 {
+        let mut r = ureq::get(format!("{}/metrics", scheduler.url))
+            .header("authorization", format!("Bearer {}", token.trim()))
+            .call()
+            .unwrap();
+        let text = r.body_mut().read_to_string().unwrap();
+        let series = format!("cartflow_job_runs_total{{job=\"warehouse build\",outcome=\"{outcome}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&series)?.parse().ok()).unwrap_or(0)
+    };
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !done() {
+            assert!(started.elapsed() < Duration::from_secs(60), "{what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for("no failed run counted", &|| runs("failed") >= 1);
+    assert_eq!(runs("ok"), 0);
+
+    std::fs::remove_file(d.join("data/lake")).unwrap();
+    let csv = generate(d, "events.csv", 5_000, "2019-10-01 00:00:00 UTC", 3);
+    land_files(d, &[&csv]);
+    wait_for("the next tick did not build", &|| runs("ok") >= 1);
+    assert!(sql_count(d, "SELECT * FROM silver.events") > 4_000);
+
+    // The job's lock held elsewhere: a run by hand is refused, naming the lock, and so are ticks.
+    let lock = std::fs::File::create(d.join("data/locks/warehouse-build.lock")).unwrap();
+    wait_for("the lock was never free", &|| lock.try_lock().is_ok());
+    let refused = cartflow(d).args(["warehouse", "build"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("another warehouse build is running"), "{stderr}");
+    let before = runs("refused");
+    wait_for("no tick was refused", &|| runs("refused") > before);
+    drop(lock);
+
+    std::process::Command::new("kill").args(["-INT", &scheduler.child.id().to_string()]).status().unwrap();
+    let status = scheduler.child.wait().unwrap();
+    assert!(status.success(), "{status}: {}", std::fs::read_to_string(d.join("scheduler.log")).unwrap());
 }

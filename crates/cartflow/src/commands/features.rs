@@ -23,7 +23,7 @@ pub fn run(ctx: &Ctx, command: FeaturesCommand) -> Result<()> {
     match command {
         FeaturesCommand::List { json } => list(json),
         FeaturesCommand::Stream(a) => stream(ctx, a),
-        FeaturesCommand::Build(a) => build(ctx, a),
+        FeaturesCommand::Build(a) => crate::schedule::run(ctx, "features build", &a.schedule, || build(ctx, &a)),
         FeaturesCommand::Materialize(a) => materialize(ctx, a),
         FeaturesCommand::Serve(a) => serve(ctx, a),
         FeaturesCommand::FeastRepo(a) => feast_repo(ctx, a),
@@ -108,9 +108,9 @@ fn print_stream_summary(s: &StreamerStats, store: &dyn OnlineStore, secs: f64, i
     Ok(())
 }
 
-fn build(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
-    let until = time_arg("--until", a.until, cartflow_core::time::parse_timestamp)?;
-    let mut warehouse = streamer::open_warehouse(ctx, a.lake.location.map(|l| l.to_string()))?;
+fn build(ctx: &Ctx, a: &FeaturesBuildArgs) -> Result<()> {
+    let until = time_arg("--until", a.until.clone(), cartflow_core::time::parse_timestamp)?;
+    let mut warehouse = streamer::open_warehouse(ctx, a.lake.location.as_ref().map(|l| l.to_string()))?;
     let bar = progress(ctx.quiet, None, "training set");
     let report =
         warehouse.build_training_set(&TrainingOptions { until, session_ttl: ctx.cfg.features.session_ttl() })?;
@@ -130,7 +130,7 @@ fn build(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
         report.seconds,
         report.replay_seconds
     );
-    if let Some(url) = a.postgres.or_else(|| ctx.cfg.features.postgres.clone()) {
+    if let Some(url) = a.postgres.clone().or_else(|| ctx.cfg.features.postgres.clone()) {
         let started = Instant::now();
         let shown = cartflow_core::redact::url(&url);
         let rows =

@@ -165,6 +165,7 @@ fn train(ctx: &Ctx) -> Result<()> {
         study: None,
         study_storage: None,
         study_stale_secs: 60,
+        schedule: Default::default(),
     };
     let t = training::train(&quiet, args)?;
     let o = &t.outcome;

@@ -9,9 +9,11 @@ use crate::cli::TrainArgs;
 use crate::wiring::training::{Trained, train};
 
 pub fn run(ctx: &Ctx, a: TrainArgs) -> Result<()> {
-    let trained = train(ctx, a)?;
-    print_summary(&trained);
-    Ok(())
+    crate::schedule::run(ctx, "train", &a.schedule.clone(), || {
+        let trained = train(ctx, a.clone())?;
+        print_summary(&trained);
+        Ok(())
+    })
 }
 
 fn print_summary(t: &Trained) {

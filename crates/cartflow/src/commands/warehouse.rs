@@ -9,7 +9,7 @@ use crate::telemetry::{progress, thousands};
 
 pub fn run(ctx: &Ctx, command: WarehouseCommand) -> Result<()> {
     match command {
-        WarehouseCommand::Build(a) => build(ctx, a),
+        WarehouseCommand::Build(a) => crate::schedule::run(ctx, "warehouse build", &a.schedule, || build(ctx, &a)),
         WarehouseCommand::Export(a) => export(ctx, a),
     }
 }
@@ -20,12 +20,12 @@ fn open(ctx: &Ctx, lake: Option<String>) -> Result<Warehouse> {
         .with_context(|| format!("opening the warehouse over the lake at {location}"))
 }
 
-fn build(ctx: &Ctx, a: WarehouseBuildArgs) -> Result<()> {
+fn build(ctx: &Ctx, a: &WarehouseBuildArgs) -> Result<()> {
     let opts = BuildOptions {
-        since: time_arg("--since", a.since, Hour::parse)?,
-        until: time_arg("--until", a.until, Hour::parse)?,
+        since: time_arg("--since", a.since.clone(), Hour::parse)?,
+        until: time_arg("--until", a.until.clone(), Hour::parse)?,
     };
-    let mut warehouse = open(ctx, a.lake.location.map(|l| l.to_string()))?;
+    let mut warehouse = open(ctx, a.lake.location.as_ref().map(|l| l.to_string()))?;
     let bar = progress(ctx.quiet, None, "warehouse");
     let report = warehouse.build(&opts, &mut |p| {
         bar.set_length(p.days as u64);
