@@ -9,10 +9,9 @@ use crate::{OnlineError, Result};
 const FORMAT: u8 = 1;
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut out = vec![FORMAT];
-    // Serializing plain data into a Vec cannot fail.
-    postcard::to_io(value, &mut out).expect("state serializes");
-    out
+    // Serializing plain data into a Vec cannot fail. `to_extend` pushes onto
+    // the Vec directly (`to_io` goes through io::Write a few bytes at a time).
+    postcard::to_extend(value, vec![FORMAT]).expect("state serializes")
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
