@@ -16,6 +16,7 @@ mod backend;
 mod codec;
 mod memory;
 mod redis_store;
+mod snapshot;
 
 use cartflow_core::CommittedOffset;
 use cartflow_core::Event;

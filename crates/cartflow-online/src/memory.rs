@@ -1,12 +1,11 @@
 //! The embedded online store: the state in memory, and a snapshot file that
 //! holds it together with the input offsets it reflects. A restart loads the
 //! snapshot and the streamer resumes at its offsets, so nothing applied after
-//! the snapshot is counted twice: it was never in the snapshot.
+//! the snapshot is counted twice: it was never in the snapshot. Snapshots are
+//! taken from a copy of the state on a thread of their own ([`crate::snapshot`]).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, RwLock};
-use std::thread::JoinHandle;
+use std::path::PathBuf;
+use std::sync::RwLock;
 
 use cartflow_core::CommittedOffset;
 use cartflow_core::time::Micros;
@@ -14,51 +13,57 @@ use cartflow_features::{CartQuery, Entities};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use crate::snapshot::{Op, Snapshots};
 use crate::{Answer, ApplyStats, Change, EntityCounts, OnlineError, OnlineReader, OnlineStore, Result, codec};
 
 #[derive(Serialize, Deserialize)]
-struct Inner {
-    entities: Entities,
-    offsets: Vec<CommittedOffset>,
+pub(crate) struct Inner {
+    pub entities: Entities,
+    pub offsets: Vec<CommittedOffset>,
+}
+
+impl Inner {
+    fn new(session_ttl: Micros) -> Inner {
+        Inner { entities: Entities::new(session_ttl), offsets: Vec::new() }
+    }
 }
 
 pub struct MemoryStore {
     inner: RwLock<Inner>,
-    /// Where snapshots go; `None` keeps nothing on disk (tests, benchmarks).
-    snapshot: Option<PathBuf>,
-    /// The snapshot being written in the background, if one is.
-    writing: Mutex<Option<JoinHandle<Result<()>>>>,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OnlineError + '_ {
-    move |source| OnlineError::Io { path: path.display().to_string(), source }
+    /// Where snapshots go, and what takes them; `None` keeps nothing on disk (tests, benchmarks).
+    snapshots: Option<(PathBuf, Snapshots)>,
 }
 
 impl MemoryStore {
     /// A store without snapshots.
     pub fn new(session_ttl: Micros) -> Self {
-        MemoryStore {
-            inner: RwLock::new(Inner { entities: Entities::new(session_ttl), offsets: Vec::new() }),
-            snapshot: None,
-            writing: Mutex::new(None),
-        }
+        MemoryStore { inner: RwLock::new(Inner::new(session_ttl)), snapshots: None }
     }
 
     /// Opens the store snapshotted at `path`, loading the snapshot when there is one.
     pub fn open(path: PathBuf, session_ttl: Micros) -> Result<Self> {
-        let inner = match std::fs::read(&path) {
-            Ok(bytes) => {
-                let mut inner: Inner = codec::decode(&bytes, &path.display().to_string())?;
-                // The TTL is configuration, not state: the current one applies.
-                inner.entities.session_ttl = session_ttl;
-                inner
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Inner { entities: Entities::new(session_ttl), offsets: Vec::new() }
-            }
-            Err(e) => return Err(io(&path)(e)),
+        let load = || -> Result<Inner> {
+            let mut inner = match std::fs::read(&path) {
+                Ok(bytes) => codec::decode::<Inner>(&bytes, &path.display().to_string())?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Inner::new(session_ttl),
+                Err(source) => return Err(OnlineError::Io { path: path.display().to_string(), source }),
+            };
+            // The TTL is configuration, not state: the current one applies.
+            inner.entities.session_ttl = session_ttl;
+            Ok(inner)
         };
-        Ok(MemoryStore { inner: RwLock::new(inner), snapshot: Some(path), writing: Mutex::new(None) })
+        // The store and the snapshots' copy, each loaded from the file.
+        let (inner, copy) = (load()?, load()?);
+        let snapshots = Snapshots::start(path.clone(), copy)?;
+        Ok(MemoryStore { inner: RwLock::new(inner), snapshots: Some((path, snapshots)) })
+    }
+
+    /// Hands `op` to the snapshots' copy; called holding the write lock, so
+    /// the copy sees the store's changes in the store's order.
+    fn copy(&self, op: impl FnOnce() -> Op) {
+        if let Some((_, snapshots)) = &self.snapshots {
+            snapshots.send(op());
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -71,25 +76,9 @@ impl MemoryStore {
         self.inner.write().expect("online state lock poisoned")
     }
 
-    /// Waits for the background snapshot, if one is being written, and
-    /// returns its outcome: one snapshot at a time, each file whole.
-    fn written(&self) -> Result<()> {
-        let writing = self.writing.lock().expect("snapshot writer lock").take();
-        writing.map_or(Ok(()), |w| w.join().expect("the snapshot writer panicked"))
-    }
-
     /// Runs `f` over the state (the streamer's benchmarks and tests look inside).
     pub fn with_entities<R>(&self, f: impl FnOnce(&Entities) -> R) -> R {
         f(&self.read().entities)
-    }
-}
-
-/// A store dropped in an orderly way leaves its last snapshot whole on disk.
-impl Drop for MemoryStore {
-    fn drop(&mut self) {
-        if let Err(e) = self.written() {
-            tracing::error!("writing the online store's snapshot: {e}");
-        }
     }
 }
 
@@ -105,6 +94,7 @@ impl OnlineStore for MemoryStore {
             stats.add(inner.entities.apply(&c.event, c.delete));
         }
         merge_offsets(&mut inner.offsets, offsets);
+        self.copy(|| Op::Apply(changes.to_vec(), offsets.to_vec()));
         Ok(stats)
     }
 
@@ -113,28 +103,18 @@ impl OnlineStore for MemoryStore {
     }
 
     fn expire(&self) -> Result<usize> {
-        Ok(self.write().entities.expire_sessions().len())
+        let mut inner = self.write();
+        let expired = inner.entities.expire_sessions().len();
+        self.copy(|| Op::Expire);
+        Ok(expired)
     }
 
     fn checkpoint(&self) -> Result<()> {
-        self.written()?;
-        let Some(path) = &self.snapshot else { return Ok(()) };
-        write_snapshot(path, &codec::encode(&*self.read()))
+        self.snapshots.as_ref().map_or(Ok(()), |(_, s)| s.now())
     }
 
-    /// The state is encoded under the lock (the writer waits for that much),
-    /// then written and synced off the writer's thread.
     fn checkpoint_in_background(&self) -> Result<()> {
-        self.written()?;
-        let Some(path) = &self.snapshot else { return Ok(()) };
-        let bytes = codec::encode(&*self.read());
-        let path = path.clone();
-        let writer = std::thread::Builder::new()
-            .name("snapshot".into())
-            .spawn(move || write_snapshot(&path, &bytes))
-            .map_err(io(Path::new("a snapshot writer thread")))?;
-        *self.writing.lock().expect("snapshot writer lock") = Some(writer);
-        Ok(())
+        self.snapshots.as_ref().map_or(Ok(()), |(_, s)| s.soon())
     }
 
     fn delete(&self) -> Result<()> {
@@ -150,6 +130,7 @@ impl OnlineStore for MemoryStore {
             inner.entities.merge(p);
         }
         inner.offsets = offsets.to_vec();
+        self.copy(|| Op::Replace(Inner { entities: inner.entities.clone(), offsets: inner.offsets.clone() }));
         Ok(counts(&inner.entities))
     }
 }
@@ -173,23 +154,11 @@ impl OnlineReader for MemoryStore {
     }
 
     fn describe(&self) -> String {
-        match &self.snapshot {
-            Some(p) => format!("memory (snapshots at {})", p.display()),
+        match &self.snapshots {
+            Some((p, _)) => format!("memory (snapshots at {})", p.display()),
             None => "memory".into(),
         }
     }
-}
-
-/// Whole or not at all: written aside, synced, then renamed over the old one.
-fn write_snapshot(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-    }
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    Ok(())
 }
 
 /// Sets each partition's offset, keeping partitions the batch did not touch.
