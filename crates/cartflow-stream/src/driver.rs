@@ -55,6 +55,11 @@ pub trait Input {
         None
     }
 
+    /// Where the item was read, for its record span.
+    fn read_at(&self, _item: &Self::Item) -> Option<cartflow_trace::ReadAt> {
+        None
+    }
+
     /// The item's size in bytes, for the batch span.
     fn bytes(&self, _item: &Self::Item) -> usize {
         0
@@ -212,8 +217,12 @@ impl Traced {
         self.records += batch.len() as u64;
         for item in batch {
             self.bytes += input.bytes(item) as u64;
+            if input.traceparent(item).is_none() {
+                continue;
+            }
+            let at = input.read_at(item);
             if let Some(header) = input.traceparent(item)
-                && let Some(span) = cartflow_trace::RecordSpan::follow(stage, header, &self.batch)
+                && let Some(span) = cartflow_trace::RecordSpan::follow(stage, header, at, &self.batch)
             {
                 *header = span.traceparent().into_bytes();
                 self.following.push(span);
@@ -318,6 +327,10 @@ impl Input for Subscription<'_> {
 
     fn traceparent<'i>(&self, r: &'i mut Record) -> Option<&'i mut Vec<u8>> {
         r.headers.iter_mut().find(|(k, _)| k == cartflow_trace::TRACEPARENT).map(|(_, v)| v)
+    }
+
+    fn read_at(&self, r: &Record) -> Option<cartflow_trace::ReadAt> {
+        Some(cartflow_trace::ReadAt { topic: r.topic.to_string(), partition: r.partition, offset: r.offset })
     }
 
     fn bytes(&self, r: &Record) -> usize {

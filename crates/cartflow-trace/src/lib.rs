@@ -20,7 +20,7 @@ use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 pub use export::{Exporting, TraceConfig};
-pub use record::{RecordSampler, RecordSpan, TRACEPARENT};
+pub use record::{ReadAt, RecordSampler, RecordSpan, TRACEPARENT};
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 

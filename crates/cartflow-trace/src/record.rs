@@ -10,9 +10,9 @@
 
 use std::time::SystemTime;
 
-use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{Link, Span as _, SpanKind, TraceContextExt, Tracer as _};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Span, Tracer};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -25,6 +25,25 @@ pub fn parse(traceparent: &[u8]) -> Option<Context> {
     let value = std::str::from_utf8(traceparent).ok()?;
     let cx = TraceContextPropagator::new().extract(&One(value));
     cx.span().span_context().is_valid().then_some(cx)
+}
+
+/// Where a stage read a record: OpenTelemetry's messaging attributes of its span.
+pub struct ReadAt {
+    pub topic: String,
+    pub partition: u32,
+    /// Its offset in the partition (the embedded log numbers records as Kafka does).
+    pub offset: u64,
+}
+
+impl ReadAt {
+    fn attributes(self) -> Vec<KeyValue> {
+        vec![
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.destination.name", self.topic),
+            KeyValue::new("messaging.destination.partition.id", self.partition.to_string()),
+            KeyValue::new("messaging.kafka.offset", self.offset as i64),
+        ]
+    }
 }
 
 /// A span of one record in one stage.
@@ -41,10 +60,18 @@ impl RecordSpan {
     /// The next step of the trace a record's `traceparent` names, linked to
     /// the stage batch it is part of; `None` when traces are off or the
     /// header is not a valid trace context.
-    pub fn follow(name: &'static str, traceparent: &[u8], batch: &tracing::Span) -> Option<RecordSpan> {
+    pub fn follow(
+        name: &'static str,
+        traceparent: &[u8],
+        at: Option<ReadAt>,
+        batch: &tracing::Span,
+    ) -> Option<RecordSpan> {
         let tracer = tracer()?;
         let parent = parse(traceparent)?;
         let mut builder = tracer.span_builder(name).with_kind(SpanKind::Consumer);
+        if let Some(at) = at {
+            builder = builder.with_attributes(at.attributes());
+        }
         let batch = batch.context().span().span_context().clone();
         if batch.is_valid() {
             builder = builder.with_links(vec![Link::with_context(batch)]);

@@ -121,6 +121,15 @@ fn one_trace_follows_an_event_through_every_stage_and_a_prediction_to_its_lookup
     assert_eq!(validate["parent_span_id"], produce["span_id"]);
     assert_eq!(lake["parent_span_id"], validate["span_id"]);
     assert_eq!(features["parent_span_id"], validate["span_id"]);
+    // Each step says where it read the event.
+    let read = |s: &Value| {
+        let a = &s["attributes"];
+        assert!(a["messaging.destination.partition.id"].is_string() && a["messaging.kafka.offset"].is_string(), "{s}");
+        a["messaging.destination.name"].as_str().unwrap_or_default().to_owned()
+    };
+    assert_eq!(read(validate), "tracking.raw_user_behavior");
+    assert_eq!(read(lake), VALIDATED);
+    assert_eq!(read(features), VALIDATED);
     // Each step ends after the one before it made the event durable.
     let end = |s: &Value| s["end_time"].as_i64().unwrap();
     assert!(end(produce) <= end(validate) && end(validate) <= end(lake) && end(validate) <= end(features));
@@ -163,4 +172,40 @@ fn one_trace_follows_an_event_through_every_stage_and_a_prediction_to_its_lookup
         assert_eq!(s["parent_span_id"], request["span_id"], "{s}");
     }
     drop(serve);
+}
+
+/// A change captured from PostgreSQL starts its own trace, which the
+/// validator continues: for the snapshot's rows and for later changes alike.
+#[test]
+fn a_captured_change_starts_a_trace_the_validator_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(receiver) = Receiver::start(dir.path()) else { return };
+    let source = CaptureSource::create();
+    ok(cartflow(dir.path()).args(["cdc", "seed", "--postgres", &source.db.url(), "--events", "200"]));
+    let capture = || {
+        let mut c = traced(dir.path(), &receiver.otlp);
+        c.env("CARTFLOW_TELEMETRY__RECORD_RATIO", "1.0");
+        c.args(["cdc", "--postgres", &source.db.url(), "--slot", &source.slot, "--drain"]);
+        c
+    };
+    ok(&mut capture());
+    source.db.query("UPDATE events SET price = price + 1 WHERE id = 5");
+    ok(&mut capture());
+    ok(traced(dir.path(), &receiver.otlp).args(["validate", "--drain"]));
+
+    // 200 snapshot rows and one update, each a trace: cdc, then validate.
+    let traces = receiver.wait_for("201 captured changes traced through the validator", |r| {
+        let traces = r.get("/api/traces?limit=1000");
+        let cdc: Vec<Value> =
+            traces["traces"].as_array()?.iter().filter(|t| t["root_span_name"] == "cdc").cloned().collect();
+        (cdc.len() == 201).then_some(cdc)
+    });
+    for t in traces.iter().step_by(40) {
+        let spans = receiver.spans(t["trace_id"].as_str().unwrap());
+        let find = |name: &str| spans.iter().find(|s| s["name"] == name).unwrap_or_else(|| panic!("{name}: {spans:?}"));
+        let (cdc, validate) = (find("cdc"), find("validate"));
+        assert_eq!(name_and_service(cdc).1, "cartflow-cdc");
+        assert_eq!(validate["parent_span_id"], cdc["span_id"], "{spans:?}");
+        assert_eq!(validate["attributes"]["messaging.destination.name"], "tracking_postgres_cdc.public.events");
+    }
 }
