@@ -31,9 +31,19 @@ pub fn describe() {
 
 /// Runs `job` once, or every `schedule.every` until stopped. Once, its
 /// error is the command's; scheduled, a failure waits for the next tick.
-pub fn run(ctx: &Ctx, name: &'static str, schedule: &Schedule, mut job: impl FnMut() -> Result<()>) -> Result<()> {
+/// `shared` jobs skip the lock: the workers of one tuning study run together
+/// by design, coordinated by the study's database.
+pub fn run(
+    ctx: &Ctx,
+    name: &'static str,
+    shared: bool,
+    schedule: &Schedule,
+    mut job: impl FnMut() -> Result<()>,
+) -> Result<()> {
+    let mut job =
+        move || -> Result<Ran> { if shared { Ok(Ran::Finished(job())) } else { locked(ctx, name, &mut job) } };
     let Some(every) = schedule.every else {
-        return match locked(ctx, name, &mut job)? {
+        return match job()? {
             Ran::Finished(outcome) => outcome,
             Ran::Refused(why) => bail!(why),
         };
@@ -51,7 +61,7 @@ pub fn run(ctx: &Ctx, name: &'static str, schedule: &Schedule, mut job: impl FnM
     while !ctx.control.stopped() {
         let started = Instant::now();
         metrics::gauge!(RUNNING, "job" => name).set(1.0);
-        let outcome = locked(ctx, name, &mut job).unwrap_or_else(|e| Ran::Finished(Err(e)));
+        let outcome = job().unwrap_or_else(|e| Ran::Finished(Err(e)));
         metrics::gauge!(RUNNING, "job" => name).set(0.0);
         let took = started.elapsed();
         let label = match &outcome {

@@ -23,7 +23,7 @@ pub fn run(ctx: &Ctx, command: FeaturesCommand) -> Result<()> {
     match command {
         FeaturesCommand::List { json } => list(json),
         FeaturesCommand::Stream(a) => stream(ctx, a),
-        FeaturesCommand::Build(a) => crate::schedule::run(ctx, "features build", &a.schedule, || build(ctx, &a)),
+        FeaturesCommand::Build(a) => crate::schedule::run(ctx, "features build", false, &a.schedule, || build(ctx, &a)),
         FeaturesCommand::Materialize(a) => materialize(ctx, a),
         FeaturesCommand::Serve(a) => serve(ctx, a),
         FeaturesCommand::FeastRepo(a) => feast_repo(ctx, a),

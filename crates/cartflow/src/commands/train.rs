@@ -9,7 +9,7 @@ use crate::cli::TrainArgs;
 use crate::wiring::training::{Trained, train};
 
 pub fn run(ctx: &Ctx, a: TrainArgs) -> Result<()> {
-    crate::schedule::run(ctx, "train", &a.schedule.clone(), || {
+    crate::schedule::run(ctx, "train", a.study.is_some(), &a.schedule.clone(), || {
         let trained = train(ctx, a.clone())?;
         print_summary(&trained);
         Ok(())

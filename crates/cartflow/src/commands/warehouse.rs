@@ -9,7 +9,9 @@ use crate::telemetry::{progress, thousands};
 
 pub fn run(ctx: &Ctx, command: WarehouseCommand) -> Result<()> {
     match command {
-        WarehouseCommand::Build(a) => crate::schedule::run(ctx, "warehouse build", &a.schedule, || build(ctx, &a)),
+        WarehouseCommand::Build(a) => {
+            crate::schedule::run(ctx, "warehouse build", false, &a.schedule, || build(ctx, &a))
+        }
         WarehouseCommand::Export(a) => export(ctx, a),
     }
 }
