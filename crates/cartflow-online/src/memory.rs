@@ -42,17 +42,21 @@ impl MemoryStore {
 
     /// Opens the store snapshotted at `path`, loading the snapshot when there is one.
     pub fn open(path: PathBuf, session_ttl: Micros) -> Result<Self> {
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => return Err(OnlineError::Io { path: path.display().to_string(), source }),
+        };
+        // The store and the snapshots' copy, each decoded from the one read.
         let load = || -> Result<Inner> {
-            let mut inner = match std::fs::read(&path) {
-                Ok(bytes) => codec::decode::<Inner>(&bytes, &path.display().to_string())?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Inner::new(session_ttl),
-                Err(source) => return Err(OnlineError::Io { path: path.display().to_string(), source }),
+            let mut inner = match &bytes {
+                Some(bytes) => codec::decode::<Inner>(bytes, &path.display().to_string())?,
+                None => Inner::new(session_ttl),
             };
             // The TTL is configuration, not state: the current one applies.
             inner.entities.session_ttl = session_ttl;
             Ok(inner)
         };
-        // The store and the snapshots' copy, each loaded from the file.
         let (inner, copy) = (load()?, load()?);
         let snapshots = Snapshots::start(path.clone(), copy)?;
         Ok(MemoryStore { inner: RwLock::new(inner), snapshots: Some((path, snapshots)) })
