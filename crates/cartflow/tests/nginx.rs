@@ -53,22 +53,6 @@ fn configure_nginx(d: &Path, replicas: [u16; 2], registry: u16, https: u16, http
     main
 }
 
-/// A self-signed certificate for 127.0.0.1 in `dir/tls`.
-fn certificate(d: &Path) -> std::path::PathBuf {
-    let tls = d.join("tls");
-    std::fs::create_dir_all(&tls).unwrap();
-    let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-        .arg(tls.join("key.pem"))
-        .arg("-out")
-        .arg(tls.join("cert.pem"))
-        .output()
-        .expect("openssl runs");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    tls.join("cert.pem")
-}
-
 /// `curl` over HTTPS, checking the server's certificate: (status, body).
 fn curl(cert: &Path, url: &str, token: &str, body: Option<&str>) -> (u16, String) {
     let mut c = Command::new("curl");
@@ -135,7 +119,7 @@ fn nginx_terminates_tls_and_a_replica_killed_under_load_costs_no_request() {
         }
     }
 
-    let cert = certificate(d);
+    let (cert, _) = self_signed(&d.join("tls"));
     let (https, http) = (free_port(), free_port());
     let main = configure_nginx(d, replica_ports, registry_port, https, http);
     let check = Command::new("nginx").arg("-t").arg("-c").arg(&main).output().unwrap();

@@ -225,16 +225,7 @@ fn serve_scores_with_the_champion_follows_the_alias_and_checks_tokens() {
 #[test]
 fn serve_speaks_tls_with_the_given_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl runs");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (cert, key) = self_signed(dir.path());
     let port = free_port();
     let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
     let mut child = cartflow(dir.path())

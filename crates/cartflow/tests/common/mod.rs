@@ -260,3 +260,19 @@ pub fn assert_promtool_clean(what: &str, metrics: &str) {
     let text = promtool(&["check", "metrics"], Path::new("."), Some(metrics));
     assert!(text.trim().is_empty(), "{what}: promtool check metrics: {text}");
 }
+
+/// A self-signed certificate for 127.0.0.1 (and its key), made by openssl in `dir`.
+pub fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    (cert, key)
+}
