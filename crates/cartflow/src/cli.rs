@@ -122,6 +122,18 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run the pipeline end to end on the embedded backends and print a summary
     Run(RunArgs),
+    /// Ask a running cartflow process's /health; exit 0 when it is healthy (a container's HEALTHCHECK)
+    Health(HealthArgs),
+}
+
+#[derive(Args)]
+pub struct HealthArgs {
+    /// The process's health address (`host:port`, its --metrics-addr or server address) or URL
+    #[arg(env = "CARTFLOW_HEALTH_URL", default_value = "127.0.0.1:9464")]
+    pub url: String,
+    /// Give up after this many milliseconds
+    #[arg(long, default_value_t = 2000)]
+    pub timeout_ms: u64,
 }
 
 #[derive(Args, Clone)]

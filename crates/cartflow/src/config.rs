@@ -269,8 +269,8 @@ impl Config {
             None if Path::new("cartflow.toml").exists() => fig = fig.merge(Toml::file("cartflow.toml")),
             None => {}
         }
-        // CARTFLOW_CONFIG and CARTFLOW_LOG_FORMAT are the command line's (clap reads them).
-        fig = fig.merge(Env::prefixed("CARTFLOW_").split("__").ignore(&["config", "log_format"]));
+        // CARTFLOW_CONFIG, CARTFLOW_LOG_FORMAT and CARTFLOW_HEALTH_URL are the command line's (clap reads them).
+        fig = fig.merge(Env::prefixed("CARTFLOW_").split("__").ignore(&["config", "log_format", "health_url"]));
         fig.extract().context("invalid configuration")
     }
 }
@@ -297,6 +297,7 @@ mod tests {
             )?;
             jail.set_env("CARTFLOW_SERVE__ADDR", "127.0.0.1:9000");
             jail.set_env("CARTFLOW_LOG_FORMAT", "json");
+            jail.set_env("CARTFLOW_HEALTH_URL", "127.0.0.1:8000");
             jail.set_env("CARTFLOW_REGISTRY__URL", "http://registry:5001");
             let c = Config::load(Some(Path::new("layered.toml"))).map_err(|e| format!("{e:#}"))?;
             assert_eq!(c.log, LogBackend::Kafka { url: "kafka://k1:9092".into() });

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod schedule;
+pub mod secrets;
 pub mod telemetry;
 pub mod wiring;
 
@@ -19,6 +20,10 @@ use clap::{CommandFactory, FromArgMatches};
 
 /// Parses the command line, runs the command, says what went wrong.
 pub fn main() -> ExitCode {
+    // SAFETY: no thread has started yet (clap reads CARTFLOW_* variables next).
+    if let Err(e) = unsafe { secrets::load_from_files() } {
+        return exit(Err(e));
+    }
     let matches = cli::Cli::command().get_matches();
     let cli = cli::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     exit(commands::run(cli, &cli::service_name(&matches)))

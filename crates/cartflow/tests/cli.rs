@@ -4,6 +4,7 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -30,6 +31,7 @@ fn every_subcommand_has_help() {
         vec!["features", "serve"],
         vec!["sql"],
         vec!["run"],
+        vec!["health"],
     ] {
         let out = ok(cartflow(dir.path()).args(&cmd).arg("--help"));
         assert!(stdout(&out).contains("Usage: cartflow"), "{cmd:?}");
@@ -215,4 +217,47 @@ fn run_takes_generated_events_to_a_served_model_and_stops_on_ctrl_c() {
     };
     let rest = rest.join().unwrap();
     assert!(status.success() && rest.contains("while serving"), "{status}: {rest}");
+}
+
+/// `cartflow health`, the image's HEALTHCHECK: 0 when the process answers /health, an error naming
+/// the address when it does not; it reads no configuration, so a service's settings never trip it.
+#[test]
+fn health_asks_a_running_process_and_secrets_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // The admin token from a file, as compose's secrets give it: the stage must start with it.
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "[{ name = \"ops\", token = \"a-token-from-a-file-0123\", scopes = [\"metrics\"] }]\n")
+        .unwrap();
+    let mut stage = cartflow(dir.path());
+    stage.args(["validate", "--metrics-addr", &format!("127.0.0.1:{port}")]).env("CARTFLOW_AUTH__TOKENS_FILE", &tokens);
+    let server = Server::start(stage, port, "/health", Duration::from_secs(30), &dir.path().join("validate.log"));
+    let metrics = ureq::get(format!("{}/metrics", server.url))
+        .header("Authorization", "Bearer a-token-from-a-file-0123")
+        .call()
+        .expect("the token from the file is accepted");
+    assert_eq!(metrics.status(), 200);
+
+    let out = ok(cartflow(dir.path()).arg("health").env("CARTFLOW_HEALTH_URL", format!("127.0.0.1:{port}")));
+    assert!(stdout(&out).contains("ok"), "{}", stdout(&out));
+    // A setting the configuration would refuse does not matter to the probe.
+    ok(cartflow(dir.path())
+        .args(["health", &format!("http://127.0.0.1:{port}/health")])
+        .env("CARTFLOW_SERVE__ADR", "x"));
+    drop(server);
+
+    let out =
+        cartflow(dir.path()).args(["health", &format!("127.0.0.1:{port}"), "--timeout-ms", "500"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("http://127.0.0.1:{port}/health did not answer")), "{err}");
+
+    let out = cartflow(dir.path())
+        .arg("topics")
+        .env("CARTFLOW_AUTH__TOKENS_FILE", dir.path().join("missing"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("CARTFLOW_AUTH__TOKENS_FILE") && err.contains("missing"), "{err}");
 }

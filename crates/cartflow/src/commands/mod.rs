@@ -3,6 +3,7 @@
 mod cdc;
 mod features;
 mod generate;
+mod health;
 mod lake_sink;
 mod produce;
 mod registry;
@@ -59,8 +60,13 @@ impl Ctx {
 
 /// Runs the command; `service` names the process in traces.
 pub fn run(cli: Cli, service: &str) -> Result<()> {
+    // A health probe reads no configuration: it must not depend on the settings of the process it asks.
+    let command = match cli.command {
+        Command::Health(a) => return health::run(a),
+        command => command,
+    };
     let ctx = Ctx::new(&cli.global, service)?;
-    match cli.command {
+    match command {
         Command::Generate(a) => generate::run(&ctx, a),
         Command::Produce(a) => produce::run(&ctx, a),
         Command::Validate(a) => validate::run(&ctx, a),
@@ -75,6 +81,7 @@ pub fn run(cli: Cli, service: &str) -> Result<()> {
         Command::Tail(a) => tail::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
+        Command::Health(_) => unreachable!("answered above"),
     }
 }
 
