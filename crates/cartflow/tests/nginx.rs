@@ -21,7 +21,7 @@ fn configure_nginx(d: &Path, replicas: [u16; 2], registry: u16, https: u16, http
     let logs = format!("{}/", d.display());
     for (from, to) in [
         ("serve-1:8000", format!("127.0.0.1:{}", replicas[0])),
-        ("serve-2:8000", format!("127.0.0.1:{}", replicas[1])),
+        ("serve-2:8001", format!("127.0.0.1:{}", replicas[1])),
         ("registry:5001", format!("127.0.0.1:{registry}")),
         ("listen 443 ssl;", format!("listen 127.0.0.1:{https} ssl;")),
         ("listen [::]:443 ssl;", String::new()),
@@ -161,15 +161,7 @@ fn nginx_terminates_tls_and_a_replica_killed_under_load_costs_no_request() {
 
     // wrk over HTTPS for 12 s, eight connections; one replica SIGKILLed 4 s in.
     let script = d.join("predict.lua");
-    std::fs::write(
-        &script,
-        format!(
-            "wrk.method = \"POST\"\nwrk.body = [==[{body}]==]\n\
-             wrk.headers[\"Content-Type\"] = \"application/json\"\n\
-             wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
-        ),
-    )
-    .unwrap();
+    wrk_post_script(&script, &body, &token);
     let load = Command::new("wrk")
         .args(["-t", "2", "-c", "8", "-d", "12s", "--latency", "--timeout", "5s", "-s"])
         .arg(&script)
@@ -182,23 +174,18 @@ fn nginx_terminates_tls_and_a_replica_killed_under_load_costs_no_request() {
     killed.child.kill().unwrap();
     killed.child.wait().unwrap();
     let out = load.wait_with_output().unwrap();
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    println!("{report}");
-    let requests: u64 = report
-        .lines()
-        .find(|l| l.contains("requests in"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no request count: {report}"));
-    assert!(requests > 500, "{report}");
-    // wrk prints these lines only when there were any.
+    let report = WrkReport::parse(&String::from_utf8_lossy(&out.stdout));
+    println!("{}", report.text);
+    assert!(report.requests > 500, "{}", report.text);
     let log = std::fs::read_to_string(d.join("cartflow.access.log")).unwrap();
     let failed: Vec<&str> = log.lines().filter(|l| !l.contains("\" 200 ")).collect();
     assert!(
-        !report.contains("Non-2xx") && !report.contains("Socket errors"),
-        "requests failed: {report}\n{}",
+        report.failed == 0,
+        "requests failed: {}\n{}",
+        report.text,
         failed[failed.len().saturating_sub(5)..].join("\n")
     );
+    let requests = report.requests;
 
     // The access log names the request id and the replica that answered, both before the kill.
     let predicted: Vec<&str> = log.lines().filter(|l| l.contains("POST /predict")).collect();
@@ -211,4 +198,14 @@ fn nginx_terminates_tls_and_a_replica_killed_under_load_costs_no_request() {
     assert!(predicted.iter().any(|l| l.contains(&retried) && l.contains("\" 200 ")), "no request retried");
     let rid = predicted[0].rsplit("rid=").next().unwrap();
     assert!(rid.len() == 32 && rid.chars().all(|c| c.is_ascii_hexdigit()), "{}", predicted[0]);
+}
+
+/// The report reader the load tests rely on (common::WrkReport).
+#[test]
+fn wrk_reports_read_back() {
+    let r = WrkReport::parse(
+        "  Latency Distribution\n     50%    2.30ms\n     99%    1.20s\n  38400 requests in 12.00s, 10.00MB read\n  \
+         Socket errors: connect 0, read 2, write 0, timeout 1\n  Non-2xx or 3xx responses: 12\n",
+    );
+    assert_eq!((r.requests, r.failed, r.p99_ms), (38_400, 15, 1200.0));
 }

@@ -276,3 +276,51 @@ pub fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     (cert, key)
 }
+
+/// What `wrk --latency` reported: requests sent, those that failed (non-2xx answers and socket
+/// errors, which wrk prints only when there were any), and the 99th percentile latency.
+pub struct WrkReport {
+    pub text: String,
+    pub requests: u64,
+    pub failed: u64,
+    pub p99_ms: f64,
+}
+
+/// A wrk script that POSTs `body` as JSON with `token`.
+pub fn wrk_post_script(path: &Path, body: &str, token: &str) {
+    std::fs::write(
+        path,
+        format!(
+            "wrk.method = \"POST\"\nwrk.body = [==[{body}]==]\n\
+             wrk.headers[\"Content-Type\"] = \"application/json\"\n\
+             wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n"
+        ),
+    )
+    .unwrap();
+}
+
+impl WrkReport {
+    pub fn parse(text: &str) -> WrkReport {
+        let line = |start: &str| text.lines().map(str::trim).find(|l| l.starts_with(start)).map(str::to_owned);
+        let requests = text
+            .lines()
+            .find(|l| l.contains("requests in"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no request count: {text}"));
+        let non_2xx: u64 = line("Non-2xx").and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0);
+        // "Socket errors: connect 0, read 2, write 0, timeout 0"
+        let socket: u64 = line("Socket errors")
+            .map_or(0, |l| l.split(',').filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok()).sum());
+        let p99_ms = line("99%")
+            .and_then(|l| {
+                let v = l.split_whitespace().nth(1)?;
+                let (number, scale) = [("ms", 1.0), ("us", 0.001), ("s", 1000.0)]
+                    .iter()
+                    .find_map(|(unit, scale)| Some((v.strip_suffix(unit)?, *scale)))?;
+                Some(number.parse::<f64>().ok()? * scale)
+            })
+            .unwrap_or_else(|| panic!("no 99th percentile (run wrk with --latency): {text}"));
+        WrkReport { text: text.to_owned(), requests, failed: non_2xx + socket, p99_ms }
+    }
+}
