@@ -23,7 +23,16 @@ pub fn read_all(log: &dyn EventLog, topic: &str) -> Vec<Record> {
 /// Checks that every raw record of `log` has exactly one output across
 /// validated and invalid; returns (valid, invalid) counts.
 pub fn assert_exactly_once_on(log: &dyn EventLog) -> (usize, usize) {
-    let raw = read_all(log, RAW);
+    assert_each_input_once(log, &[RAW])
+}
+
+/// Checks that every record of the `inputs` topics has exactly one output
+/// across validated and invalid, and that every output names one of them; a
+/// record without a value (a Debezium tombstone) is no event and has none.
+/// Returns (valid, invalid) counts.
+pub fn assert_each_input_once(log: &dyn EventLog, inputs: &[&str]) -> (usize, usize) {
+    let raw: Vec<Record> =
+        inputs.iter().flat_map(|topic| read_all(log, topic)).filter(|r| !r.value.is_empty()).collect();
     let valid = read_all(log, VALIDATED);
     let invalid = read_all(log, INVALID);
     let mut seen: HashMap<String, u32> = HashMap::new();

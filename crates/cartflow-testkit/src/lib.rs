@@ -18,7 +18,7 @@ pub mod redis_cluster;
 pub mod services;
 pub mod tools;
 
-pub use exactly_once::{assert_exactly_once_on, read_all};
+pub use exactly_once::{assert_each_input_once, assert_exactly_once_on, read_all};
 pub use redis_cluster::RedisCluster;
 pub use services::{CaptureSource, KafkaBroker, RedisPrefix, S3Server, TestDatabase, free_port, psql, wait_for_port};
 pub use tools::{command, in_ci, python_modules, tool};

@@ -7,4 +7,4 @@ mod event_log;
 mod online_store;
 
 pub use event_log::{Keeps, event_log_suite};
-pub use online_store::{assert_one_state_of, online_store_suite};
+pub use online_store::{assert_one_state_of, assert_one_state_of_changes, online_store_suite};

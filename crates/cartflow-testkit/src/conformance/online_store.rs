@@ -84,13 +84,24 @@ pub fn online_store_suite(store: &dyn OnlineStore, session_ttl: cartflow_core::t
 /// after crashes, must equal — and the users and products it holds. Returns
 /// the carts asked and the reference state.
 pub fn assert_one_state_of(store: &dyn OnlineReader, events: &[Event], what: &str) -> (usize, Entities) {
+    let changes: Vec<(Event, bool)> = events.iter().map(|e| (e.clone(), false)).collect();
+    assert_one_state_of_changes(store, &changes, what)
+}
+
+/// As [`assert_one_state_of`], for changes: an event with `true` is a CDC
+/// delete, which takes its event back.
+pub fn assert_one_state_of_changes(
+    store: &dyn OnlineReader,
+    changes: &[(Event, bool)],
+    what: &str,
+) -> (usize, Entities) {
     let mut reference = Entities::new(cartflow_features::DEFAULT_SESSION_TTL);
-    for e in events {
-        reference.apply(e, false);
+    for (e, delete) in changes {
+        reference.apply(e, *delete);
     }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut carts = 0;
-    for cart in events.iter().filter(|e| e.event_type == EventType::Cart) {
+    for cart in changes.iter().map(|(e, _)| e).filter(|e| e.event_type == EventType::Cart) {
         let q = CartQuery::of(cart, None);
         let online = rt.block_on(store.features(&q)).unwrap().features;
         assert_eq!(online, reference.features(&q), "{what}: the cart {cart:?}");
