@@ -14,7 +14,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cartflow_online::OnlineStore as _;
@@ -40,19 +40,6 @@ fn podman() -> Command {
     c
 }
 
-/// Runs to completion; fails the test with what it printed when it fails.
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?} did not start: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed with {}:\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn image_exists(name: &str) -> bool {
     podman().args(["image", "exists", name]).status().is_ok_and(|s| s.success())
 }
@@ -66,7 +53,7 @@ fn image_id(name: &str) -> Option<String> {
 /// runs on one machine do not pile up old images (the binary's alone is hundreds of MB).
 fn build(tag: &str, args: &mut Command) {
     let before = image_id(tag);
-    run(args.args(["-t", tag]));
+    ok(args.args(["-t", tag]));
     if let Some(old) = before.filter(|old| image_id(tag).as_ref() != Some(old)) {
         let _ = podman().args(["rmi", &old]).output();
     }
@@ -78,7 +65,7 @@ fn base_image(tmp: &Path) {
         return;
     }
     let root = tmp.join("rootfs");
-    run(Command::new("debootstrap")
+    ok(Command::new("debootstrap")
         .args(["--variant=minbase", "bookworm"])
         .arg(&root)
         .arg("http://deb.debian.org/debian"));
@@ -89,7 +76,7 @@ fn base_image(tmp: &Path) {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    run(podman().args(["import", "-", BASE_IMAGE]).stdin(tar.stdout.take().unwrap()));
+    ok(podman().args(["import", "-", BASE_IMAGE]).stdin(tar.stdout.take().unwrap()));
     assert!(tar.wait().unwrap().success(), "tar of {} failed", root.display());
     std::fs::remove_dir_all(&root).unwrap();
 }
@@ -138,9 +125,9 @@ struct Netns(String);
 impl Netns {
     fn create() -> Netns {
         let name = format!("cartflow-compose-{}", std::process::id());
-        run(Command::new("ip").args(["netns", "add", &name]));
+        ok(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns(name);
-        run(&mut ns.exec(&["ip", "link", "set", "lo", "up"]));
+        ok(&mut ns.exec(&["ip", "link", "set", "lo", "up"]));
         ns
     }
 
@@ -185,12 +172,12 @@ impl Project {
 
     /// `cartflow ARGS` inside a service's container: its environment, secrets and mounts.
     fn cartflow(&self, service: &str, args: &[&str]) -> String {
-        let out = run(podman().args(["exec", &self.container(service), "cartflow", "--quiet"]).args(args));
+        let out = ok(podman().args(["exec", &self.container(service), "cartflow", "--quiet"]).args(args));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn inspect(&self, service: &str, format: &str) -> String {
-        let out = run(podman().args(["inspect", "--format", format, &self.container(service)]));
+        let out = ok(podman().args(["inspect", "--format", format, &self.container(service)]));
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
@@ -199,13 +186,13 @@ impl Project {
     fn crash(&self, service: &str) {
         let pid = self.inspect(service, "{{.State.Pid}}");
         assert_ne!(pid, "0", "{service} is not running");
-        run(Command::new("kill").args(["-KILL", &pid]));
+        ok(Command::new("kill").args(["-KILL", &pid]));
     }
 
     /// Where a named volume's files are on this machine.
     fn volume(&self, name: &str) -> PathBuf {
         let out =
-            run(podman().args(["volume", "inspect", "--format", "{{.Mountpoint}}", &format!("{}_{name}", self.name)]));
+            ok(podman().args(["volume", "inspect", "--format", "{{.Mountpoint}}", &format!("{}_{name}", self.name)]));
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     }
 
@@ -379,7 +366,7 @@ fn the_deployed_system_serves_through_nginx_and_rides_out_crashes() {
     cartflow_image(tmp.path());
     services_image(tmp.path(), &tools);
     let built = started.elapsed();
-    let inspect = run(podman().args(["image", "inspect", CARTFLOW_IMAGE]));
+    let inspect = ok(podman().args(["image", "inspect", CARTFLOW_IMAGE]));
     let inspect: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
     let config = &inspect[0]["Config"];
     assert_eq!(config["User"], "10001:10001", "the image runs as a user, not root");
@@ -388,14 +375,14 @@ fn the_deployed_system_serves_through_nginx_and_rides_out_crashes() {
     // podman reports the health check beside Config, not in it.
     let check = &inspect[0]["Healthcheck"]["Test"];
     assert_eq!(check, &serde_json::json!(["CMD", "cartflow", "health", "--timeout-ms", "2500"]), "{inspect}");
-    let version = run(podman().args(["run", "--rm", "--network", "none", CARTFLOW_IMAGE, "--version"]));
+    let version = ok(podman().args(["run", "--rm", "--network", "none", CARTFLOW_IMAGE, "--version"]));
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("cartflow "));
 
     // The whole system, from a copy of deploy/ with fresh secrets.
     let deploy = tmp.path().join("deploy");
-    run(Command::new("cp").arg("-r").arg(repo().join("deploy")).arg(&deploy));
+    ok(Command::new("cp").arg("-r").arg(repo().join("deploy")).arg(&deploy));
     let dir = deploy.join("compose");
-    run(Command::new("bash").arg(dir.join("make-secrets.sh")));
+    ok(Command::new("bash").arg(dir.join("make-secrets.sh")));
     let netns = Netns::create();
     let project = Project {
         compose: compose.unwrap(),
@@ -405,7 +392,7 @@ fn the_deployed_system_serves_through_nginx_and_rides_out_crashes() {
     };
     // Grafana has no Debian package and no image here: everything but it.
     let others = ["kafka", "postgres", "redis", "s3", "prometheus", "alertmanager", "nginx"];
-    run(project.command().args(["up", "-d"]).args(others).args(CARTFLOW_SERVICES));
+    ok(project.command().args(["up", "-d"]).args(others).args(CARTFLOW_SERVICES));
     for service in CARTFLOW_SERVICES {
         project.wait_healthy(service, Duration::from_secs(120));
     }
@@ -543,7 +530,7 @@ fn chaos(system: &Deployed, body: &str, token: &str) {
     // CDC updates and deletes once the inserts are in, while events still flow.
     assert!(inserts.wait().unwrap().success(), "cdc seed failed: see {}", system.tmp.join("inserts.err").display());
     let psql = |sql: &str| {
-        let out = run(&mut system.netns.exec(&["psql", &shop, "-Atc", sql]));
+        let out = ok(&mut system.netns.exec(&["psql", &shop, "-Atc", sql]));
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     };
     let updated: u64 =
@@ -609,7 +596,7 @@ fn chaos(system: &Deployed, body: &str, token: &str) {
     Command::new("kill").args(["-INT", &load.id().to_string()]).status().unwrap();
     let report = WrkReport::parse(&String::from_utf8_lossy(&load.wait_with_output().unwrap().stdout));
     let success = 1.0 - report.failed as f64 / report.requests.max(1) as f64;
-    eprintln!(
+    let figures = format!(
         "chaos: {produced}; {} CDC changes in all, {valid} valid and {invalid} invalid, \
          each once downstream and in the lake; {carts} carts as one state of every event in Redis; \
          {} of {} predictions through nginx answered ({:.3} %), p99 {:.1} ms; drained {:.0} s after the start",
@@ -620,6 +607,20 @@ fn chaos(system: &Deployed, body: &str, token: &str) {
         report.p99_ms,
         started.elapsed().as_secs_f64()
     );
+    // The requests that failed, as nginx logged them (status, time, the replicas tried).
+    let failed = ok(podman().args(["exec", &project.container("nginx"), "sh", "-c"]).arg(
+        "grep -v '\" 200 ' /var/log/nginx/cartflow.access.log | grep -c . ; \
+         grep -v '\" 200 ' /var/log/nginx/cartflow.access.log | awk '{print $6, $9, $10}' | sort | uniq -c | sort -rn | head",
+    ));
+    let figures =
+        format!("{figures}\nanswers other than 200 in nginx's log:\n{}", String::from_utf8_lossy(&failed.stdout));
+    // Kept beside the test's other output: a passing test's stderr is not shown.
+    eprintln!("{figures}");
+    std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("compose-chaos.txt"),
+        format!("{figures}\n{}", report.text),
+    )
+    .unwrap();
     assert!(report.requests > 1000 && success >= 0.999, "{}", report.text);
 }
 

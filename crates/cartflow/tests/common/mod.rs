@@ -28,9 +28,9 @@ pub fn cartflow(dir: &Path) -> Command {
     c
 }
 
-/// Runs to completion and fails the test, showing stderr, when it fails.
+/// Runs to completion and fails the test, showing what it printed, when it fails.
 pub fn ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("cartflow runs");
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?} did not start: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed with {}:\nstdout: {}\nstderr: {}",
