@@ -7,12 +7,12 @@
 #   docker run --rm cartflow --help
 #
 # The base images are arguments, so a build can name a mirror's copies.
+#
+# The podman test (crates/cartflow/tests/compose.rs) puts the binary its run already
+# built in the builder stage's place, `--build-context builder=DIR`, which skips the
+# stage and a second, hour-long build; the rest of this file is built as it is.
 ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
 ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
-# The stage the binary is copied from. `builder` compiles it from this source;
-# the podman test (crates/cartflow/tests/compose.rs) names an image holding the
-# binary the test run already built on the host, to skip a second 60-minute build.
-ARG BINARY_FROM=builder
 
 FROM ${RUST_IMAGE} AS builder
 # librdkafka (bundled by rdkafka-sys) builds with its own configure and make; zlib for its compression.
@@ -30,8 +30,6 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p cartflow \
  && install -m 0755 target/release/cartflow /usr/local/bin/cartflow
 
-FROM ${BINARY_FROM} AS binary
-
 FROM ${RUNTIME_IMAGE}
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="cartflow" \
@@ -44,7 +42,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/cartflow --create-home --shell /usr/sbin/nologin cartflow
-COPY --from=binary /usr/local/bin/cartflow /usr/local/bin/cartflow
+COPY --from=builder /usr/local/bin/cartflow /usr/local/bin/cartflow
 USER 10001:10001
 WORKDIR /var/lib/cartflow
 # State (the embedded log, lake, registry, online snapshot, locks, tokens) lives here.

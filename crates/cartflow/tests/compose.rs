@@ -6,8 +6,8 @@
 //! podman's storage), the third-party services from Debian's packages and the tools .ci/run installs
 //! (tests/compose/services.Containerfile, replacing their official images through
 //! tests/compose/compose.test.yaml). cartflow's image is built from the Dockerfile as it is, but for
-//! its `builder` stage: `BINARY_FROM` names an image holding the binary this test run already built,
-//! where a release build would take an hour here. Every service runs in one network namespace the
+//! its `builder` stage: a named build context of that name holds the binary this test run already
+//! built, where a release build would take an hour here. Every service runs in one network namespace the
 //! test makes (compose.host.yaml with `ns:`), on its loopback, so nothing meets the host's PostgreSQL
 //! and Redis and nothing leaves the machine.
 
@@ -21,7 +21,6 @@ use cartflow_online::OnlineStore as _;
 use common::*;
 
 const BASE_IMAGE: &str = "localhost/debian:bookworm-slim";
-const BINARY_IMAGE: &str = "localhost/cartflow-test/binary:latest";
 const CARTFLOW_IMAGE: &str = "localhost/cartflow-test/cartflow:latest";
 const SERVICES_IMAGE: &str = "localhost/cartflow-test/services:latest";
 
@@ -81,20 +80,19 @@ fn base_image(tmp: &Path) {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
-/// cartflow's image from the Dockerfile, with the binary of this test run.
+/// cartflow's image from the Dockerfile, with the binary of this test run in the builder stage's
+/// place (a named build context of the same name: the stage is skipped).
 fn cartflow_image(tmp: &Path) {
-    let context = tmp.join("binary");
-    std::fs::create_dir_all(&context).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_cartflow"), context.join("cartflow")).unwrap();
-    std::fs::write(context.join("Containerfile"), "FROM scratch\nCOPY cartflow /usr/local/bin/cartflow\n").unwrap();
-    build(BINARY_IMAGE, podman().args(["build", "--quiet"]).arg(&context));
+    let built = tmp.join("builder/usr/local/bin");
+    std::fs::create_dir_all(&built).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_cartflow"), built.join("cartflow")).unwrap();
     build(
         CARTFLOW_IMAGE,
         podman()
             // Docker's image format: OCI's, podman's default, has no HEALTHCHECK.
             .args(["build", "--quiet", "--format", "docker", "--network", "host"])
             .args(["--build-arg", &format!("RUNTIME_IMAGE={BASE_IMAGE}")])
-            .args(["--build-arg", &format!("BINARY_FROM={BINARY_IMAGE}")])
+            .arg(format!("--build-context=builder={}", tmp.join("builder").display()))
             .arg(repo()),
     );
 }
