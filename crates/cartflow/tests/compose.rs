@@ -605,13 +605,22 @@ fn chaos(system: &Deployed, body: &str, token: &str) {
         report.p99_ms,
         started.elapsed().as_secs_f64()
     );
-    // The requests that failed, as nginx logged them (status, time, the replicas tried).
+    // The requests that failed, as nginx logged them (status, the replicas tried, their times).
     let failed = ok(podman().args(["exec", &project.container("nginx"), "sh", "-c"]).arg(
         "grep -v '\" 200 ' /var/log/nginx/cartflow.access.log | grep -c . ; \
          grep -v '\" 200 ' /var/log/nginx/cartflow.access.log | awk '{print $6, $9, $10}' | sort | uniq -c | sort -rn | head",
     ));
-    let figures =
+    let mut figures =
         format!("{figures}\nanswers other than 200 in nginx's log:\n{}", String::from_utf8_lossy(&failed.stdout));
+    if report.failed > 0 {
+        // What the crashed replica said after its restart, to tell which of its 503s these were.
+        let log = ok(podman().args(["logs", "--tail", "40", &project.container(replica)]));
+        figures += &format!(
+            "{replica}'s log:\n{}{}",
+            String::from_utf8_lossy(&log.stdout),
+            String::from_utf8_lossy(&log.stderr)
+        );
+    }
     // Kept beside the test's other output: a passing test's stderr is not shown.
     eprintln!("{figures}");
     std::fs::write(
