@@ -15,9 +15,10 @@ ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
 ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
 
 FROM ${RUST_IMAGE} AS builder
-# librdkafka (bundled by rdkafka-sys) builds with its own configure and make; zlib for its compression.
+# librdkafka (bundled by rdkafka-sys) builds with its own configure (which asks for a C++
+# compiler), and make; zlib for its compression. rust:slim has gcc alone.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends make perl pkg-config zlib1g-dev \
+ && apt-get install -y --no-install-recommends g++ make perl pkg-config zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
