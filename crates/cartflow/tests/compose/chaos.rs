@@ -104,9 +104,10 @@ pub fn run(system: &Deployed, body: &str, token: &str) {
         loop {
             let inputs: usize =
                 [RAW, CDC].iter().map(|t| read_all(&log, t).iter().filter(|r| !r.value.is_empty()).count()).sum();
-            let outputs = read_all(&log, VALIDATED).len() + read_all(&log, INVALID).len();
+            let validated = read_all(&log, VALIDATED);
+            let outputs = validated.len() + read_all(&log, INVALID).len();
             let landed = read_lake_table(&lake, "events").len() + read_lake_table(&lake, "invalid").len();
-            let ends = end_offsets(&read_all(&log, VALIDATED));
+            let ends = end_offsets(&validated);
             let stored: std::collections::BTreeMap<u32, u64> =
                 store.offsets().unwrap().iter().map(|o| (o.partition, o.offset)).collect();
             if inputs == outputs && outputs == landed && stored == ends {
