@@ -8,6 +8,7 @@
 # daily average, which the hour of day shapes), the validator's cartflow_event_age_seconds: event time →
 # validated. Release build; results go to docs/benchmarks.md by hand.
 # Usage: benches/freshness.sh [embedded rate, default 50000] [kafka+redis rate, default 25000] [seconds, default 30]
+# PHASES picks phases (default "embedded embedded-live kafka+redis kafka+redis-live").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=benches/lib.sh
@@ -15,6 +16,7 @@ source benches/lib.sh
 embedded_rate="${1:-50000}"
 kafka_rate="${2:-25000}"
 seconds="${3:-30}"
+phases="${PHASES:-embedded embedded-live kafka+redis kafka+redis-live}"
 cargo build --release -p cartflow
 bin=${CARGO_TARGET_DIR:-target}/release/cartflow
 work=$(mktemp -d)
@@ -61,6 +63,7 @@ print(f"  {stage:<10} {out}  ({int(total):,} records timed after the warm-up)")
 run() {
   local name=$1 rate=$2 dir="$work/$1" live=()
   shift 2
+  [[ " $phases " == *" $name "* ]] || return 0
   if [ "$1" = live ]; then
     live=(--start now)
     shift
@@ -102,6 +105,7 @@ run embedded "$embedded_rate" "CARTFLOW_FEATURES__ONLINE=embedded"
 
 run embedded-live "$embedded_rate" live "CARTFLOW_FEATURES__ONLINE=embedded"
 
+[[ "$phases" == *kafka* ]] || exit 0
 start_broker "$work/broker.log"
 kafka=("CARTFLOW_LOG=kafka://127.0.0.1:$port" "CARTFLOW_KAFKA__PARTITIONS=4"
   "CARTFLOW_FEATURES__ONLINE=redis://127.0.0.1:6379/0" "CARTFLOW_FEATURES__REDIS_PREFIX=$prefix")

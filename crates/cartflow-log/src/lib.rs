@@ -58,6 +58,13 @@ pub trait Consumer: Send {
     fn poll(&mut self, max: usize, timeout: Duration) -> Result<Vec<Record>>;
     /// Records the next offset to read for each partition (needs a group).
     fn commit(&mut self, offsets: &[CommittedOffset]) -> Result<()>;
+    /// Like [`Consumer::commit`], but returns before the log has the offsets
+    /// (Kafka's `commitAsync`): for stages whose outputs say where they resume,
+    /// which lose nothing when a commit is lost, only replay a little more.
+    /// Commits are sent in order. Where committing costs no round trip, it is `commit`.
+    fn commit_async(&mut self, offsets: &[CommittedOffset]) -> Result<()> {
+        self.commit(offsets)
+    }
     /// The group's committed offsets for the assigned partitions.
     fn committed(&mut self) -> Result<Vec<CommittedOffset>>;
     /// The partitions this consumer reads now.

@@ -21,7 +21,7 @@ pub trait Input {
     /// One record as the stage receives it.
     type Item;
     /// What the stage hands back to commit once its outputs are durable.
-    type Position;
+    type Position: Clone;
 
     /// Up to `max` items, waiting up to `wait` when there are none.
     fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Self::Item>>;
@@ -67,6 +67,14 @@ pub trait Input {
 
     /// Records that everything before `position` is done.
     fn commit(&mut self, position: Self::Position) -> Result<()>;
+
+    /// Like `commit`, without waiting for the input to have it: the driver
+    /// commits so while it runs, and waits on its last round. Every stage
+    /// finds where it resumes from its outputs, so a commit lost in a crash
+    /// only replays what the stage's recovery skips.
+    fn commit_async(&mut self, position: Self::Position) -> Result<()> {
+        self.commit(position)
+    }
 }
 
 /// A stage's own logic.
@@ -136,6 +144,8 @@ pub fn drive<S: Stage>(
     // When sampled items of the next commit entered cartflow.
     let mut entered: Vec<i64> = Vec::new();
     let mut traced = Traced::default();
+    // The last position committed without waiting: waited for on the way out.
+    let mut unsettled = None;
     loop {
         let stopped = control.stopped();
         let mut batch = if stopped { Vec::new() } else { input.poll(stage.batch_size(), stage.poll_wait())? };
@@ -166,8 +176,16 @@ pub fn drive<S: Stage>(
             let _in_commit = commit.enter();
             let position = stage.write(input)?;
             // Durable outputs first, then the input position: a crash between
-            // the two replays inputs, which the stage's recovery skips.
-            input.commit(position)?;
+            // the two replays inputs, which the stage's recovery skips. Not
+            // waiting for the commit takes a round trip to the broker off
+            // every batch's way (freshness); the last one is waited for.
+            if finishing {
+                unsettled = None;
+                input.commit(position)?;
+            } else {
+                input.commit_async(position.clone())?;
+                unsettled = Some(position);
+            }
             traced.committed(started.elapsed(), stage.outputs());
             work += started.elapsed();
             metrics::histogram!(BATCH_SECONDS, "stage" => S::NAME).record(work.as_secs_f64());
@@ -177,6 +195,9 @@ pub fn drive<S: Stage>(
                 freshness.record((now - t).max(0) as f64 / 1000.0);
             }
             work = Duration::ZERO;
+        }
+        if finishing && let Some(position) = unsettled.take() {
+            input.commit(position)?;
         }
         stage.tick(finishing)?;
         if finishing {
@@ -318,6 +339,10 @@ impl Input for Subscription<'_> {
 
     fn commit(&mut self, offsets: Vec<CommittedOffset>) -> Result<()> {
         Ok(self.consumer.commit(&offsets)?)
+    }
+
+    fn commit_async(&mut self, offsets: Vec<CommittedOffset>) -> Result<()> {
+        Ok(self.consumer.commit_async(&offsets)?)
     }
 
     /// The record's log timestamp: its produce time (the validator keeps it on its outputs).

@@ -170,16 +170,19 @@ fn a_failed_write_commits_nothing_and_a_restart_takes_the_inputs_again() {
 /// The embedded log with one rebalance handed to the consumer after its
 /// first poll, as Kafka hands them (the embedded log has one member per group):
 /// the records of the gained partition polled with it are dropped, and read
-/// again from where the partition was handed over.
+/// again from where the partition was handed over. It notes how each commit
+/// was asked for.
 struct Rebalancing<'a> {
     log: &'a EmbeddedLog,
     polled: Arc<Mutex<bool>>,
+    commits: Arc<Mutex<Vec<&'static str>>>,
 }
 
 struct RebalancingConsumer {
     inner: Box<dyn Consumer>,
     polled: Arc<Mutex<bool>>,
     handed: bool,
+    commits: Arc<Mutex<Vec<&'static str>>>,
 }
 
 impl Consumer for RebalancingConsumer {
@@ -188,6 +191,11 @@ impl Consumer for RebalancingConsumer {
         self.inner.poll(max, timeout)
     }
     fn commit(&mut self, offsets: &[CommittedOffset]) -> cartflow_log::Result<()> {
+        self.commits.lock().unwrap().push("waited");
+        self.inner.commit(offsets)
+    }
+    fn commit_async(&mut self, offsets: &[CommittedOffset]) -> cartflow_log::Result<()> {
+        self.commits.lock().unwrap().push("async");
         self.inner.commit(offsets)
     }
     fn committed(&mut self) -> cartflow_log::Result<Vec<CommittedOffset>> {
@@ -240,16 +248,22 @@ impl EventLog for Rebalancing<'_> {
     }
     fn consumer(&self, config: ConsumerConfig) -> cartflow_log::Result<Box<dyn Consumer>> {
         let inner = self.log.consumer(config)?;
-        Ok(Box::new(RebalancingConsumer { inner, polled: self.polled.clone(), handed: false }))
+        let (polled, commits) = (self.polled.clone(), self.commits.clone());
+        Ok(Box::new(RebalancingConsumer { inner, polled, handed: false, commits }))
     }
 }
 
 #[test]
 fn a_rebalance_reaches_the_stage_before_it_reads_on() {
     let (_dir, log) = log_with(400);
-    let rebalancing = Rebalancing { log: &log, polled: Arc::default() };
+    let rebalancing = Rebalancing { log: &log, polled: Arc::default(), commits: Arc::default() };
     let mut stage = Copier::new(&log, 50);
     let copied = drive(&mut join(&rebalancing), &mut stage, &StageControl::new(true), &mut |_| {}).unwrap();
     assert_eq!(stage.assigned, vec![None, Some(1)], "at start, then the partition gained");
     assert_eq!((copied, committed(&log)), (400, 400));
+    // Running, no commit is waited for; the one on the way out is.
+    let commits = rebalancing.commits.lock().unwrap();
+    assert!(commits.len() > 2, "{commits:?}");
+    assert_eq!(commits.iter().filter(|m| **m == "waited").count(), 1, "{commits:?}");
+    assert_eq!(commits.last(), Some(&"waited"));
 }
