@@ -400,7 +400,10 @@ impl Drop for Redis {
 }
 
 fn redis_with_password(password: &str) -> Redis {
-    let port = free_port();
+    redis_with_password_on(password, free_port())
+}
+
+fn redis_with_password_on(password: &str, port: u16) -> Redis {
     let child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--requirepass", password, "--save", ""])
         .args(["--appendonly", "no"])
@@ -447,6 +450,37 @@ fn no_password_reaches_any_output() {
         [("/health", health), ("/status", details), ("503", failed), ("log", log), ("stderr", stderr.into_owned())]
     {
         assert!(!text.contains(secret), "the password is in {what}: {text}");
+    }
+}
+
+/// A Redis restart (or a dropped connection) costs the requests made while it is away, not
+/// every request after: serving connects again by itself.
+#[test]
+fn serving_answers_again_once_redis_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let secret = "s3cret-redis-pass-4410";
+    let redis = redis_with_password(secret);
+    let port = redis.port;
+    let url = format!("redis://:{secret}@127.0.0.1:{port}/0");
+    let (server, _) = start(d, &["features", "serve", "--online", &url], &[], "features.log");
+    let admin = admin_token(d);
+    let cart = json!({ "user_id": 1, "product_id": 2, "event_time": "2019-10-03 12:00:00 UTC" }).to_string();
+    let features = || send("POST", &format!("{}/features", server.url), Some(&admin), Some(&cart));
+    assert_eq!(features().0, 200, "{}", features().2);
+    drop(redis);
+    let asked = Instant::now();
+    assert_eq!(features().0, 503);
+    assert!(asked.elapsed() < Duration::from_secs(3), "the 503 took {:?}", asked.elapsed());
+    let _back = redis_with_password_on(secret, port);
+    let started = Instant::now();
+    loop {
+        let (status, _, body) = features();
+        if status == 200 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still {status} 10 s after Redis came back: {body}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -3,7 +3,7 @@
 //! pipeline splits its commands by node and cannot be a transaction); these
 //! enums pick one by the URL and forward.
 
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterConnection, ClusterPipeline};
 use redis::cluster_async::ClusterConnection as AsyncClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
@@ -43,7 +43,14 @@ impl Client {
 
     pub async fn connect_async(&self) -> RedisResult<AsyncConn> {
         Ok(match self {
-            Client::Single(c) => AsyncConn::Single(c.get_multiplexed_async_connection().await?),
+            // Not a bare multiplexed connection: once its socket breaks (a Redis
+            // restart, a failover, a dropped idle connection) every request on it
+            // fails at once, for good. The manager connects again behind it; one
+            // retry, not its default six (about 6 s of backoff), so that requests
+            // while Redis is away fail fast and each later one tries again.
+            Client::Single(c) => AsyncConn::Single(
+                c.get_connection_manager_with_config(ConnectionManagerConfig::new().set_number_of_retries(1)).await?,
+            ),
             Client::Cluster(c) => AsyncConn::Cluster(c.get_async_connection().await?),
         })
     }
@@ -224,7 +231,7 @@ impl Pipe {
 
 #[derive(Clone)]
 pub enum AsyncConn {
-    Single(MultiplexedConnection),
+    Single(ConnectionManager),
     Cluster(AsyncClusterConnection),
 }
 
