@@ -10,7 +10,7 @@
 #
 # The podman test (crates/cartflow/tests/compose.rs) puts the binary its run already
 # built in the builder stage's place, `--build-context builder=DIR`, which skips the
-# stage and a second, hour-long build; the rest of this file is built as it is.
+# stage and a second, half-hour build; the rest of this file is built as it is.
 ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
 ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
 
@@ -39,9 +39,11 @@ LABEL org.opencontainers.image.title="cartflow" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
 # CA certificates for TLS to S3, Kafka, PostgreSQL and Redis; nothing else.
+# `apt-get clean` too: a base without the official image's docker-clean hook keeps apt's ~90 MB
+# package caches in this layer.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/cartflow --create-home --shell /usr/sbin/nologin cartflow
 COPY --from=builder /usr/local/bin/cartflow /usr/local/bin/cartflow
 USER 10001:10001
