@@ -188,6 +188,12 @@ impl Project {
         ok(Command::new("kill").args(["-KILL", &pid]));
     }
 
+    /// Stops the service (SIGTERM, then SIGKILL after 10 s) and starts it again, as an operator's
+    /// `restart` or an upgrade would.
+    fn restart(&self, service: &str) {
+        ok(podman().args(["restart", "--time", "10", &self.container(service)]));
+    }
+
     /// Where a named volume's files are on this machine.
     fn volume(&self, name: &str) -> PathBuf {
         let out =
