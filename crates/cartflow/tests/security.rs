@@ -418,15 +418,20 @@ fn redis_with_password_on(password: &str, port: u16) -> Redis {
     Redis { child, port }
 }
 
+/// `features serve` on a Redis of the test's own that asks `secret`, and the admin token.
+fn features_on_redis(d: &Path, secret: &str) -> (Redis, Server, String) {
+    let redis = redis_with_password(secret);
+    let url = format!("redis://:{secret}@127.0.0.1:{}/0", redis.port);
+    let (server, _) = start(d, &["features", "serve", "--online", &url], &[], "features.log");
+    (redis, server, admin_token(d))
+}
+
 #[test]
 fn no_password_reaches_any_output() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let secret = "s3cret-redis-pass-7731";
-    let redis = redis_with_password(secret);
-    let url = format!("redis://:{secret}@127.0.0.1:{}/0", redis.port);
-    let (server, _) = start(d, &["features", "serve", "--online", &url], &[], "features.log");
-    let admin = admin_token(d);
+    let (redis, server, admin) = features_on_redis(d, secret);
     let (_, _, health) = send("GET", &format!("{}/health", server.url), None, None);
     let (status, _, details) = send("GET", &format!("{}/status", server.url), Some(&admin), None);
     assert_eq!(status, 200);
@@ -460,11 +465,8 @@ fn serving_answers_again_once_redis_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let secret = "s3cret-redis-pass-4410";
-    let redis = redis_with_password(secret);
+    let (redis, server, admin) = features_on_redis(d, secret);
     let port = redis.port;
-    let url = format!("redis://:{secret}@127.0.0.1:{port}/0");
-    let (server, _) = start(d, &["features", "serve", "--online", &url], &[], "features.log");
-    let admin = admin_token(d);
     let cart = json!({ "user_id": 1, "product_id": 2, "event_time": "2019-10-03 12:00:00 UTC" }).to_string();
     let features = || send("POST", &format!("{}/features", server.url), Some(&admin), Some(&cart));
     assert_eq!(features().0, 200, "{}", features().2);
