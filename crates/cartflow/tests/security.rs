@@ -469,7 +469,8 @@ fn serving_answers_again_once_redis_is_back() {
     let port = redis.port;
     let cart = json!({ "user_id": 1, "product_id": 2, "event_time": "2019-10-03 12:00:00 UTC" }).to_string();
     let features = || send("POST", &format!("{}/features", server.url), Some(&admin), Some(&cart));
-    assert_eq!(features().0, 200, "{}", features().2);
+    let (status, _, body) = features();
+    assert_eq!(status, 200, "{body}");
     drop(redis);
     let asked = Instant::now();
     assert_eq!(features().0, 503);
