@@ -20,6 +20,7 @@ use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimestampMi
 use hyper::header::{self, HeaderValue};
 use serde_json::{Value, json};
 
+use cartflow::backends::Backends;
 use cartflow::commands::Ctx;
 use cartflow::telemetry::{Health, thousands};
 use cartflow::wiring::registry::champion;

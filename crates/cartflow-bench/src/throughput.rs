@@ -10,6 +10,7 @@ use cartflow_stream::produce::{ProduceConfig, Source};
 use cartflow_stream::validator::{Outcome, ValidatorConfig, check_record};
 use serde_json::json;
 
+use cartflow::backends::Backends;
 use cartflow::commands::{Ctx, per_sec};
 use cartflow::config::Config;
 use cartflow::telemetry::thousands;

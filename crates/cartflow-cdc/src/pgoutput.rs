@@ -121,7 +121,11 @@ impl<'a> Reader<'a> {
     }
 
     fn timestamp(&mut self) -> Result<i64, DecodeError> {
-        Ok(self.u64()? as i64 + PG_EPOCH_US)
+        let since_2000 = self.u64()? as i64;
+        match since_2000.checked_add(PG_EPOCH_US) {
+            Some(t) => Ok(t),
+            None => self.fail(format!("timestamp {since_2000} µs after 2000 is out of range")),
+        }
     }
 
     fn cstr(&mut self) -> Result<String, DecodeError> {
@@ -267,6 +271,17 @@ mod tests {
             decode(&commit).unwrap(),
             Message::Commit { commit_lsn: 0x01DA_DEF0, end_lsn: 0x01DA_DF20, commit_ts_us: PG_EPOCH_US }
         );
+    }
+
+    /// Found by the pgoutput fuzz target: a commit time near i64::MAX overflowed.
+    #[test]
+    fn a_timestamp_out_of_range_is_an_error() {
+        let mut commit = vec![b'C', 0];
+        commit.extend(0u64.to_be_bytes());
+        commit.extend(0u64.to_be_bytes());
+        commit.extend(0x7fff_ffff_ffff_ff00u64.to_be_bytes());
+        let e = decode(&commit).unwrap_err().to_string();
+        assert!(e.contains("out of range"), "{e}");
     }
 
     #[test]

@@ -17,7 +17,16 @@ const MICROS_PER_SEC: i64 = 1_000_000;
 /// A timestamp without zone (`2019-10-01 00:00:00` or `2019-10-01T00:00:00`) is
 /// read as UTC, as the dataset's timestamps all are.
 pub fn parse_timestamp(s: &str) -> Option<Micros> {
-    let s = s.trim();
+    parse_any(s.trim()).filter(|t| (FIRST..=LAST).contains(t))
+}
+
+/// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z: RFC 3339's years,
+/// and the ones that print back as they were read (chrono also reads
+/// `-19-10-01` and `+12019-10-01`).
+const FIRST: Micros = -62_167_219_200_000_000;
+const LAST: Micros = 253_402_300_799_999_999;
+
+fn parse_any(s: &str) -> Option<Micros> {
     if let Some(t) = parse_fixed(s.as_bytes()) {
         return Some(t);
     }
@@ -195,6 +204,19 @@ mod tests {
         let mut s = String::new();
         format_dataset(want, &mut s);
         assert_eq!(s, "2019-10-01 00:00:00 UTC");
+    }
+
+    /// Found by the timestamp fuzz target: chrono reads years before 0000 and
+    /// after 9999, which then printed as garbage (`-19` as `4294967277`).
+    #[test]
+    fn years_outside_0000_to_9999_are_not_timestamps() {
+        for s in ["-19-10-01T00:00:00.12", "+12019-10-01 00:00:00", "0000-01-01T00:00:00+00:01"] {
+            assert_eq!(parse_timestamp(s), None, "{s}");
+        }
+        for s in ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"] {
+            let t = parse_timestamp(s).unwrap();
+            assert_eq!(rfc(t), s, "{s}");
+        }
     }
 
     #[test]

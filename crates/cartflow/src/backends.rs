@@ -3,7 +3,6 @@
 //! and where the registry keeps its tables and artifacts. Stages and
 //! commands get traits from here and never look at a backend's spelling.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -13,13 +12,22 @@ use cartflow_online::{MemoryStore, OnlineBackend, OnlineStore, RedisStore};
 
 use crate::config::Config;
 
-impl Config {
-    pub fn log_dir(&self) -> PathBuf {
-        self.data_dir.join("log")
-    }
-
+/// Opens what a [`Config`] names (a trait: the configuration is a crate of
+/// its own, free of the backends' builds).
+pub trait Backends {
     /// Opens the configured event log.
-    pub fn open_log(&self) -> Result<Box<dyn EventLog>> {
+    fn open_log(&self) -> Result<Box<dyn EventLog>>;
+    /// Opens the lake for the lake sink's commits.
+    fn open_lake(&self) -> Result<Lake>;
+    /// Opens the online store: `online` overrides `features.online`.
+    fn open_online(&self, online: Option<&OnlineBackend>) -> Result<Arc<dyn OnlineStore>>;
+    /// The registry's store URL and artifact location, defaults under the data
+    /// directory (created when they are used).
+    fn registry_locations(&self) -> Result<(String, String)>;
+}
+
+impl Backends for Config {
+    fn open_log(&self) -> Result<Box<dyn EventLog>> {
         match &self.log {
             LogBackend::Embedded => {
                 let opts = self.embedded_log.options().map_err(anyhow::Error::msg)?;
@@ -41,23 +49,13 @@ impl Config {
         }
     }
 
-    /// Where the lake is: the configured location or `<data_dir>/lake`.
-    pub fn lake_location(&self) -> String {
-        self.lake
-            .location
-            .as_ref()
-            .map_or_else(|| self.data_dir.join("lake").display().to_string(), ToString::to_string)
-    }
-
-    /// Opens the lake for the lake sink's commits.
-    pub fn open_lake(&self) -> Result<Lake> {
+    fn open_lake(&self) -> Result<Lake> {
         let location = self.lake_location();
         Lake::open(&location, cartflow_lake::layout::SINK_WRITER)
             .with_context(|| format!("opening the lake at {location}"))
     }
 
-    /// Opens the online store: `online` overrides `features.online`.
-    pub fn open_online(&self, online: Option<&OnlineBackend>) -> Result<Arc<dyn OnlineStore>> {
+    fn open_online(&self, online: Option<&OnlineBackend>) -> Result<Arc<dyn OnlineStore>> {
         let f = &self.features;
         match online.unwrap_or(&f.online) {
             OnlineBackend::Embedded => {
@@ -74,8 +72,7 @@ impl Config {
         }
     }
 
-    /// The registry's store URL and artifact location, defaults under the data directory.
-    pub fn registry_locations(&self) -> Result<(String, String)> {
+    fn registry_locations(&self) -> Result<(String, String)> {
         let dir = self.data_dir.join("registry");
         let store = match &self.registry.store {
             Some(url) => url.clone(),

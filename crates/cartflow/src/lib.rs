@@ -8,7 +8,7 @@ pub mod allocator;
 pub mod backends;
 pub mod cli;
 pub mod commands;
-pub mod config;
+pub use cartflow_config as config;
 pub mod schedule;
 pub mod secrets;
 pub mod telemetry;

@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use cartflow_cdc::{CdcConfig, CdcStats, run_cdc, seed};
 
 use super::{Ctx, generator_config, per_sec};
+use crate::backends::Backends;
 use crate::cli::{CdcArgs, CdcCommand, CdcSeedArgs, CdcSource};
 use crate::telemetry::{progress, thousands};
 

@@ -13,6 +13,7 @@ use cartflow_stream::topics::VALIDATED;
 use cartflow_warehouse::{TrainingOptions, Warehouse};
 
 use super::{Ctx, per_sec, time_arg};
+use crate::backends::Backends;
 use crate::cli::{
     FeastRepoArgs, FeaturesBuildArgs, FeaturesCommand, FeaturesMaterializeArgs, FeaturesServeArgs, FeaturesStreamArgs,
 };

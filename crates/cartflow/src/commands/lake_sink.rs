@@ -6,6 +6,7 @@ use anyhow::Result;
 use cartflow_stream::lake_sink::run_lake_sink;
 
 use super::Ctx;
+use crate::backends::Backends;
 use crate::cli::LakeSinkArgs;
 use crate::telemetry::{progress, thousands};
 use crate::wiring::report;

@@ -7,6 +7,7 @@ use cartflow_stream::produce::{ProduceConfig, Source, run_produce};
 use serde_json::json;
 
 use super::{Ctx, generator_config, per_sec};
+use crate::backends::Backends;
 use crate::cli::ProduceArgs;
 use crate::telemetry::{progress, thousands};
 

@@ -15,6 +15,7 @@ use cartflow_stream::topology::{Pipeline, PipelineRun, Progress, run_pipeline};
 use serde_json::json;
 
 use super::{Ctx, generator_config, per_sec};
+use crate::backends::Backends;
 use crate::cli::{RunArgs, TrainArgs};
 use crate::telemetry::{progress, thousands};
 use crate::wiring::server::{ServeOptions, print_started, start};

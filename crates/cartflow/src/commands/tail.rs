@@ -8,6 +8,7 @@ use cartflow_log::{ConsumerConfig, Record, TopicPartition};
 use serde_json::{Map, Value, json};
 
 use super::Ctx;
+use crate::backends::Backends;
 use crate::cli::TailArgs;
 
 pub fn run(ctx: &Ctx, a: TailArgs) -> Result<()> {

@@ -5,6 +5,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use super::Ctx;
+use crate::backends::Backends;
 use crate::cli::{TopicsArgs, TopicsCommand};
 use crate::telemetry::thousands;
 

@@ -6,6 +6,7 @@ use anyhow::Result;
 use cartflow_stream::validator::run_validator;
 
 use super::Ctx;
+use crate::backends::Backends;
 use crate::cli::ValidateArgs;
 use crate::telemetry::{progress, thousands};
 use crate::wiring::report;

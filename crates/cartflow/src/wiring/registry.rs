@@ -9,6 +9,7 @@ use cartflow_http::AdminToken;
 use cartflow_registry::{Client, RegistryLocation};
 use cartflow_serve::model::{ModelSlot, ModelSource, ServedModel, SourceError};
 
+use crate::backends::Backends;
 use crate::commands::Ctx;
 use crate::telemetry;
 

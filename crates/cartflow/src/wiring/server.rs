@@ -17,6 +17,7 @@ use cartflow_stream::feature_streamer::StreamerStats;
 
 use super::insights::LakeInsights;
 use super::registry::RegistrySource;
+use crate::backends::Backends;
 use crate::cli::ListenArgs;
 use crate::commands::Ctx;
 use crate::telemetry::{self, thousands};

@@ -9,6 +9,7 @@ use cartflow_stream::StageControl;
 use cartflow_stream::feature_streamer::{StreamerStats, run_feature_streamer};
 use cartflow_warehouse::Warehouse;
 
+use crate::backends::Backends;
 use crate::commands::Ctx;
 use crate::telemetry::{progress, thousands};
 

@@ -202,13 +202,15 @@ pub struct WarehouseConfig {
     pub postgres: Option<String>,
     /// The PostgreSQL schema it loads into.
     pub schema: String,
-    /// Memory queries may use before sorts and aggregations spill to disk.
+    /// Memory queries may use before sorts and aggregations spill to disk;
+    /// 0, the default, is no limit (`cartflow_warehouse::DEFAULT_MEMORY_MB`,
+    /// not referred to: this crate stays clear of DataFusion's build).
     pub memory_mb: usize,
 }
 
 impl Default for WarehouseConfig {
     fn default() -> Self {
-        WarehouseConfig { postgres: None, schema: "dwh".into(), memory_mb: cartflow_warehouse::DEFAULT_MEMORY_MB }
+        WarehouseConfig { postgres: None, schema: "dwh".into(), memory_mb: 0 }
     }
 }
 
@@ -272,6 +274,28 @@ impl Config {
         // CARTFLOW_CONFIG, CARTFLOW_LOG_FORMAT and CARTFLOW_HEALTH_URL are the command line's (clap reads them).
         fig = fig.merge(Env::prefixed("CARTFLOW_").split("__").ignore(&["config", "log_format", "health_url"]));
         fig.extract().context("invalid configuration")
+    }
+
+    /// The embedded event log's directory.
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("log")
+    }
+
+    /// Where the lake is: the configured location or `<data_dir>/lake`.
+    pub fn lake_location(&self) -> String {
+        self.lake
+            .location
+            .as_ref()
+            .map_or_else(|| self.data_dir.join("lake").display().to_string(), ToString::to_string)
+    }
+
+    /// The defaults with one file's text over them, as [`Config::load`] reads
+    /// a file (without the environment): what the config fuzz target feeds.
+    pub fn from_toml(text: &str) -> Result<Config> {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .context("invalid configuration")
     }
 }
 
