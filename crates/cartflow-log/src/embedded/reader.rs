@@ -4,9 +4,12 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::segment::{Cursor, Stop, list_segments, open_read, read_frames, segment_path};
+use super::segment::{
+    Cursor, Stop, damaged, list_segments, open_read, read_frames, read_tail, segment_base, segment_path,
+    whole_frame_within,
+};
 use crate::Record;
-use crate::error::Result;
+use crate::error::{LogError, Result};
 
 pub(crate) struct PartitionReader {
     dir: PathBuf,
@@ -104,18 +107,61 @@ impl PartitionReader {
                 }
             })?;
             n += emitted;
-            if stop == Stop::Max {
-                continue;
-            }
+            let damage = match stop {
+                Stop::Max => continue,
+                Stop::End => None,
+                Stop::Partial(why) | Stop::Damaged(why) => Some(why),
+            };
             // At the end of this segment: follow the writer into the next one.
             let next = segment_path(&self.dir, self.cur.offset);
-            if next == *path || !next.exists() {
-                break;
+            if damage.is_none() && next != *path && next.exists() {
+                let file = open_read(&next)?;
+                self.open = Some((next, file));
+                self.cur.pos = 0;
+                continue;
             }
-            let file = open_read(&next)?;
-            self.open = Some((next, file));
-            self.cur.pos = 0;
+            check_stop(&self.dir, path, file, self.cur, &mut self.buf, damage)?;
+            break;
         }
         Ok(n)
+    }
+}
+
+/// Where a segment's records stop and the next segment does not go on from
+/// there, records would be skipped or never reached: the reader fails,
+/// naming the segment, rather than wait forever or renumber. A stop in the
+/// newest segment is a write in progress or a torn tail (the next append
+/// cuts it) unless whole records follow it. A writer finishes a segment
+/// before it starts the next, so a stop seen before the next segment
+/// appeared is read again before it counts.
+fn check_stop(
+    dir: &Path,
+    path: &Path,
+    file: &File,
+    cur: Cursor,
+    buf: &mut Vec<u8>,
+    damage: Option<&'static str>,
+) -> Result<()> {
+    let base = segment_base(path).unwrap_or(0);
+    let Some(later) = list_segments(dir)?.into_iter().find(|b| *b > base) else {
+        return match damage {
+            Some(why) if whole_frame_within(&read_tail(file, path, cur.pos)?) => Err(damaged(path, cur, why)),
+            _ => Ok(()),
+        };
+    };
+    let mut again = cur;
+    let stop = read_frames(file, path, &mut again, buf, usize::MAX, |_, _| {})?;
+    if again.pos > cur.pos || later == again.offset {
+        return Ok(()); // it was a write in progress: the next poll reads on
+    }
+    match stop {
+        Stop::Partial(why) | Stop::Damaged(why) => Err(damaged(path, cur, why)),
+        Stop::End | Stop::Max => Err(LogError::Corrupt {
+            path: path.to_owned(),
+            message: format!(
+                "the segment ends at offset {} but the next one starts at {later}: records are missing",
+                cur.offset
+            ),
+        }),
     }
 }

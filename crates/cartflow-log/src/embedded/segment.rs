@@ -6,10 +6,15 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::frame::{self, Decoded, Frame};
-use crate::error::{IoContext, Result};
+use crate::error::{IoContext, LogError, Result};
 
 pub(crate) fn segment_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}.log"))
+}
+
+/// The base offset a segment's file name holds.
+pub(crate) fn segment_base(path: &Path) -> Option<u64> {
+    path.file_name()?.to_str()?.strip_suffix(".log")?.parse().ok()
 }
 
 /// Base offsets of the partition's segments, oldest first.
@@ -21,8 +26,7 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>> {
         Err(e) => return Err(e).at(dir),
     };
     for entry in entries {
-        let name = entry.at(dir)?.file_name();
-        if let Some(base) = name.to_str().and_then(|n| n.strip_suffix(".log")).and_then(|n| n.parse().ok()) {
+        if let Some(base) = segment_base(&entry.at(dir)?.path()) {
             bases.push(base);
         }
     }
@@ -47,6 +51,9 @@ pub(crate) enum Stop {
     End,
     /// Bytes follow that are not (yet) a whole frame: a write in progress, or a torn one.
     Partial(&'static str),
+    /// A frame that cannot be read (its length, checksum or fields): a torn
+    /// write when nothing whole follows, damage when something does.
+    Damaged(&'static str),
 }
 
 const CHUNK: usize = 256 << 10;
@@ -98,7 +105,7 @@ pub(crate) fn read_frames(
                     }
                     break;
                 }
-                Decoded::Corrupt(why) => return Ok(Stop::Partial(why)),
+                Decoded::Corrupt(why) => return Ok(Stop::Damaged(why)),
             }
         }
     }
@@ -125,6 +132,37 @@ fn read_at_most(file: &File, path: &Path, buf: &mut [u8], pos: u64) -> Result<us
 /// Counts the whole frames of a segment from `cur` to its end.
 pub(crate) fn scan_to_end(file: &File, path: &Path, cur: &mut Cursor, buf: &mut Vec<u8>) -> Result<Stop> {
     read_frames(file, path, cur, buf, usize::MAX, |_, _| {})
+}
+
+/// Whether a whole, checksummed frame starts anywhere in `bytes` past its
+/// first byte. After a frame that does not read, one means the damage is
+/// not a torn tail but sits before records that cutting there would lose.
+/// Byte by byte, so quadratic at worst: only ever run on damage.
+pub(crate) fn whole_frame_within(bytes: &[u8]) -> bool {
+    (1..bytes.len()).any(|at| matches!(frame::decode(&bytes[at..]), Decoded::Frame(..)))
+}
+
+/// The bytes of `file` from `pos` to its end.
+pub(crate) fn read_tail(file: &File, path: &Path, pos: u64) -> Result<Vec<u8>> {
+    let len = file.metadata().at(path)?.len();
+    let mut tail = vec![0; len.saturating_sub(pos) as usize];
+    let n = read_at_most(file, path, &mut tail, pos)?;
+    tail.truncate(n);
+    Ok(tail)
+}
+
+/// The error for a frame at `cur` that does not read (`why`) with whole
+/// frames after it: the log stops there rather than skip or cut records.
+pub(crate) fn damaged(path: &Path, cur: Cursor, why: &str) -> LogError {
+    LogError::Corrupt {
+        path: path.to_owned(),
+        message: format!(
+            "the record at byte {} (offset {}) is damaged ({why}) and records follow it: \
+             not skipping or cutting them; restore the segment, or truncate it at byte {} to drop \
+             offsets {} and later",
+            cur.pos, cur.offset, cur.pos, cur.offset
+        ),
+    }
 }
 
 pub(crate) fn open_read(path: &Path) -> Result<File> {

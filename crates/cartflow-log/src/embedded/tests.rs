@@ -130,6 +130,80 @@ fn a_torn_tail_is_cut_and_every_flushed_record_kept() {
     assert_eq!(log.topics().unwrap()[0].partitions[0].end, 16);
 }
 
+/// Reading every record of `topic` from its start, or the first error.
+fn try_read_all(log: &EmbeddedLog, topic: &str) -> Result<Vec<Record>> {
+    let mut c = log.consumer(ConsumerConfig::topics(&[topic], OffsetReset::Earliest))?;
+    let mut out = Vec::new();
+    loop {
+        let batch = c.poll(1000, Duration::ZERO)?;
+        if batch.is_empty() {
+            return Ok(out);
+        }
+        out.extend(batch);
+    }
+}
+
+#[test]
+fn damage_before_whole_records_stops_readers_and_writers_and_cuts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_at(dir.path(), EmbeddedOptions::default());
+    log.ensure_topic("t", 1).unwrap();
+    produce(&log, "t", 10, Some("k"));
+    let seg = segment::segment_path(&dir.path().join("topics/t/0"), 0);
+    // A bit flipped in the fifth record's value: its checksum fails, five whole records follow.
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.windows(7).position(|w| w == b"value-4").unwrap();
+    bytes[at] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let e = try_read_all(&log, "t").unwrap_err().to_string();
+    assert!(e.contains("00000000000000000000.log") && e.contains("offset 4") && e.contains("checksum"), "{e}");
+    let mut p = log.producer().unwrap();
+    p.send(ProducerRecord::new("t", Some(b"k"), b"after")).unwrap();
+    let e = p.flush().unwrap_err().to_string();
+    assert!(e.contains("offset 4") && e.contains("truncate it at byte"), "{e}");
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "the segment is left as it was");
+}
+
+#[test]
+fn a_closed_segment_damaged_or_cut_short_is_named_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_at(dir.path(), small_segments());
+    log.ensure_topic("t", 1).unwrap();
+    produce(&log, "t", 300, Some("k"));
+    let part = dir.path().join("topics/t/0");
+    let bases = segment::list_segments(&part).unwrap();
+    assert!(bases.len() > 2, "{bases:?}");
+    let closed = segment::segment_path(&part, bases[1]);
+    let whole = std::fs::read(&closed).unwrap();
+
+    // Its last record cut off whole: the next segment starts past where it ends.
+    let mut frames = vec![0];
+    while let Some(len) = whole.get(frames[frames.len() - 1]..).and_then(|b| b.get(..4)) {
+        let end = frames[frames.len() - 1] + 4 + u32::from_le_bytes(len.try_into().unwrap()) as usize;
+        frames.push(end);
+    }
+    let last_start = frames[frames.len() - 3];
+    std::fs::write(&closed, &whole[..last_start]).unwrap();
+    let e = try_read_all(&log, "t").unwrap_err().to_string();
+    assert!(e.contains(&format!("{:020}.log", bases[1])) && e.contains("records are missing"), "{e}");
+
+    // Or cut inside it.
+    std::fs::write(&closed, &whole[..whole.len() - 20]).unwrap();
+    let e = try_read_all(&log, "t").unwrap_err().to_string();
+    assert!(e.contains("incomplete frame") && e.contains("truncate it at byte"), "{e}");
+
+    // Or a byte of its second record changed.
+    let mut damaged = whole.clone();
+    damaged[40] ^= 0x80;
+    std::fs::write(&closed, &damaged).unwrap();
+    let e = try_read_all(&log, "t").unwrap_err().to_string();
+    assert!(e.contains(&format!("offset {}", bases[1])) || e.contains(&format!("offset {}", bases[1] + 1)), "{e}");
+
+    std::fs::write(&closed, &whole).unwrap();
+    assert_eq!(try_read_all(&log, "t").unwrap().len(), 300, "restored, it reads whole");
+}
+
 #[test]
 fn retention_by_size_removes_old_segments_and_readers_start_at_the_log_start() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use super::EmbeddedOptions;
 use super::frame;
-use super::segment::{Cursor, Stop, list_segments, scan_to_end, segment_path};
+use super::segment::{Cursor, Stop, damaged, list_segments, read_tail, scan_to_end, segment_path, whole_frame_within};
 use crate::error::{IoContext, Result};
 
 pub(crate) struct PartitionWriter {
@@ -105,7 +105,10 @@ impl PartitionWriter {
         if len < self.cur.pos {
             self.cur = Cursor { pos: 0, offset: *base };
         }
-        if let Stop::Partial(why) = scan_to_end(file, &path, &mut self.cur, &mut self.scan_buf)? {
+        if let Stop::Partial(why) | Stop::Damaged(why) = scan_to_end(file, &path, &mut self.cur, &mut self.scan_buf)? {
+            if whole_frame_within(&read_tail(file, &path, self.cur.pos)?) {
+                return Err(damaged(&path, self.cur, why));
+            }
             tracing::warn!(
                 segment = %path.display(),
                 at = self.cur.pos,
