@@ -9,9 +9,15 @@ use crate::{OnlineError, Result};
 const FORMAT: u8 = 1;
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    encode_after(value, Vec::new())
+}
+
+/// [`encode`], appended to `out`.
+pub fn encode_after<T: Serialize>(value: &T, mut out: Vec<u8>) -> Vec<u8> {
     // Serializing plain data into a Vec cannot fail. `to_extend` pushes onto
     // the Vec directly (`to_io` goes through io::Write a few bytes at a time).
-    postcard::to_extend(value, vec![FORMAT]).expect("state serializes")
+    out.push(FORMAT);
+    postcard::to_extend(value, out).expect("state serializes")
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {

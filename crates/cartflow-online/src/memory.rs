@@ -13,8 +13,8 @@ use cartflow_features::{CartQuery, Entities};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{Op, Snapshots};
-use crate::{Answer, ApplyStats, Change, EntityCounts, OnlineError, OnlineReader, OnlineStore, Result, codec};
+use crate::snapshot::{Op, Snapshots, unseal};
+use crate::{Answer, ApplyStats, Change, EntityCounts, OnlineError, OnlineReader, OnlineStore, Result};
 
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Inner {
@@ -48,16 +48,31 @@ impl MemoryStore {
             Err(source) => return Err(OnlineError::Io { path: path.display().to_string(), source }),
         };
         // The store and the snapshots' copy, each decoded from the one read.
-        let load = || -> Result<Inner> {
-            let mut inner = match &bytes {
-                Some(bytes) => codec::decode::<Inner>(bytes, &path.display().to_string())?,
+        let what = path.display().to_string();
+        let load = |bytes: Option<&[u8]>| -> Result<Inner> {
+            let mut inner = match bytes {
+                Some(bytes) => unseal(bytes, &what)?,
                 None => Inner::new(session_ttl),
             };
             // The TTL is configuration, not state: the current one applies.
             inner.entities.session_ttl = session_ttl;
             Ok(inner)
         };
-        let (inner, copy) = (load()?, load()?);
+        let (inner, copy) = match load(bytes.as_deref()) {
+            Ok(inner) => (inner, load(bytes.as_deref())?),
+            Err(e @ OnlineError::Corrupt { .. }) => {
+                // The state is a fold of the validated topic: started empty, the
+                // streamer finds no offsets and reads the topic again from its start.
+                let aside = path.with_extension("damaged");
+                std::fs::rename(&path, &aside).map_err(|source| OnlineError::Io { path: what.clone(), source })?;
+                tracing::warn!(
+                    "{e}; moved it to {} and starting empty: the feature streamer rebuilds the state from the log",
+                    aside.display()
+                );
+                (load(None)?, load(None)?)
+            }
+            Err(e) => return Err(e),
+        };
         let snapshots = Snapshots::start(path.clone(), copy)?;
         Ok(MemoryStore { inner: RwLock::new(inner), snapshots: Some((path, snapshots)) })
     }
