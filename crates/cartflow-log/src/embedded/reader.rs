@@ -4,6 +4,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::frame::{self, Decoded};
 use super::segment::{
     Cursor, Stop, damaged, list_segments, open_read, read_frames, read_tail, segment_base, segment_path,
     whole_frame_within,
@@ -144,8 +145,12 @@ fn check_stop(
 ) -> Result<()> {
     let base = segment_base(path).unwrap_or(0);
     let Some(later) = list_segments(dir)?.into_iter().find(|b| *b > base) else {
-        return match damage {
-            Some(why) if whole_frame_within(&read_tail(file, path, cur.pos)?) => Err(damaged(path, cur, why)),
+        // One read of what is there now: the writer may have finished the
+        // frame since, and written more after it, which is not damage.
+        let tail = read_tail(file, path, cur.pos)?;
+        return match (frame::decode(&tail), damage) {
+            (Decoded::Frame(..), _) => Ok(()), // it was a write in progress: the next poll reads on
+            (_, Some(why)) if whole_frame_within(&tail) => Err(damaged(path, cur, why)),
             _ => Ok(()),
         };
     };

@@ -252,6 +252,35 @@ fn two_producers_append_to_one_partition_without_losing_records() {
     }
 }
 
+/// A reader that catches a record half written, and finds it whole with
+/// more after it when it looks again, is behind a writer, not at damage.
+#[test]
+fn a_reader_tailing_a_busy_writer_reads_every_record_and_sees_no_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(log_at(dir.path(), EmbeddedOptions::default()));
+    log.ensure_topic("t", 1).unwrap();
+    const RECORDS: usize = 2_000;
+    let writer = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut p = log.producer().unwrap();
+            let value = vec![b'x'; 100_000];
+            for _ in 0..RECORDS {
+                p.send(ProducerRecord::new("t", None, &value)).unwrap();
+                p.flush().unwrap();
+            }
+        })
+    };
+    let mut c = log.consumer(ConsumerConfig::topics(&["t"], OffsetReset::Earliest)).unwrap();
+    let mut read = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while read < RECORDS {
+        assert!(std::time::Instant::now() < deadline, "read {read} of {RECORDS}");
+        read += c.poll(1000, Duration::from_millis(1)).expect("a write in progress taken for damage").len();
+    }
+    writer.join().unwrap();
+}
+
 #[test]
 fn read_range_and_seek() {
     let dir = tempfile::tempdir().unwrap();
