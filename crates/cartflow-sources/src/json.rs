@@ -94,4 +94,18 @@ mod tests {
         let via_json = validate(&parse_message(&json).unwrap().event, &Rules::default()).unwrap();
         assert_eq!(direct, via_json);
     }
+
+    /// Found by the record fuzz target: serde_json read the validated JSON of
+    /// this price one unit in the last place off, so the stages after the
+    /// validator saw another price than it did (serde_json's
+    /// `float_roundtrip` reads floats exactly).
+    #[test]
+    fn a_price_reads_back_from_validated_json_exactly() {
+        let line = b"2019-10-01 15:00:26 UTC,view,8719071,20530135654891090,,baden,222222222222222222222222222222222222102.71,520571932,s";
+        let event = validate(&RawEvent::from_csv_line(line).unwrap(), &Rules::default()).unwrap();
+        let mut json = Vec::new();
+        event_json(&event, &mut json);
+        let again = validate(&parse_message(&json).unwrap().event, &Rules::default()).unwrap();
+        assert_eq!(again.price.to_bits(), event.price.to_bits(), "{}", String::from_utf8_lossy(&json));
+    }
 }
