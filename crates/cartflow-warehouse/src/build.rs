@@ -29,6 +29,8 @@ pub struct BuildOptions {
     pub since: Option<Hour>,
     /// Only hours before this one.
     pub until: Option<Hour>,
+    /// Build without bronze files that cannot be read instead of stopping.
+    pub skip_damaged: bool,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -42,6 +44,8 @@ pub struct BuildReport {
     /// Gold tables rebuilt, with their rows.
     pub gold_tables: Vec<(String, u64)>,
     pub files_deleted: usize,
+    /// Bronze files left out as unreadable (`skip_damaged`), and why.
+    pub files_skipped: Vec<(String, String)>,
     pub seconds: f64,
 }
 
@@ -80,7 +84,7 @@ impl Warehouse {
         state.lake_offsets = if report.hours_outside_range == 0 { lake_offsets } else { BTreeMap::new() };
         for (i, chunk) in chunks.iter().enumerate() {
             let begun = Instant::now();
-            let hours = self.block_on(build_day(self, chunk, &bronze, &inputs, &state))?;
+            let hours = self.block_on(build_day(self, chunk, &bronze, &inputs, &state, opts, &mut report))?;
             tracing::debug!(hours = hours.len(), secs = begun.elapsed().as_secs_f64(), "silver day built");
             for (hour, h) in hours {
                 report.silver_rows_written += h.silver.rows;
@@ -130,6 +134,39 @@ impl Warehouse {
     }
 }
 
+/// Silver's rows of a day: its bronze `files`, with the `earlier` hours'
+/// silver for session order.
+async fn silver_rows(w: &Warehouse, files: &[&str], earlier: &[&str]) -> Result<Vec<RecordBatch>> {
+    register_files(&w.ctx, &w.base, TableReference::bare("_bronze_day"), files).await?;
+    register_files(&w.ctx, &w.base, TableReference::bare("_silver_before"), earlier).await?;
+    let none = "(SELECT CAST(NULL AS VARCHAR) AS user_session WHERE FALSE)";
+    let sql = SILVER_EVENTS
+        .replace("{bronze}", "_bronze_day")
+        .replace("{earlier}", if earlier.is_empty() { none } else { "_silver_before" });
+    Ok(w.ctx.sql(&sql).await?.collect().await?)
+}
+
+/// The files among `files` that do not read through to their last row, with why.
+async fn damaged_files(w: &Warehouse, files: &[&str]) -> Vec<(String, String)> {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut damaged = Vec::new();
+    for &file in files {
+        let bytes = match w.store.get(&Path::from(file)).await {
+            Ok(got) => got.bytes().await,
+            Err(e) => Err(e),
+        };
+        let read = bytes.map_err(|e| e.to_string()).and_then(|bytes| {
+            let mut rows =
+                ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()).map_err(|e| e.to_string())?;
+            rows.try_for_each(|batch| batch.map(drop)).map_err(|e| e.to_string())
+        });
+        if let Err(why) = read {
+            damaged.push((file.to_owned(), why));
+        }
+    }
+    damaged
+}
+
 /// Bronze event files by hour.
 async fn list_bronze(store: &dyn ObjectStore) -> Result<BronzeHours> {
     let prefix = Path::from(cartflow_lake::layout::EVENTS);
@@ -153,6 +190,8 @@ async fn build_day(
     bronze: &BronzeHours,
     inputs: &BTreeMap<Hour, String>,
     state: &State,
+    opts: &BuildOptions,
+    report: &mut BuildReport,
 ) -> Result<Vec<(Hour, HourState)>> {
     // Session order needs the session's earlier events: from the silver of
     // the hours before the first one rebuilt, when all of those are current
@@ -161,15 +200,25 @@ async fn build_day(
     let (before, from): (Vec<Hour>, Vec<Hour>) = chunk.read.iter().partition(|h| **h < first);
     let current = |h: &Hour| state.hours.get(h).is_some_and(|s| Some(&s.inputs) == inputs.get(h));
     let (read, earlier) = if before.iter().all(current) { (from, before) } else { (chunk.read.clone(), vec![]) };
-    let files: Vec<&str> = read.iter().flat_map(|h| bronze[h].iter().map(String::as_str)).collect();
-    register_files(&w.ctx, &w.base, TableReference::bare("_bronze_day"), &files).await?;
+    let mut files: Vec<&str> = read.iter().flat_map(|h| bronze[h].iter().map(String::as_str)).collect();
     let earlier: Vec<&str> = earlier.iter().map(|h| state.hours[h].silver.path.as_str()).collect();
-    register_files(&w.ctx, &w.base, TableReference::bare("_silver_before"), &earlier).await?;
-    let none = "(SELECT CAST(NULL AS VARCHAR) AS user_session WHERE FALSE)";
-    let sql = SILVER_EVENTS
-        .replace("{bronze}", "_bronze_day")
-        .replace("{earlier}", if earlier.is_empty() { none } else { "_silver_before" });
-    let batches = w.ctx.sql(&sql).await?.collect().await?;
+    let batches = match silver_rows(w, &files, &earlier).await {
+        Ok(batches) => batches,
+        Err(e) => {
+            // DataFusion's error seldom names the file: read each one to find it.
+            let damaged = damaged_files(w, &files).await;
+            let Some((file, why)) = damaged.first() else { return Err(e) };
+            if !opts.skip_damaged {
+                return Err(WarehouseError::Damaged { file: file.clone(), message: why.clone() });
+            }
+            for (file, why) in &damaged {
+                tracing::warn!(file, "skipping a damaged lake file: {why}");
+            }
+            files.retain(|f| !damaged.iter().any(|(d, _)| d == f));
+            report.files_skipped.extend(damaged);
+            silver_rows(w, &files, &earlier).await?
+        }
+    };
     let schema = batches.first().map(|b| b.schema());
     let mut by_hour = split_by_hour(&batches);
     let mut work = Vec::new();

@@ -52,6 +52,11 @@ pub enum WarehouseError {
     State { path: &'static str, message: String },
     #[error("{0}")]
     Invalid(String),
+    #[error(
+        "the lake file {file} cannot be read ({message}); the build stopped before it: restore it, \
+         or build without it with `warehouse build --skip-damaged`"
+    )]
+    Damaged { file: String, message: String },
     #[error("postgres: {0}")]
     Postgres(String),
 }

@@ -271,6 +271,9 @@ pub struct WarehouseBuildArgs {
     /// Only event hours before this time
     #[arg(long)]
     pub until: Option<String>,
+    /// Build without lake files that cannot be read (each is named), instead of stopping at the first
+    #[arg(long)]
+    pub skip_damaged: bool,
     #[command(flatten)]
     pub lake: LakeArg,
     #[command(flatten)]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,8 +62,7 @@ fn killing_the_lake_sink_at_random_lands_every_event_exactly_once() {
     assert!(lake.join("events/year=2019/month=10/day=01/hour=00").is_dir());
     // Every file named by a manifest: no staging file (`<name>#<n>`) a kill
     // left behind survives the last run.
-    let mut manifests = Vec::new();
-    walk(&lake.join("_manifests/lake-sink"), &mut manifests);
+    let manifests = files_under(&lake.join("_manifests/lake-sink"));
     let named: Vec<String> = manifests
         .into_iter()
         .inspect(|p| assert!(p.extension().is_some_and(|e| e == "json"), "{} is not a manifest", p.display()))
@@ -72,10 +71,7 @@ fn killing_the_lake_sink_at_random_lands_every_event_exactly_once() {
             m["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
         })
         .collect();
-    let mut on_disk = Vec::new();
-    for table in ["events", "invalid"] {
-        walk(&lake.join(table), &mut on_disk);
-    }
+    let on_disk: Vec<_> = ["events", "invalid"].iter().flat_map(|t| files_under(&lake.join(t))).collect();
     for f in &on_disk {
         let rel = f.strip_prefix(&lake).unwrap().to_string_lossy().into_owned();
         assert!(named.contains(&rel), "{rel} is in no manifest");
@@ -94,9 +90,7 @@ fn a_commit_whose_files_a_crash_left_out_is_repaired_from_the_log() {
     let last = std::fs::read_dir(lake.join("_manifests/lake-sink"))
         .unwrap()
         .map(|dir| {
-            let mut manifests = Vec::new();
-            walk(&dir.unwrap().path(), &mut manifests);
-            let newest = manifests.into_iter().max().unwrap();
+            let newest = files_under(&dir.unwrap().path()).into_iter().max().unwrap();
             serde_json::from_slice::<serde_json::Value>(&std::fs::read(newest).unwrap()).unwrap()
         })
         .max_by_key(|m| m["files"].as_array().unwrap().len())
@@ -110,13 +104,6 @@ fn a_commit_whose_files_a_crash_left_out_is_repaired_from_the_log() {
     assert!(out.contains("repaired 2 files"), "{out}");
     let (events, invalid) = assert_lake_exactly_once(dir.path(), &lake);
     assert_eq!(events + invalid, 50_000);
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() { walk(&p, out) } else { out.push(p) }
-    }
 }
 
 #[test]

@@ -220,6 +220,37 @@ fn silver_and_gold_match_a_reference_and_builds_are_incremental() {
     assert_eq!(silver_files(d).len() as u64, hours);
 }
 
+/// A bronze file damaged on disk: the build names it and stops, silver and
+/// gold as they were; with --skip-damaged it builds from the rest and says
+/// which file it left out.
+#[test]
+fn a_damaged_lake_file_is_named_and_skipped_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let events = generate(d, "events.csv", 20_000, "2019-10-01 00:00:00 UTC", 11);
+    land_files(d, &[&events]);
+    let mut bronze: Vec<_> = files_under(&d.join("data/lake/events"));
+    bronze.sort();
+    assert!(bronze.len() > 1, "{bronze:?}");
+    let victim = &bronze[bronze.len() / 2];
+    let mut bytes = std::fs::read(victim).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle..middle + 64].fill(0xA5);
+    std::fs::write(victim, &bytes).unwrap();
+    let name = victim.strip_prefix(d.join("data/lake")).unwrap().display().to_string();
+
+    let out = cartflow(d).args(["warehouse", "build"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&name) && stderr.contains("--skip-damaged"), "{name} not named: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let out = build(d, &["--skip-damaged"]);
+    assert!(out.contains(&format!("skipped the damaged lake file {name}")), "{out}");
+    let rows = sql_count(d, "SELECT * FROM silver.events");
+    assert!(rows > 0 && rows < 20_000, "silver holds the other files' rows: {rows}");
+}
+
 #[test]
 fn export_loads_gold_into_postgres_with_keys_and_views_idempotently() {
     let dir = tempfile::tempdir().unwrap();

@@ -26,6 +26,7 @@ fn build(ctx: &Ctx, a: &WarehouseBuildArgs) -> Result<()> {
     let opts = BuildOptions {
         since: time_arg("--since", a.since.clone(), Hour::parse)?,
         until: time_arg("--until", a.until.clone(), Hour::parse)?,
+        skip_damaged: a.skip_damaged,
     };
     let mut warehouse = open(ctx, a.lake.location.as_ref().map(|l| l.to_string()))?;
     let bar = progress(ctx.quiet, None, "warehouse");
@@ -35,6 +36,9 @@ fn build(ctx: &Ctx, a: &WarehouseBuildArgs) -> Result<()> {
         bar.set_message(format!("days, {} silver rows", thousands(p.silver_rows)));
     })?;
     bar.finish_and_clear();
+    for (file, why) in &report.files_skipped {
+        println!("skipped the damaged lake file {file}: {why}");
+    }
     let location = warehouse.location();
     if report.hours_built == 0 && report.gold_tables.is_empty() {
         let what =

@@ -60,6 +60,16 @@ pub fn assert_exactly_once(dir: &Path) -> (usize, usize) {
     assert_exactly_once_on(&open_log(dir))
 }
 
+/// Every file under `dir`, at any depth.
+pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() { files.extend(files_under(&path)) } else { files.push(path) }
+    }
+    files
+}
+
 pub fn real_data(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/real").join(name)
 }
