@@ -23,6 +23,7 @@ fn code(s: &str) -> ErrorCode {
         "RESOURCE_ALREADY_EXISTS" => ErrorCode::ResourceAlreadyExists,
         "INVALID_PARAMETER_VALUE" => ErrorCode::InvalidParameterValue,
         "REQUEST_LIMIT_EXCEEDED" => ErrorCode::RequestLimitExceeded,
+        "TEMPORARILY_UNAVAILABLE" => ErrorCode::TemporarilyUnavailable,
         _ => ErrorCode::InternalError,
     }
 }

@@ -34,6 +34,9 @@ pub enum ErrorCode {
     InvalidParameterValue,
     /// A body or an artifact over its limit (413).
     RequestLimitExceeded,
+    /// The store's database did not answer (down, restarting): 503, which
+    /// MLflow's client retries with backoff.
+    TemporarilyUnavailable,
     InternalError,
 }
 
@@ -44,6 +47,7 @@ impl ErrorCode {
             Self::ResourceAlreadyExists => "RESOURCE_ALREADY_EXISTS",
             Self::InvalidParameterValue => "INVALID_PARAMETER_VALUE",
             Self::RequestLimitExceeded => "REQUEST_LIMIT_EXCEEDED",
+            Self::TemporarilyUnavailable => "TEMPORARILY_UNAVAILABLE",
             Self::InternalError => "INTERNAL_ERROR",
         }
     }
@@ -76,7 +80,17 @@ impl RegistryError {
 
 impl From<sqlx::Error> for RegistryError {
     fn from(e: sqlx::Error) -> Self {
-        Self::internal(format!("registry store: {e}"))
+        // PostgreSQL away or restarting (connection exceptions, 08xxx; shutting
+        // down or starting up, 57P01-57P03), or no connection within the pool's wait.
+        let away = match &e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+            sqlx::Error::Database(d) => {
+                d.code().is_some_and(|c| c.starts_with("08") || ["57P01", "57P02", "57P03"].contains(&c.as_ref()))
+            }
+            _ => false,
+        };
+        let code = if away { ErrorCode::TemporarilyUnavailable } else { ErrorCode::InternalError };
+        Self { code, message: format!("registry store: {e}") }
     }
 }
 
@@ -90,6 +104,16 @@ impl From<object_store::Error> for RegistryError {
 }
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// Whether a lookup found what it looked for: not found is `false`, and
+/// any other error stays an error (a store that is away is not "free to take").
+pub(crate) fn found<T>(lookup: Result<T>) -> Result<bool> {
+    match lookup {
+        Ok(_) => Ok(true),
+        Err(e) if e.code == ErrorCode::ResourceDoesNotExist => Ok(false),
+        Err(e) => Err(e),
+    }
+}
 
 pub use api::{Registry, RegistryLimits};
 pub use store::STAGES;

@@ -75,6 +75,7 @@ impl IntoResponse for UiError {
         let status = match self.0.code {
             crate::ErrorCode::ResourceDoesNotExist => axum::http::StatusCode::NOT_FOUND,
             crate::ErrorCode::InternalError => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            crate::ErrorCode::TemporarilyUnavailable => axum::http::StatusCode::SERVICE_UNAVAILABLE,
             _ => axum::http::StatusCode::BAD_REQUEST,
         };
         (status, page("Error", &format!("<p>{}</p>", esc(&self.0.message)))).into_response()

@@ -67,9 +67,10 @@ impl IntoResponse for RegistryError {
             ErrorCode::ResourceDoesNotExist => StatusCode::NOT_FOUND,
             ErrorCode::ResourceAlreadyExists | ErrorCode::InvalidParameterValue => StatusCode::BAD_REQUEST,
             ErrorCode::RequestLimitExceeded => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
+        if status.is_server_error() {
             tracing::error!("registry: {}", self.message);
         }
         (status, axum::Json(json!({ "error_code": self.code.as_str(), "message": self.message }))).into_response()

@@ -141,7 +141,16 @@ impl Store {
         };
         // SQLite takes one writer at a time; more connections only wait on its lock.
         let connections = if url.starts_with("sqlite:") { 1 } else { 8 };
-        let pool = AnyPoolOptions::new().max_connections(connections).connect(&url).await?;
+        // A statement waits at most 3 s for a connection (sqlx keeps trying to
+        // connect until then): while the database is away a request gets a 503
+        // within the server's 10 s request timeout. Connections are checked
+        // before use, so after a restart the pool opens new ones.
+        let pool = AnyPoolOptions::new()
+            .max_connections(connections)
+            .acquire_timeout(std::time::Duration::from_secs(3))
+            .test_before_acquire(true)
+            .connect(&url)
+            .await?;
         for statement in SCHEMA.split(';') {
             sqlx::query(statement).execute(&pool).await?;
         }

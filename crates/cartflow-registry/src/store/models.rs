@@ -126,7 +126,7 @@ impl Store {
     pub async fn rename_registered_model(&self, name: &str, new_name: &str) -> Result<RegisteredModel> {
         check_name("registered model name", new_name, MAX_NAME_LEN)?;
         self.registered_model(name).await?;
-        if name != new_name && self.registered_model(new_name).await.is_ok() {
+        if name != new_name && crate::found(self.registered_model(new_name).await)? {
             return Err(RegistryError::exists(format!("registered model {new_name:?} already exists")));
         }
         let mut tx = self.pool.begin().await?;

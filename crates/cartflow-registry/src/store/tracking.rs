@@ -21,7 +21,7 @@ impl Store {
         for tag in tags {
             check_len("experiment tag", &tag.key, &tag.value, MAX_EXPERIMENT_TAG_VALUE_LEN)?;
         }
-        if self.experiment_by_name(name).await.is_ok() {
+        if crate::found(self.experiment_by_name(name).await)? {
             return Err(RegistryError::exists(format!("experiment {name:?} already exists")));
         }
         let id: i64 = sqlx::query("SELECT COALESCE(MAX(experiment_id), 0) + 1 AS id FROM experiments")
@@ -121,7 +121,7 @@ impl Store {
     pub async fn rename_experiment(&self, id: &str, name: &str) -> Result<()> {
         check_name("experiment name", name, MAX_EXPERIMENT_NAME_LEN)?;
         let experiment = self.experiment(id).await?;
-        if experiment.name != name && self.experiment_by_name(name).await.is_ok() {
+        if experiment.name != name && crate::found(self.experiment_by_name(name).await)? {
             return Err(RegistryError::exists(format!("experiment {name:?} already exists")));
         }
         sqlx::query("UPDATE experiments SET name = $1, last_update_time = $2 WHERE experiment_id = $3")
