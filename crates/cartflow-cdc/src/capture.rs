@@ -12,6 +12,7 @@ use cartflow_log::{EventLog, Producer, ProducerRecord, Rebalance, TopicPartition
 use cartflow_stream::StageControl;
 use cartflow_stream::driver::{Stage, drive};
 use cartflow_stream::metrics::EVENTS_OUT;
+use cartflow_stream::supervise::{Waiting, failed, supervise};
 use cartflow_trace::{RecordSampler, TRACEPARENT};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
@@ -66,6 +67,15 @@ pub struct CdcStats {
     pub confirmed_lsn: String,
     /// Changes the last read took that were not yet confirmed.
     pub lag: u64,
+    /// Set while the capture waits for PostgreSQL or the log to come back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+}
+
+impl Waiting for CdcStats {
+    fn set_waiting(&mut self, why: Option<String>) {
+        self.waiting = why;
+    }
 }
 
 impl CdcStats {
@@ -87,9 +97,17 @@ pub fn run_cdc(
     control: &StageControl,
     progress: &mut dyn FnMut(&CdcStats),
 ) -> Result<CdcStats> {
-    let (mut input, mut stage) = runtime.block_on(open(runtime, log, cfg))?;
-    let stats = drive(&mut input, &mut stage, control, progress)?;
-    if input.in_pass() {
+    let mut stopped_in_pass = false;
+    // A PostgreSQL restart ends the session and the slot's read: the capture
+    // opens again from the log's last record, as after a kill.
+    let stats = supervise(Capture::NAME, control, progress, |stats, progress| {
+        let (mut input, mut stage) =
+            runtime.block_on(open(runtime, log, cfg, stats.clone())).map_err(|e| failed(e, stats))?;
+        let done = drive(&mut input, &mut stage, control, progress).map_err(|e| failed(e, stage.stats.clone()))?;
+        stopped_in_pass = input.in_pass();
+        Ok(done)
+    })?;
+    if stopped_in_pass {
         // Stopped during the snapshot (draining never ends there: a pass always reaches its end).
         return Err(CdcError::Stopped);
     }
@@ -99,7 +117,7 @@ pub fn run_cdc(
 /// Checks the table, takes the slot, and decides from the topic's last record
 /// where to resume: a new slot and a whole snapshot, the rest of a pass cut
 /// short, or the slot's changes after the last one written.
-async fn open(runtime: &Handle, log: &dyn EventLog, cfg: &CdcConfig) -> Result<(SlotInput, Capture)> {
+async fn open(runtime: &Handle, log: &dyn EventLog, cfg: &CdcConfig, counts: CdcStats) -> Result<(SlotInput, Capture)> {
     let client = connect(&cfg.postgres).await?;
     let table = describe(&client, &cfg.table).await?;
     let topic = format!("{}.{}.{}", cfg.server_name, table.schema, table.name);
@@ -138,7 +156,7 @@ async fn open(runtime: &Handle, log: &dyn EventLog, cfg: &CdcConfig) -> Result<(
     };
     // Where the slot stands before this run confirms anything (a drain with
     // no changes confirms nothing, and should still say where the slot is).
-    let stats = CdcStats { confirmed_lsn: input.confirmed().await?, ..CdcStats::default() };
+    let stats = CdcStats { confirmed_lsn: input.confirmed().await?, ..counts };
     let writer = Writer {
         producer: log.producer()?,
         topic,

@@ -23,6 +23,10 @@ pub use capture::{CdcConfig, CdcStats, run_cdc};
 pub enum CdcError {
     #[error("postgres: {0}")]
     Postgres(String),
+    /// PostgreSQL did not answer, or ended the session (a restart, a
+    /// shutdown): the capture starts again once it is back.
+    #[error("postgres: {0}")]
+    Unavailable(String),
     #[error("{0}")]
     Table(String),
     #[error(transparent)]
@@ -41,6 +45,7 @@ impl From<CdcError> for cartflow_stream::StageError {
         match e {
             CdcError::Stage(e) => e,
             CdcError::Log(e) => cartflow_stream::StageError::Log(e),
+            CdcError::Unavailable(message) => cartflow_stream::StageError::Unavailable(format!("postgres: {message}")),
             e => cartflow_stream::StageError::Input(Box::new(e)),
         }
     }

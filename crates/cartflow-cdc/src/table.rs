@@ -18,8 +18,19 @@ pub(crate) struct Table {
 /// Maps a driver error to the message PostgreSQL gave, saying what was being done.
 pub(crate) fn pg(what: &str) -> impl Fn(tokio_postgres::Error) -> CdcError + '_ {
     move |e| {
-        CdcError::Postgres(format!("{what}: {}", e.as_db_error().map_or(e.to_string(), |d| d.message().to_owned())))
+        let message = format!("{what}: {}", e.as_db_error().map_or(e.to_string(), |d| d.message().to_owned()));
+        if unavailable(&e) { CdcError::Unavailable(message) } else { CdcError::Postgres(message) }
     }
+}
+
+/// Whether the server went away rather than refused the request: the
+/// connection closed or failed, or the server is shutting down or starting.
+fn unavailable(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    let going = [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW];
+    e.is_closed()
+        || e.code().is_some_and(|c| c.code().starts_with("08") || going.contains(c))
+        || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
 }
 
 /// A session, its connection driven on the current runtime.

@@ -38,4 +38,13 @@ pub enum LakeError {
     Taken { manifest: String },
 }
 
+impl LakeError {
+    /// Whether the store failed rather than the request: object_store has
+    /// already retried with backoff (S3 away, a local disk full), so this is
+    /// an outage worth waiting out. Not found, denied, invalid: not that.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, LakeError::Store { cause: object_store::Error::Generic { .. }, .. })
+    }
+}
+
 pub type Result<T, E = LakeError> = std::result::Result<T, E>;

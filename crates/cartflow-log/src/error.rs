@@ -20,6 +20,22 @@ pub enum LogError {
     TopicInUse { topic: String, group: String },
     #[error("{0}")]
     Backend(String),
+    /// The broker did not answer (down, restarting, unreachable): worth
+    /// trying again once it is back, unlike [`LogError::Backend`].
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl LogError {
+    /// Whether the log's backing service or disk failed, not the request:
+    /// the same work can succeed once the broker is back or space is freed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LogError::Unavailable(_) => true,
+            LogError::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = LogError> = std::result::Result<T, E>;

@@ -44,6 +44,25 @@ pub enum OnlineError {
     Taken { input: String },
 }
 
+impl OnlineError {
+    /// Whether Redis did not answer (down, restarting, failing over) or the
+    /// disk is full, rather than refusing the request: worth trying again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            OnlineError::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                    || e.is_cluster_error()
+                    || e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+            }
+            OnlineError::Io { source, .. } => source.kind() == std::io::ErrorKind::StorageFull,
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = OnlineError> = std::result::Result<T, E>;
 
 /// One event for the state: counted, or (a CDC delete) taken back; with

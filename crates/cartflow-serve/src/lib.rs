@@ -3,7 +3,8 @@
 //! and `cartflow run` answer on one address: predictions, features, the
 //! dashboard, any extra router (the registry), `/ready`, `/status`. Both sit
 //! behind API tokens with a scope per route, body and time limits
-//! ([`cartflow_http`]); `/health` alone is open, and says only "ok".
+//! ([`cartflow_http`]); `/health` alone is open, and says only "ok" (or, with a 503, which
+//! stages wait for a backing service).
 //! Errors are JSON `{"error": …}` with a 4xx or 5xx status, never a 200.
 
 pub mod builder;
@@ -152,7 +153,8 @@ fn feature_routes(store: Arc<dyn OnlineReader>) -> Router {
 
 /// `/metrics` and `/status` (behind the `metrics` scope), and the open `/health`.
 pub fn telemetry_routes(telemetry: &Telemetry) -> Router {
-    let (metrics, status) = (telemetry.metrics.clone(), telemetry.status.clone());
+    let (metrics, status, health_status) =
+        (telemetry.metrics.clone(), telemetry.status.clone(), telemetry.status.clone());
     Router::new()
         .route(
             "/metrics",
@@ -162,7 +164,21 @@ pub fn telemetry_routes(telemetry: &Telemetry) -> Router {
             ),
         )
         .route("/status", scoped(Scope::Metrics, get(move || async move { axum::Json(status()) })))
-        .route("/health", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/health", get(move || async move { health(&health_status()) }))
+}
+
+/// `/health`, open to all: "ok", or a 503 naming the stages that wait for a
+/// backing service to come back (why is in `/status`, behind a token).
+fn health(status: &serde_json::Value) -> (StatusCode, axum::Json<serde_json::Value>) {
+    let waiting: Vec<&String> = status["stages"]
+        .as_object()
+        .map(|stages| stages.iter().filter(|(_, s)| !s["waiting"].is_null()).map(|(name, _)| name).collect())
+        .unwrap_or_default();
+    if waiting.is_empty() {
+        (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ok" })))
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({ "status": "waiting", "stages": waiting })))
+    }
 }
 
 /// The feature API with `/metrics`, `/status` and `/health`, behind `tokens`.

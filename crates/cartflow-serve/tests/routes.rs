@@ -154,3 +154,28 @@ async fn predictions_follow_the_alias_and_errors_are_json() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(body["error"].is_string(), "{body}");
 }
+
+/// `/health` is "ok" until a stage of the process waits for a backing
+/// service: then a 503 that names the stage, and nothing of why.
+#[tokio::test]
+async fn health_names_the_stages_that_wait_for_a_backing_service() {
+    let waiting = Arc::new(Mutex::new(None::<String>));
+    let status = {
+        let waiting = waiting.clone();
+        move || json!({ "stages": { "validate": { "read": 5, "waiting": *waiting.lock().unwrap() }, "features": {} } })
+    };
+    let router = cartflow_serve::router(
+        Arc::new(MemoryStore::new(cartflow_features::DEFAULT_SESSION_TTL)),
+        Telemetry { metrics: Arc::new(String::new), status: Arc::new(status) },
+        Arc::new(Tokens::new(&[]).unwrap()),
+        Limits::default(),
+    );
+    assert_eq!(call(&router, "GET", "/health", None, None).await, (StatusCode::OK, json!({ "status": "ok" })));
+    *waiting.lock().unwrap() =
+        Some("kafka: flushing the producer: Local: Message timed out (at 127.0.0.1:9092)".into());
+    let (status, body) = call(&router, "GET", "/health", None, None).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::SERVICE_UNAVAILABLE, json!({ "status": "waiting", "stages": ["validate"] }))
+    );
+}

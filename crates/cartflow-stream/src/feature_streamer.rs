@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::driver::{Stage, Subscription};
 use crate::metrics::EVENTS_OUT;
+use crate::supervise::{Waiting, failed, supervise};
 use crate::topics::{CHANGE_OP, VALIDATED};
 use crate::{Result, StageControl, StageError};
 
@@ -46,6 +47,15 @@ pub struct StreamerStats {
     pub expired_sessions: u64,
     pub snapshots: u64,
     pub lag: u64,
+    /// Set while the stage waits for a backing service to come back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+}
+
+impl Waiting for StreamerStats {
+    fn set_waiting(&mut self, why: Option<String>) {
+        self.waiting = why;
+    }
 }
 
 pub const STREAMER_DUPLICATES: &str = "cartflow_feature_duplicates_total";
@@ -61,10 +71,12 @@ pub fn run_feature_streamer(
     // At zero from the start, so `rate` sees the first duplicate or expiry.
     metrics::counter!(STREAMER_DUPLICATES).increment(0);
     metrics::counter!(STREAMER_EXPIRED).increment(0);
-    let mut stage =
-        Streamer { store, cfg, changes: Vec::new(), last_snapshot: Instant::now(), stats: StreamerStats::default() };
-    let mut input = Subscription::join(log, &cfg.group, &[VALIDATED])?;
-    crate::driver::drive(&mut input, &mut stage, control, progress)
+    supervise(Streamer::NAME, control, progress, |stats, progress| {
+        let mut stage = Streamer { store, cfg, changes: Vec::new(), last_snapshot: Instant::now(), stats };
+        let mut input =
+            Subscription::join(log, &cfg.group, &[VALIDATED]).map_err(|e| failed(e, stage.stats.clone()))?;
+        crate::driver::drive(&mut input, &mut stage, control, progress).map_err(|e| failed(e, stage.stats.clone()))
+    })
 }
 
 /// The feature streamer as a stage: each batch applied to the store with the
@@ -81,6 +93,7 @@ struct Streamer<'a> {
 fn online(e: cartflow_online::OnlineError) -> StageError {
     match e {
         cartflow_online::OnlineError::Taken { .. } => StageError::Group(format!("online store: {e}")),
+        e if e.is_transient() => StageError::Unavailable(format!("online store: {e}")),
         e => StageError::Config(format!("online store: {e}")),
     }
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::driver::{Stage, Subscription};
 use crate::metrics::EVENTS_OUT;
+use crate::supervise::{Waiting, failed, supervise};
 use crate::topics::*;
 use crate::{Result, StageControl};
 
@@ -53,6 +54,15 @@ pub struct LakeSinkStats {
     /// Files of an interrupted commit put again after a restart.
     pub repaired_files: u64,
     pub lag: u64,
+    /// Set while the stage waits for a backing service to come back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+}
+
+impl Waiting for LakeSinkStats {
+    fn set_waiting(&mut self, why: Option<String>) {
+        self.waiting = why;
+    }
 }
 
 /// Rows of the next commit, per input partition, with where each starts.
@@ -154,9 +164,12 @@ pub fn run_lake_sink(
     control: &StageControl,
     progress: &mut dyn FnMut(&LakeSinkStats),
 ) -> Result<LakeSinkStats> {
-    let mut stage = LakeSink { lake, cfg, pending: Pending::new(), stats: LakeSinkStats::default() };
-    let mut input = Subscription::join(log, &cfg.group, &[VALIDATED, INVALID])?;
-    crate::driver::drive(&mut input, &mut stage, control, progress)
+    supervise(LakeSink::NAME, control, progress, |stats, progress| {
+        let mut stage = LakeSink { lake, cfg, pending: Pending::new(), stats };
+        let mut input =
+            Subscription::join(log, &cfg.group, &[VALIDATED, INVALID]).map_err(|e| failed(e, stage.stats.clone()))?;
+        crate::driver::drive(&mut input, &mut stage, control, progress).map_err(|e| failed(e, stage.stats.clone()))
+    })
 }
 
 /// The lake sink as a stage: rows buffered across polls, then a commit per

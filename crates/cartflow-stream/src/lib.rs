@@ -18,6 +18,7 @@ mod inject;
 pub mod lake_sink;
 pub mod metrics;
 pub mod produce;
+pub mod supervise;
 pub mod topics;
 pub mod topology;
 pub mod validator;
@@ -39,6 +40,23 @@ pub enum StageError {
     /// An input's own error (PostgreSQL's, for the CDC capture).
     #[error(transparent)]
     Input(Box<dyn std::error::Error + Send + Sync>),
+    /// A backing service did not answer (Redis, PostgreSQL) or the disk is
+    /// full: the stage can start again once it is back.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl StageError {
+    /// Whether a backing service or the disk failed, not the data or the
+    /// configuration: [`supervise::supervise`] starts the stage again after a wait.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StageError::Log(e) => e.is_transient(),
+            StageError::Lake(e) => e.is_transient(),
+            StageError::Unavailable(_) => true,
+            _ => false,
+        }
+    }
 }
 
 pub type Result<T, E = StageError> = std::result::Result<T, E>;

@@ -24,6 +24,11 @@ pub const ALERT_NOTIFICATIONS: &str = "cartflow_alert_notifications_total";
 /// 1 while a stage runs in the process (0 after a clean stop; the series goes
 /// stale when the process dies): what alerts watch instead of a scrape job's name.
 pub const STAGE_RUNNING: &str = "cartflow_stage_running";
+/// Times a stage started again after a backing service (broker, object
+/// store, Redis, disk) failed under it.
+pub const STAGE_RESTARTS: &str = "cartflow_stage_restarts_total";
+/// 1 while a stage waits to start again after such a failure.
+pub const STAGE_WAITING: &str = "cartflow_stage_waiting";
 /// WAL a CDC capture's replication slot keeps from being recycled: what
 /// fills PostgreSQL's disk when a capture stops and its slot stays.
 pub const CDC_SLOT_RETAINED: &str = "cartflow_cdc_slot_retained_wal_bytes";
@@ -52,6 +57,8 @@ pub fn describe() {
     describe_gauge!(ALERT_FIRING, "1 while the named alert fires.");
     describe_counter!(ALERT_NOTIFICATIONS, "Webhook notifications, by status and outcome.");
     describe_gauge!(STAGE_RUNNING, "1 while the named stage runs in this process.");
+    describe_counter!(STAGE_RESTARTS, "Times the stage started again after a backing service or the disk failed.");
+    describe_gauge!(STAGE_WAITING, "1 while the stage waits to start again after a backing service failed.");
     describe_gauge!(CDC_SLOT_RETAINED, "WAL bytes the CDC capture's replication slot retains, by slot.");
     describe_counter!(
         crate::feature_streamer::STREAMER_DUPLICATES,

@@ -14,6 +14,7 @@ use crate::alerts::{AlertConfig, Alerter};
 use crate::driver::{Stage, Subscription};
 use crate::exactly_once::{ExactlyOnce, source_position};
 use crate::metrics::{DUPLICATES_SKIPPED, EVENT_AGE, EVENTS_OUT, INVALID as INVALID_METRIC};
+use crate::supervise::{Waiting, failed, supervise};
 use crate::topics::*;
 use crate::{Result, StageControl};
 
@@ -99,6 +100,15 @@ pub struct ValidatorStats {
     pub by_reason: BTreeMap<&'static str, u64>,
     /// Records behind the end of the inputs at the last check.
     pub lag: u64,
+    /// Set while the stage waits for a backing service to come back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+}
+
+impl Waiting for ValidatorStats {
+    fn set_waiting(&mut self, why: Option<String>) {
+        self.waiting = why;
+    }
 }
 
 pub fn run_validator(
@@ -113,18 +123,21 @@ pub fn run_validator(
     log.ensure_topic(CDC, CDC_PARTITIONS)?;
     // At zero from the start, so `rate` sees the first replay after a crash.
     metrics::counter!(DUPLICATES_SKIPPED, "stage" => "validate").increment(0);
-    let mut stage = Validator {
-        cfg,
-        exactly_once: ExactlyOnce::default(),
-        producer: log.producer()?,
-        alerter: alerts.map(|a| Alerter::new(a, "validate")),
-        stats: ValidatorStats::default(),
-        dirty: false,
-        unreported: (0, 0),
-        event_times: Vec::new(),
-    };
-    let mut input = Subscription::join(log, &cfg.group, &[RAW, CDC])?;
-    crate::driver::drive(&mut input, &mut stage, control, progress)
+    supervise(Validator::NAME, control, progress, |stats, progress| {
+        let producer = log.producer().map_err(|e| failed(e, stats.clone()))?;
+        let mut stage = Validator {
+            cfg,
+            exactly_once: ExactlyOnce::default(),
+            producer,
+            alerter: alerts.clone().map(|a| Alerter::new(a, "validate")),
+            stats,
+            dirty: false,
+            unreported: (0, 0),
+            event_times: Vec::new(),
+        };
+        let mut input = Subscription::join(log, &cfg.group, &[RAW, CDC]).map_err(|e| failed(e, stage.stats.clone()))?;
+        crate::driver::drive(&mut input, &mut stage, control, progress).map_err(|e| failed(e, stage.stats.clone()))
+    })
 }
 
 /// The validator as a stage: each batch validated on all cores, written in

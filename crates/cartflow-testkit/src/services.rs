@@ -26,7 +26,7 @@ pub fn wait_for_port(port: u16, what: &str, within: Duration) {
 /// installs (or one named by S3S_FS_BIN), keeping objects as files under
 /// `root/<bucket>/`. Stopped when dropped.
 pub struct S3Server {
-    child: std::process::Child,
+    child: Child,
     pub port: u16,
     pub root: std::path::PathBuf,
 }
@@ -38,15 +38,32 @@ impl S3Server {
         let root = dir.join("s3");
         std::fs::create_dir_all(root.join(bucket)).unwrap(); // s3s-fs: a bucket is a folder
         let port = free_port();
-        let child = Command::new(bin)
+        let child = Self::spawn(&bin, port, &root);
+        wait_for_port(port, "s3s-fs", Duration::from_secs(10));
+        Some(S3Server { child, port, root })
+    }
+
+    fn spawn(bin: &Path, port: u16, root: &Path) -> Child {
+        Command::new(bin)
             .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "test", "--secret-key", "test"])
-            .arg(&root)
+            .arg(root)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .unwrap();
-        wait_for_port(port, "s3s-fs", Duration::from_secs(10));
-        Some(S3Server { child, port, root })
+            .unwrap()
+    }
+
+    /// Kills the server: requests to it fail until [`S3Server::start_again`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port over the same files.
+    pub fn start_again(&mut self) {
+        let bin = tool("s3s-fs", "S3S_FS_BIN").expect("s3s-fs started once");
+        self.child = Self::spawn(&bin, self.port, &self.root);
+        wait_for_port(self.port, "s3s-fs", Duration::from_secs(20));
     }
 
     /// The usual AWS variables pointing a command at this server.
@@ -139,29 +156,76 @@ pub fn psql(db: &str, sql: &str) -> String {
 }
 
 /// A real Kafka-protocol broker on loopback: the nisshi that `.ci/run`
-/// installs (or one named by NISSHI_BIN), keeping topics in memory. Each test
-/// starts its own, so tests run in parallel. Stopped when dropped.
+/// installs (or one named by NISSHI_BIN), keeping topics in memory, or in
+/// SQLite ([`KafkaBroker::start_durable`]). Each test starts its own, so tests
+/// run in parallel. Stopped when dropped.
 pub struct KafkaBroker {
     child: Child,
     pub url: String,
+    port: u16,
+    command: Vec<String>,
+    log: std::path::PathBuf,
 }
 
 impl KafkaBroker {
     /// `None` (the test is skipped) only outside CI, when nisshi is missing.
     pub fn start(dir: &Path) -> Option<KafkaBroker> {
+        Self::start_with(dir, "memory://nisshi/".into())
+    }
+
+    /// A broker that keeps topics, groups and producer state in SQLite under
+    /// `dir`: what it acknowledged survives [`KafkaBroker::stop`] and [`KafkaBroker::start_again`].
+    pub fn start_durable(dir: &Path) -> Option<KafkaBroker> {
+        Self::start_with(dir, format!("sqlite:///{}", dir.join("nisshi.db").display()))
+    }
+
+    fn start_with(dir: &Path, storage: String) -> Option<KafkaBroker> {
         let bin = tool("nisshi", "NISSHI_BIN")?;
         let port = free_port();
         let listener = format!("tcp://127.0.0.1:{port}");
-        let out = std::fs::File::create(dir.join("broker.log")).unwrap();
-        let child = Command::new(bin)
-            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
-            .args(["--storage-engine", "memory://nisshi/"])
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap();
+        let command: Vec<String> = vec![
+            bin.display().to_string(),
+            "broker".into(),
+            "--listener-url".into(),
+            listener.clone(),
+            "--advertised-listener-url".into(),
+            listener,
+            "--storage-engine".into(),
+            storage,
+        ];
+        let log = dir.join("broker.log");
+        let child = spawn_logged(&command, &log);
         wait_for_port(port, "nisshi", Duration::from_secs(20));
-        Some(KafkaBroker { child, url: format!("kafka://127.0.0.1:{port}") })
+        Some(KafkaBroker { child, url: format!("kafka://127.0.0.1:{port}"), port, command, log })
+    }
+
+    /// Kills the broker (as a crash or a host going away would).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port with the same storage. A port the
+    /// old broker's connections still hold (TIME_WAIT) can refuse the bind
+    /// for a while: tried until it listens.
+    pub fn start_again(&mut self) {
+        let started = Instant::now();
+        loop {
+            self.child = spawn_logged(&self.command, &self.log);
+            let tried = Instant::now();
+            while tried.elapsed() < Duration::from_secs(5) {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return;
+                }
+                if self.child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            self.stop();
+            assert!(started.elapsed() < Duration::from_secs(120), "nisshi did not listen on {} again", self.port);
+            std::thread::sleep(Duration::from_secs(1));
+        }
     }
 
     /// Points a cartflow command at this broker.
@@ -177,8 +241,72 @@ impl KafkaBroker {
 
 impl Drop for KafkaBroker {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `command` running, its output appended to `log`.
+fn spawn_logged(command: &[String], log: &Path) -> Child {
+    let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Command::new(&command[0]).args(&command[1..]).stdout(out.try_clone().unwrap()).stderr(out).spawn().unwrap()
+}
+
+/// A Redis server of the test's own on loopback (Debian's redis-server),
+/// writing every change to its append-only file under `dir` before it
+/// answers, so that what it acknowledged survives a restart. Stopped when dropped.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl RedisServer {
+    pub fn start(dir: &Path) -> RedisServer {
+        let dir = dir.join("redis");
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let child = Self::spawn(&dir, port);
+        wait_for_port(port, "redis-server", Duration::from_secs(10));
+        RedisServer { child, port, dir }
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Child {
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian's package; .ci/run installs it)")
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills it, as a crash would.
+    pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port from its append-only file, and waits
+    /// until it has loaded it (until then it answers LOADING).
+    pub fn start_again(&mut self) {
+        self.child = Self::spawn(&self.dir, self.port);
+        wait_for_port(self.port, "redis-server", Duration::from_secs(20));
+        let client = redis::Client::open(self.url()).unwrap();
+        let started = Instant::now();
+        while client.get_connection().and_then(|mut c| redis::cmd("PING").query::<String>(&mut c)).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(60), "redis-server did not load its append-only file");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -44,7 +44,31 @@ pub struct KafkaLog {
 }
 
 pub(crate) fn backend(what: &str, e: KafkaError) -> LogError {
-    LogError::Backend(format!("kafka: {what}: {e}"))
+    let message = format!("kafka: {what}: {e}");
+    if brokers_away(&e) { LogError::Unavailable(message) } else { LogError::Backend(message) }
+}
+
+/// What librdkafka says when brokers do not answer; it retries inside until
+/// a timeout, so these reach the caller only after an outage.
+fn brokers_away(e: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            Code::OperationTimedOut
+                | Code::RequestTimedOut
+                | Code::BrokerTransportFailure
+                | Code::AllBrokersDown
+                | Code::BrokerNotAvailable
+                | Code::NetworkException
+                | Code::Resolve
+                | Code::CoordinatorNotAvailable
+                | Code::NotCoordinator
+                | Code::CoordinatorLoadInProgress
+                | Code::LeaderNotAvailable
+                | Code::NotLeaderForPartition,
+        )
+    )
 }
 
 impl KafkaLog {
@@ -99,10 +123,19 @@ impl KafkaLog {
         probe.assign(&tpl).map_err(|e| backend("probing an end offset", e))?;
         let mut end = reported;
         let mut wait = REQUEST_TIMEOUT;
+        let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
         while let Some(m) = probe.poll(wait) {
-            let m = m.map_err(|e| backend(&format!("probing {topic}[{partition}]'s end"), e))?;
-            end = end.max(m.offset() + 1);
-            wait = Duration::from_millis(50);
+            match m {
+                Ok(m) => {
+                    end = end.max(m.offset() + 1);
+                    wait = Duration::from_millis(50);
+                }
+                // The probe lives as long as the log, and librdkafka queues a
+                // broker outage's connection errors on it until they are polled:
+                // stale news once the broker answered the watermarks above.
+                Err(e) if brokers_away(&e) && std::time::Instant::now() < deadline => continue,
+                Err(e) => return Err(backend(&format!("probing {topic}[{partition}]'s end"), e)),
+            }
         }
         let _ = probe.unassign();
         Ok(end as u64)

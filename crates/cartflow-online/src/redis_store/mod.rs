@@ -43,6 +43,9 @@ use conn::{AsyncConn, Client, Conn, Pipe};
 
 use crate::{Answer, ApplyStats, Change, EntityCounts, OnlineError, OnlineReader, OnlineStore, Result, codec};
 
+/// How long the writer's connection may sit unused before it is checked.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct RedisStore {
     client: Client,
     url: String,
@@ -50,7 +53,8 @@ pub struct RedisStore {
     session_ttl: Micros,
     /// The working copy of the partitions this process writes.
     shards: Mutex<BTreeMap<u32, Shard>>,
-    conn: Mutex<Option<Conn>>,
+    /// The writer's connection, and when it was last used.
+    conn: Mutex<Option<(Conn, std::time::Instant)>>,
     reader: tokio::sync::OnceCell<AsyncConn>,
 }
 
@@ -142,10 +146,22 @@ impl RedisStore {
 
     fn with_conn<T>(&self, f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>) -> Result<T> {
         let mut slot = self.conn.lock().expect("redis connection lock poisoned");
-        if slot.is_none() {
-            *slot = Some(self.client.connect().map_err(|e| redis_error(&self.url, e))?);
+        // A connection idle for a while is checked first, as a pool checks one
+        // before lending it: Redis may have restarted meanwhile, and a write
+        // must not be the request that finds out (a PING can be sent again).
+        if let Some((conn, used)) = slot.as_mut()
+            && used.elapsed() > IDLE_CHECK
+            && redis::cmd("PING").query::<String>(conn).is_err()
+        {
+            *slot = None;
         }
-        let result = f(slot.as_mut().expect("connected"));
+        if slot.is_none() {
+            let conn = self.client.connect().map_err(|e| redis_error(&self.url, e))?;
+            *slot = Some((conn, std::time::Instant::now()));
+        }
+        let (conn, used) = slot.as_mut().expect("connected");
+        let result = f(conn);
+        *used = std::time::Instant::now();
         if result.is_err() {
             // Reconnect next time rather than reuse a connection in an unknown state.
             *slot = None;

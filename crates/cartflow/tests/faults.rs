@@ -1,0 +1,385 @@
+//! The backing services fail under a running pipeline, and cartflow rides it
+//! out: the Kafka broker killed and started again 20 s later (its storage in
+//! SQLite, so it keeps what it acknowledged), the S3 server away for 30 s
+//! under the lake sink, Redis killed and started again under the feature
+//! streamer, PostgreSQL restarted under a CDC capture and the registry, the
+//! data directory's disk full under the validator. The stages wait, say so
+//! in `/health` and their metrics, start again from their recovery, and
+//! every input still lands once.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cartflow_log::EventLog;
+use common::*;
+
+const CDC: &str = "tracking_postgres_cdc.public.events";
+
+/// A stage process on the broker, with `/metrics` and `/health` on `port`.
+fn stage(d: &std::path::Path, broker: &KafkaBroker, name: &str, args: &[&str], port: u16) -> Child {
+    let log = std::fs::File::create(d.join(format!("{name}.log"))).unwrap();
+    let mut cmd = cartflow(d);
+    broker.configure(&mut cmd).env("RUST_LOG", "info").env("NO_COLOR", "1");
+    cmd.args(args).args(["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    cmd.env("CARTFLOW_KAFKA__SESSION_TIMEOUT_MS", "6000").stdout(Stdio::null()).stderr(log);
+    let child = cmd.spawn().unwrap();
+    wait_for_port(port, name, Duration::from_secs(60));
+    child
+}
+
+/// `/health`'s status code, or 0 when nothing answers.
+fn health(port: u16) -> u16 {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .new_agent();
+    agent.get(format!("http://127.0.0.1:{port}/health")).call().map_or(0, |r| r.status().as_u16())
+}
+
+/// The sum of a counter's series on a stage's `/metrics`.
+fn counter(port: u16, token: &str, name: &str) -> f64 {
+    let page = ureq::get(format!("http://127.0.0.1:{port}/metrics"))
+        .header("authorization", format!("Bearer {token}"))
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    page.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits for `done`, polling `/health` of `ports` meanwhile: whether any
+/// said 503. Past `within` it fails with the end of each `*.log` in `logs`.
+fn wait_watching(
+    logs: &std::path::Path,
+    what: &str,
+    within: Duration,
+    ports: &[u16],
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    let started = Instant::now();
+    let mut waiting_seen = false;
+    while !done() {
+        waiting_seen |= ports.iter().any(|p| health(*p) == 503);
+        if started.elapsed() > within {
+            panic!("{what}: not within {within:?}\n{}", log_tails(logs));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    waiting_seen
+}
+
+/// The last lines of every `*.log` in `dir`, for a failure's message.
+fn log_tails(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out += &format!("--- {}\n{}\n", path.display(), lines[lines.len().saturating_sub(15)..].join("\n"));
+        }
+    }
+    out
+}
+
+/// Sum of the partitions' end offsets.
+fn ends(log: &dyn EventLog, topics: &[&str]) -> u64 {
+    topics.iter().filter_map(|t| log.topic(t).unwrap()).flat_map(|t| t.partitions).map(|p| p.end).sum()
+}
+
+fn produce(d: &std::path::Path, broker: &KafkaBroker, n: u64, seed: &str) {
+    let mut cmd = cartflow(d);
+    broker.configure(&mut cmd).args(["produce", "--generate", &n.to_string(), "--inject-invalid", "0.02"]);
+    ok(cmd.args(["--seed", seed]).stdout(Stdio::null()));
+}
+
+#[test]
+fn the_pipeline_rides_out_the_broker_s3_and_redis_going_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut broker = needs!(KafkaBroker::start_durable(d));
+    let mut s3 = needs!(S3Server::start(d, "lake"));
+    let mut redis = RedisServer::start(d);
+    let half = 100_000u64;
+    produce(d, &broker, half, "21");
+
+    let ports = [free_port(), free_port(), free_port()];
+    let mut validator = stage(d, &broker, "validate", &["validate"], ports[0]);
+    let mut sink = {
+        let log = std::fs::File::create(d.join("lake-sink.log")).unwrap();
+        let mut cmd = cartflow(d);
+        broker.configure(s3.configure(&mut cmd)).env("RUST_LOG", "info").env("NO_COLOR", "1");
+        cmd.args(["lake-sink", "--lake", "s3://lake/l"]).args(["--metrics-addr", &format!("127.0.0.1:{}", ports[1])]);
+        cmd.env("CARTFLOW_LAKE_SINK__MAX_RECORDS", "20000").env("CARTFLOW_LAKE_SINK__MAX_AGE_SECS", "1");
+        let child = cmd.stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        wait_for_port(ports[1], "lake-sink", Duration::from_secs(60));
+        child
+    };
+    let mut streamer = stage(d, &broker, "features", &["features", "stream", "--online", &redis.url()], ports[2]);
+    let token = std::fs::read_to_string(d.join("data/auth/token")).unwrap().trim().to_owned();
+    let log = broker.log();
+    let lake_dir = s3.root.join("lake/l");
+    let lake = cartflow_lake::Lake::open(lake_dir.to_str().unwrap(), cartflow_lake::layout::SINK_WRITER).unwrap();
+    let landed = |lake: &cartflow_lake::Lake| lake.committed_offsets().unwrap().values().sum::<u64>();
+    let store =
+        cartflow_online::RedisStore::open(&redis.url(), "cartflow", cartflow_features::DEFAULT_SESSION_TTL).unwrap();
+    let streamed = |store: &cartflow_online::RedisStore| {
+        cartflow_online::OnlineStore::offsets(store).map_or(0, |o| o.iter().map(|o| o.offset).sum::<u64>())
+    };
+    wait_watching(d, "the stages starting on the first half", Duration::from_secs(120), &[], || {
+        ends(&log, &[VALIDATED, INVALID]) >= half / 2 && landed(&lake) > 0 && streamed(&store) > 0
+    });
+
+    // 1. The broker goes away for 20 s while the second half is produced into it.
+    let producer = {
+        let mut cmd = cartflow(d);
+        broker.configure(&mut cmd).args(["produce", "--generate", &half.to_string(), "--seed", "22"]);
+        cmd.stdout(Stdio::null()).stderr(std::fs::File::create(d.join("produce.log")).unwrap()).spawn().unwrap()
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    broker.stop();
+    let down = Instant::now();
+    let mut said_waiting = false;
+    while down.elapsed() < Duration::from_secs(20) {
+        said_waiting |= ports.iter().any(|p| health(*p) == 503);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    broker.start_again();
+    let log = broker.log();
+    eprintln!("broker back after {:.1} s; a stage said it waited: {said_waiting}", down.elapsed().as_secs_f64());
+    let out = producer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "produce across the broker's restart: {}",
+        std::fs::read_to_string(d.join("produce.log")).unwrap()
+    );
+    let inputs = ends(&log, &[RAW]);
+    assert_eq!(inputs, 2 * half, "the broker kept every record it acknowledged, once");
+    wait_watching(d, "the validator catching up after the broker", Duration::from_secs(300), &ports, || {
+        ends(&log, &[VALIDATED, INVALID]) >= inputs
+    });
+
+    // 2. The S3 server goes away for 30 s while the lake sink commits.
+    s3.stop();
+    let down = Instant::now();
+    while down.elapsed() < Duration::from_secs(30) {
+        said_waiting |= health(ports[1]) == 503;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    s3.start_again();
+
+    // 3. Redis is killed and started again from its append-only file.
+    redis.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    said_waiting |= health(ports[2]) == 503;
+    redis.start_again();
+    let store =
+        cartflow_online::RedisStore::open(&redis.url(), "cartflow", cartflow_features::DEFAULT_SESSION_TTL).unwrap();
+
+    let outputs = ends(&log, &[VALIDATED, INVALID]);
+    let validated = ends(&log, &[VALIDATED]);
+    said_waiting |=
+        wait_watching(d, "the lake catching up", Duration::from_secs(300), &ports, || landed(&lake) == outputs);
+    said_waiting |= wait_watching(d, "the online store catching up", Duration::from_secs(300), &ports, || {
+        streamed(&store) == validated
+    });
+    let restarts: f64 = ports.iter().map(|p| counter(*p, &token, "cartflow_stage_restarts_total")).sum();
+    eprintln!("stage restarts: {restarts}; a stage said it waited: {said_waiting}");
+    for p in ports {
+        assert_eq!(health(p), 200, "every stage healthy again");
+    }
+    for (name, child) in [("validate", &mut validator), ("lake-sink", &mut sink), ("features", &mut streamer)] {
+        let _ = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{name} stopped with {status}\n{}", log_tails(d));
+    }
+    assert!(restarts >= 1.0 && said_waiting, "the outages went unnoticed: {restarts} restarts");
+
+    let (valid, invalid) = assert_exactly_once_on(&log);
+    assert_eq!((valid + invalid) as u64, 2 * half);
+    assert_eq!(assert_lake_exactly_once_on(&log, &lake_dir), (valid, invalid), "every record in the lake once");
+    let events: Vec<cartflow_core::Event> =
+        read_all(&log, VALIDATED).iter().map(|r| cartflow_core::Event::from_json(&r.value).unwrap()).collect();
+    let carts = conformance::assert_one_state_of(&store, &events, "streamed across a Redis restart").0;
+    assert!(carts > 1_000, "{carts} carts");
+}
+
+/// A file system of its own, `mb` large, unmounted when dropped (mounting
+/// needs root, which CI has here).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &std::path::Path, mb: u32) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mb}m"), "tmpfs"])
+            .arg(at)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a {mb} MB tmpfs at {}: {}",
+            at.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk(at.to_owned())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The data directory's disk fills up under the validator: it stops with
+/// the disk's error, says it waits, corrupts nothing, and once space is
+/// freed it goes on, every raw record once downstream.
+#[test]
+fn a_full_disk_stops_the_validator_until_space_is_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&dir.path().join("disk"), 48);
+    let d = disk.0.as_path();
+    let events = 60_000u64;
+    ok(cartflow(d)
+        .args(["produce", "--generate", &events.to_string(), "--inject-invalid", "0.02"])
+        .stdout(Stdio::null()));
+    // Leave about 2 MB: the validated topic needs several times that.
+    let free = || {
+        let out = Command::new("df").args(["--output=avail", "-B1"]).arg(d).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse::<u64>().unwrap()
+    };
+    let filler = d.join("filler");
+    std::fs::write(&filler, vec![0u8; (free() - (2 << 20)) as usize]).unwrap();
+
+    let port = free_port();
+    let log_file = std::fs::File::create(dir.path().join("validate.log")).unwrap();
+    let mut validator = cartflow(d)
+        .args(["validate", "--drain", "--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    wait_for_port(port, "validate", Duration::from_secs(60));
+    wait_watching(dir.path(), "the validator saying it waits for space", Duration::from_secs(120), &[], || {
+        health(port) == 503
+    });
+    let said = std::fs::read_to_string(dir.path().join("validate.log")).unwrap();
+    assert!(said.contains("No space left on device"), "the disk's error is said: {said}");
+    std::fs::remove_file(&filler).unwrap();
+    let status = validator.wait().unwrap();
+    let said = std::fs::read_to_string(dir.path().join("validate.log")).unwrap();
+    assert!(status.success(), "the validator went on once space was freed: {said}");
+    let (valid, invalid) = assert_exactly_once(d);
+    assert_eq!((valid + invalid) as u64, events);
+}
+
+/// A JSON POST with a bearer token: the status and the JSON answer.
+fn post(url: &str, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .new_agent();
+    let mut answer = agent.post(url).header("authorization", format!("Bearer {token}")).send_json(body).unwrap();
+    let status = answer.status().as_u16();
+    (status, serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap_or_default())
+}
+
+/// PostgreSQL (a server of the test's own) restarted under a running CDC
+/// capture and a registry keeping its tables there: while it is away the
+/// registry answers 503 TEMPORARILY_UNAVAILABLE within seconds and the
+/// capture's `/health` says it waits; once it is back both go on, and every
+/// row inserted before, during and after is captured exactly once.
+#[test]
+fn postgresql_restarted_under_the_capture_and_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pg = PostgresServer::start();
+    pg.query("postgres", "CREATE DATABASE shop");
+    pg.query("postgres", "CREATE DATABASE registry");
+    let shop = pg.url("shop");
+    let seed = |events: u64, seed: u64| {
+        ok(cartflow(d)
+            .args(["cdc", "seed", "--postgres", &shop, "--events", &events.to_string(), "--seed", &seed.to_string()])
+            .stdout(Stdio::null()));
+    };
+    seed(3000, 1);
+
+    let cdc_port = free_port();
+    let mut capture = cartflow(d)
+        .args(["cdc", "--postgres", &shop, "--slot", "restarted"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{cdc_port}")])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d.join("cdc.log")).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_port(cdc_port, "cdc", Duration::from_secs(60));
+    let registry = {
+        let port = free_port();
+        let mut cmd = cartflow(d);
+        cmd.args(["registry", "serve", "--addr", &format!("127.0.0.1:{port}"), "--store", &pg.url("registry")]);
+        Server::start(cmd, port, "/health", Duration::from_secs(30), &d.join("registry.log"))
+    };
+    let token = std::fs::read_to_string(d.join("data/auth/token")).unwrap().trim().to_owned();
+    let create = |name: &str| {
+        post(
+            &format!("{}/api/2.0/mlflow/experiments/create", registry.url),
+            &token,
+            &serde_json::json!({ "name": name }),
+        )
+    };
+    assert_eq!(create("before").0, 200);
+    let captured = || read_topic(d, CDC).len();
+    wait_watching(d, "the snapshot captured", Duration::from_secs(120), &[], || captured() >= 3000);
+
+    pg.stop();
+    let asked = Instant::now();
+    let (status, answer) = create("during");
+    assert_eq!((status, answer["error_code"].as_str()), (503, Some("TEMPORARILY_UNAVAILABLE")), "{answer}");
+    assert!(asked.elapsed() < Duration::from_secs(10), "the registry took {:?} to say so", asked.elapsed());
+    wait_watching(d, "the capture saying it waits", Duration::from_secs(60), &[], || health(cdc_port) == 503);
+    pg.start_again();
+
+    seed(2000, 2);
+    pg.query("shop", "DELETE FROM events WHERE id % 100 = 7");
+    let rows: usize = pg.query("shop", "SELECT count(*) FROM events").parse().unwrap();
+    let deletes = 5000 - rows;
+    wait_watching(d, "the capture going on after the restart", Duration::from_secs(120), &[], || {
+        captured() >= 5000 + 2 * deletes // a delete is a change and a tombstone
+    });
+    assert_eq!(health(cdc_port), 200);
+    let (status, answer) = create("after");
+    assert_eq!(status, 200, "the registry is back: {answer}");
+    let _ = Command::new("kill").arg("-INT").arg(capture.id().to_string()).status();
+    let said = std::fs::read_to_string(d.join("cdc.log")).unwrap();
+    assert!(capture.wait().unwrap().success(), "{said}");
+    assert!(said.contains("starting the stage again"), "the capture never said it restarted: {said}");
+
+    // Every row once: inserted (snapshot or insert) once, deleted at most once.
+    let mut live: std::collections::HashMap<String, i32> = std::collections::HashMap::new();
+    for r in read_topic(d, CDC) {
+        let Ok(change) = serde_json::from_slice::<serde_json::Value>(&r.value) else { continue };
+        let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
+        match change["op"].as_str() {
+            Some("r" | "c") => *live.entry(key).or_default() += 1,
+            Some("d") => *live.entry(key).or_default() -= 1,
+            _ => {}
+        }
+    }
+    let twice: Vec<_> = live.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "rows captured twice: {twice:?}");
+    assert_eq!(live.len(), 5000, "every inserted row was captured");
+    assert_eq!(live.values().filter(|n| **n == 1).count(), rows, "rows in the table vs rows captured");
+}
