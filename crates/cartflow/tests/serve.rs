@@ -191,6 +191,48 @@ fn serve_scores_with_the_champion_follows_the_alias_and_checks_tokens() {
         "{seen:?}"
     );
 
+    // The alias moved back to v1 whose model file was cut short on disk: v2
+    // keeps serving, and /ready says why v1 did not load.
+    let (_, v1) = call(
+        &format!("{}/api/2.0/mlflow/model-versions/get?name=purchase_prediction_model&version=1", server.url),
+        Some(&admin),
+        None,
+    );
+    // Under its logged model (MLflow 3) or, without one, its run.
+    let owner = ["model_id", "run_id"]
+        .iter()
+        .filter_map(|k| v1["model_version"][k].as_str().filter(|id| !id.is_empty()))
+        .next()
+        .unwrap_or_else(|| panic!("v1 names no model or run: {v1}"))
+        .to_owned();
+    let file = files_under(&dir.path().join("data/registry"))
+        .into_iter()
+        .find(|p| p.ends_with("model.json") && p.to_string_lossy().contains(&owner))
+        .unwrap_or_else(|| panic!("v1's model.json ({owner}) under {}", dir.path().display()));
+    let whole = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &whole[..whole.len() / 2]).unwrap();
+    let back = json!({ "name": "purchase_prediction_model", "alias": "champion", "version": "1" }).to_string();
+    let moved = call(&format!("{}/api/2.0/mlflow/registered-models/alias", server.url), Some(&admin), Some(&back));
+    assert_eq!(moved.0, 200, "{}", moved.1);
+    let started = Instant::now();
+    let ready = loop {
+        let (status, ready) = call(&format!("{}/ready", server.url), Some(SHOP), None);
+        if ready["last_error"].as_str().is_some_and(|e| e.contains("(v1)")) {
+            assert_eq!(status, 200, "{ready}");
+            break ready;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "the server never tried v1: {ready}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(ready["serving"]["version"], "2", "{ready}");
+    let (status, body) = call(&predict, Some(SHOP), Some(&carts(1)));
+    assert_eq!((status, body["model"]["version"].as_str()), (200, Some("2")), "{body}");
+    let alias = json!({ "name": "purchase_prediction_model", "alias": "champion", "version": "2" }).to_string();
+    assert_eq!(
+        call(&format!("{}/api/2.0/mlflow/registered-models/alias", server.url), Some(&admin), Some(&alias)).0,
+        200
+    );
+
     // The dashboard as a browser shows it, with a screenshot kept for people:
     // its charts have points once two readings of the metrics are five seconds apart.
     let page = format!("{}/dashboard?token={admin}", server.url);
