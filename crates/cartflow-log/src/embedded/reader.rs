@@ -115,17 +115,27 @@ impl PartitionReader {
             };
             // At the end of this segment: follow the writer into the next one.
             let next = segment_path(&self.dir, self.cur.offset);
-            if damage.is_none() && next != *path && next.exists() {
-                let file = open_read(&next)?;
-                self.open = Some((next, file));
-                self.cur.pos = 0;
-                continue;
+            let onward = (damage.is_none() && next != *path && next.exists())
+                || check_stop(&self.dir, path, file, self.cur, &mut self.buf, damage)? == AtStop::NextSegment;
+            if !onward {
+                break;
             }
-            check_stop(&self.dir, path, file, self.cur, &mut self.buf, damage)?;
-            break;
+            let file = open_read(&next)?;
+            self.open = Some((next, file));
+            self.cur.pos = 0;
         }
         Ok(n)
     }
+}
+
+/// What a reader does where a segment's records stop.
+#[derive(Debug, PartialEq)]
+enum AtStop {
+    /// Nothing more yet: the next poll reads on from here.
+    Wait,
+    /// The segment ends in a torn record, and the next one starts at the
+    /// offset after its last whole record: go on there.
+    NextSegment,
 }
 
 /// Where a segment's records stop and the next segment does not go on from
@@ -134,7 +144,9 @@ impl PartitionReader {
 /// newest segment is a write in progress or a torn tail (the next append
 /// cuts it) unless whole records follow it. A writer finishes a segment
 /// before it starts the next, so a stop seen before the next segment
-/// appeared is read again before it counts.
+/// appeared is read again before it counts. A closed segment's torn tail
+/// (no whole record after it) held no record when the next segment starts
+/// right after its whole ones: nothing is skipped by going on there.
 fn check_stop(
     dir: &Path,
     path: &Path,
@@ -142,22 +154,32 @@ fn check_stop(
     cur: Cursor,
     buf: &mut Vec<u8>,
     damage: Option<&'static str>,
-) -> Result<()> {
+) -> Result<AtStop> {
     let base = segment_base(path).unwrap_or(0);
     let Some(later) = list_segments(dir)?.into_iter().find(|b| *b > base) else {
         // One read of what is there now: the writer may have finished the
         // frame since, and written more after it, which is not damage.
         let tail = read_tail(file, path, cur.pos)?;
         return match (frame::decode(&tail), damage) {
-            (Decoded::Frame(..), _) => Ok(()), // it was a write in progress: the next poll reads on
+            (Decoded::Frame(..), _) => Ok(AtStop::Wait), // it was a write in progress
             (_, Some(why)) if whole_frame_within(&tail) => Err(damaged(path, cur, why)),
-            _ => Ok(()),
+            _ => Ok(AtStop::Wait),
         };
     };
     let mut again = cur;
     let stop = read_frames(file, path, &mut again, buf, usize::MAX, |_, _| {})?;
-    if again.pos > cur.pos || later == again.offset {
-        return Ok(()); // it was a write in progress: the next poll reads on
+    if again.pos > cur.pos {
+        return Ok(AtStop::Wait); // it was a write in progress: the next poll reads on
+    }
+    if later == again.offset {
+        return match damage {
+            None => Ok(AtStop::Wait), // the next segment appeared since the caller looked
+            Some(why) if whole_frame_within(&read_tail(file, path, cur.pos)?) => Err(damaged(path, cur, why)),
+            Some(why) => {
+                tracing::warn!(segment = %path.display(), at = cur.pos, "a torn record ({why}) ends the segment; the next one goes on from offset {later}");
+                Ok(AtStop::NextSegment)
+            }
+        };
     }
     match stop {
         Stop::Partial(why) | Stop::Damaged(why) => Err(damaged(path, cur, why)),

@@ -200,6 +200,14 @@ fn a_closed_segment_damaged_or_cut_short_is_named_not_skipped() {
     let e = try_read_all(&log, "t").unwrap_err().to_string();
     assert!(e.contains(&format!("offset {}", bases[1])) || e.contains(&format!("offset {}", bases[1] + 1)), "{e}");
 
+    // But a torn record after its last whole one (a writer that died mid-append
+    // and never came back to cut it) held no record: the next segment starts
+    // right after, and readers go on there. Found by the log_segment fuzz target.
+    let mut torn = whole.clone();
+    torn.extend_from_slice(&whole[..20]);
+    std::fs::write(&closed, &torn).unwrap();
+    assert_eq!(try_read_all(&log, "t").unwrap().len(), 300, "a torn tail before the next segment holds no record");
+
     std::fs::write(&closed, &whole).unwrap();
     assert_eq!(try_read_all(&log, "t").unwrap().len(), 300, "restored, it reads whole");
 }
