@@ -1,10 +1,15 @@
 //! The REST client the trainer logs with. It speaks only MLflow's public
 //! API, so it works against cartflow's registry and against `mlflow server`.
 
+use std::time::{Duration, Instant};
+
 use serde_json::{Value, json};
 
 use crate::proto::{LoggedModel, Metric, ModelVersion, Param, Run, RunInfo, Tag};
 use crate::{ErrorCode, RegistryError, Result};
+
+/// How long a request answered 503 TEMPORARILY_UNAVAILABLE is tried again.
+const RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// MLflow's tag naming a run's parent: the UI nests child runs under it.
 pub const PARENT_RUN_TAG: &str = "mlflow.parentRunId";
@@ -57,6 +62,24 @@ impl Client {
         &self.base
     }
 
+    /// Sends `request` again while the server answers 503 TEMPORARILY_UNAVAILABLE
+    /// (its database away), waiting 0.5 s doubling to 8 s, for up to a minute:
+    /// as MLflow's own client retries a 503.
+    fn retrying(&self, mut request: impl FnMut() -> Result<Vec<u8>>) -> Result<Vec<u8>> {
+        let started = Instant::now();
+        let mut wait = Duration::from_millis(500);
+        loop {
+            match request() {
+                Err(e) if e.code == ErrorCode::TemporarilyUnavailable && started.elapsed() + wait < RETRY_FOR => {
+                    tracing::warn!("{e}; trying again in {:.1} s", wait.as_secs_f64());
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(8));
+                }
+                answer => return answer,
+            }
+        }
+    }
+
     fn answer(
         &self,
         what: &str,
@@ -84,18 +107,23 @@ impl Client {
 
     fn post(&self, endpoint: &str, body: Value) -> Result<Value> {
         let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
-        let bytes = self.answer(
-            endpoint,
-            self.authorized(self.agent.post(&url)).header("content-type", "application/json").send(body.to_string()),
-        )?;
+        let bytes = self.retrying(|| {
+            self.answer(
+                endpoint,
+                self.authorized(self.agent.post(&url))
+                    .header("content-type", "application/json")
+                    .send(body.to_string()),
+            )
+        })?;
         serde_json::from_slice(&bytes)
             .map_err(|e| RegistryError::internal(format!("{endpoint}: answer is not JSON: {e}")))
     }
 
     fn get(&self, endpoint: &str, query: &[(&str, &str)]) -> Result<Value> {
         let url = format!("{}/api/2.0/mlflow/{endpoint}", self.base);
-        let bytes =
-            self.answer(endpoint, self.authorized(self.agent.get(&url)).query_pairs(query.iter().copied()).call())?;
+        let bytes = self.retrying(|| {
+            self.answer(endpoint, self.authorized(self.agent.get(&url)).query_pairs(query.iter().copied()).call())
+        })?;
         serde_json::from_slice(&bytes)
             .map_err(|e| RegistryError::internal(format!("{endpoint}: answer is not JSON: {e}")))
     }

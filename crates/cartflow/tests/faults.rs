@@ -297,9 +297,10 @@ fn post(url: &str, token: &str, body: &serde_json::Value) -> (u16, serde_json::V
 
 /// PostgreSQL (a server of the test's own) restarted under a running CDC
 /// capture and a registry keeping its tables there: while it is away the
-/// registry answers 503 TEMPORARILY_UNAVAILABLE within seconds and the
-/// capture's `/health` says it waits; once it is back both go on, and every
-/// row inserted before, during and after is captured exactly once.
+/// registry answers 503 TEMPORARILY_UNAVAILABLE within seconds (which its
+/// client tries again) and the capture's `/health` says it waits; once it is
+/// back both go on, and every row inserted before, during and after is
+/// captured exactly once.
 #[test]
 fn postgresql_restarted_under_the_capture_and_the_registry() {
     let dir = tempfile::tempdir().unwrap();
@@ -349,8 +350,16 @@ fn postgresql_restarted_under_the_capture_and_the_registry() {
     let (status, answer) = create("during");
     assert_eq!((status, answer["error_code"].as_str()), (503, Some("TEMPORARILY_UNAVAILABLE")), "{answer}");
     assert!(asked.elapsed() < Duration::from_secs(10), "the registry took {:?} to say so", asked.elapsed());
+    // cartflow's own registry client (the trainer's) tries a 503 again, as MLflow's does.
+    let client = cartflow_registry::Client::new(&registry.url).with_token(Some(&token));
+    let patient = std::thread::spawn(move || client.experiment_id("while-away"));
     wait_watching(d, "the capture saying it waits", Duration::from_secs(60), &[], || health(cdc_port) == 503);
+    // Away long enough that the client's first try is answered 503 (a statement waits 3 s).
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(!patient.is_finished(), "the client gave up while the database was away");
     pg.start_again();
+    let id = patient.join().unwrap().expect("the client rode out the restart");
+    assert!(!id.is_empty());
 
     seed(2000, 2);
     pg.query("shop", "DELETE FROM events WHERE id % 100 = 7");
