@@ -104,24 +104,29 @@ pub fn format_rfc3339(t: Micros, out: &mut String) {
     let frac = t.rem_euclid(MICROS_PER_SEC);
     let dt = DateTime::from_timestamp(secs, 0).unwrap_or_default();
     push_date_time(&dt, 'T', out);
-    if frac != 0 {
-        let ms = frac / 1000;
-        if ms * 1000 == frac {
-            out.push('.');
-            push_padded(out, ms as u32, 3);
-        } else {
-            out.push('.');
-            push_padded(out, frac as u32, 6);
-        }
-    }
+    push_fraction(frac, out);
     out.push('Z');
 }
 
-/// The dataset's own form: `2019-10-01 00:00:00 UTC` (whole seconds).
+/// The dataset's own form, `2019-10-01 00:00:00 UTC`, with a fraction of a
+/// second only when there is one (`2019-10-01 00:00:00.250 UTC`): the
+/// dataset's times are whole seconds, but CDC's and JSON producers' may not
+/// be, and what the validator writes must read back as the same instant.
 pub fn format_dataset(t: Micros, out: &mut String) {
     let dt = DateTime::from_timestamp(t.div_euclid(MICROS_PER_SEC), 0).unwrap_or_default();
     push_date_time(&dt, ' ', out);
+    push_fraction(t.rem_euclid(MICROS_PER_SEC), out);
     out.push_str(" UTC");
+}
+
+/// `.250` for whole milliseconds, `.000007` otherwise; nothing for none.
+fn push_fraction(micros: i64, out: &mut String) {
+    if micros == 0 {
+        return;
+    }
+    out.push('.');
+    let ms = micros / 1000;
+    if ms * 1000 == micros { push_padded(out, ms as u32, 3) } else { push_padded(out, micros as u32, 6) }
 }
 
 fn push_date_time(dt: &DateTime<chrono::Utc>, sep: char, out: &mut String) {
@@ -201,9 +206,19 @@ mod tests {
         assert_eq!(rfc(want), "2019-10-01T00:00:00Z");
         assert_eq!(rfc(want + 250_000), "2019-10-01T00:00:00.250Z");
         assert_eq!(rfc(want + 7), "2019-10-01T00:00:00.000007Z");
-        let mut s = String::new();
-        format_dataset(want, &mut s);
-        assert_eq!(s, "2019-10-01 00:00:00 UTC");
+        let dataset = |t| {
+            let mut s = String::new();
+            format_dataset(t, &mut s);
+            s
+        };
+        assert_eq!(dataset(want), "2019-10-01 00:00:00 UTC");
+        // Found by the record fuzz target: a CDC or JSON event's fraction of a
+        // second was dropped from the validated JSON, which then read back as
+        // another instant.
+        for (t, s) in [(want + 270_000, "2019-10-01 00:00:00.270 UTC"), (want + 7, "2019-10-01 00:00:00.000007 UTC")] {
+            assert_eq!(dataset(t), s);
+            assert_eq!(parse_timestamp(s), Some(t), "{s}");
+        }
     }
 
     /// Found by the timestamp fuzz target: chrono reads years before 0000 and
