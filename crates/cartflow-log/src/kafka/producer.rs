@@ -38,6 +38,9 @@ impl ProducerContext for Deliveries {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         let mut d = self.0.lock().expect("delivery state");
         match result {
+            // An idempotent producer's retry of what the broker already kept
+            // (after a broker restart) is delivered with no offset (-1).
+            Ok(m) if m.offset() < 0 => {}
             Ok(m) => {
                 let end = m.offset() as u64 + 1;
                 let e = d.ends.entry((m.topic().to_owned(), m.partition())).or_default();
