@@ -74,13 +74,7 @@ impl PostgresServer {
 
     /// Runs `sql` in `db` with psql and returns its unaligned output.
     pub fn query(&self, db: &str, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-d", db])
-            .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .expect("psql runs");
-        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        crate::services::psql_at(self.port, db, sql)
     }
 
     pub fn log(&self) -> String {

@@ -147,8 +147,14 @@ fn psql_on_drop(sql: &str) {
 }
 
 pub fn psql(db: &str, sql: &str) -> String {
+    psql_at(5432, db, sql)
+}
+
+/// Runs `sql` in `db` on the PostgreSQL at 127.0.0.1:`port` and returns its unaligned output.
+pub fn psql_at(port: u16, db: &str, sql: &str) -> String {
     let out = std::process::Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", db])
+        .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
         .output()
         .expect("psql runs");
     assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));

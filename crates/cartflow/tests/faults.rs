@@ -29,14 +29,18 @@ fn stage(d: &std::path::Path, broker: &KafkaBroker, name: &str, args: &[&str], p
     child
 }
 
+/// A client that hands back error statuses as answers, and gives up after `secs`.
+fn agent(secs: u64) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(secs)))
+        .build()
+        .new_agent()
+}
+
 /// `/health`'s status code, or 0 when nothing answers.
 fn health(port: u16) -> u16 {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(2)))
-        .build()
-        .new_agent();
-    agent.get(format!("http://127.0.0.1:{port}/health")).call().map_or(0, |r| r.status().as_u16())
+    agent(2).get(format!("http://127.0.0.1:{port}/health")).call().map_or(0, |r| r.status().as_u16())
 }
 
 /// The sum of a counter's series on a stage's `/metrics`.
@@ -285,12 +289,7 @@ fn a_full_disk_stops_the_validator_until_space_is_freed() {
 
 /// A JSON POST with a bearer token: the status and the JSON answer.
 fn post(url: &str, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .new_agent();
-    let mut answer = agent.post(url).header("authorization", format!("Bearer {token}")).send_json(body).unwrap();
+    let mut answer = agent(30).post(url).header("authorization", format!("Bearer {token}")).send_json(body).unwrap();
     let status = answer.status().as_u16();
     (status, serde_json::from_str(&answer.body_mut().read_to_string().unwrap()).unwrap_or_default())
 }
