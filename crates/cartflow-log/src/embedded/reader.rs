@@ -115,6 +115,14 @@ impl PartitionReader {
             };
             // At the end of this segment: follow the writer into the next one.
             let next = segment_path(&self.dir, self.cur.offset);
+            if damage.is_none() && !next.exists() && !path.exists() {
+                // Retention removed this segment, and the ones after it, while
+                // it was read (a reader slower than retention): go on from the
+                // log start, as a seek below it does, rather than call it damage.
+                self.open = None;
+                self.open_segment_for(self.cur.offset)?;
+                continue;
+            }
             let onward = (damage.is_none() && next != *path && next.exists())
                 || check_stop(&self.dir, path, file, self.cur, &mut self.buf, damage)? == AtStop::NextSegment;
             if !onward {

@@ -229,6 +229,40 @@ fn retention_by_size_removes_old_segments_and_readers_start_at_the_log_start() {
     assert_eq!(recs.len() as u64, info.end - info.start);
 }
 
+/// A reader slower than retention: the segments after the one it reads are
+/// removed under it. It goes on from the log start with a warning, as a
+/// consumer positioned below the log start does (Kafka's reset to earliest),
+/// instead of taking the gap for damage (found by benches/soak.sh).
+#[test]
+fn a_reader_behind_retention_goes_on_from_the_log_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EmbeddedOptions { retention_bytes: Some(8192), ..small_segments() };
+    let log = log_at(dir.path(), opts);
+    log.ensure_topic("t", 1).unwrap();
+    produce(&log, "t", 50, Some("k"));
+    let mut consumer = log.consumer(ConsumerConfig::assign(vec![TopicPartition::new("t", 0)])).unwrap();
+    let first = consumer.poll(10, Duration::ZERO).unwrap();
+    assert_eq!(first.last().unwrap().offset, 9);
+    for _ in 0..20 {
+        produce(&log, "t", 50, Some("k"));
+    }
+    let start = log.topics().unwrap()[0].partitions[0].start;
+    assert!(start > 50, "retention removed the segments after the reader's: {start}");
+    let mut rest = Vec::new();
+    loop {
+        let batch = consumer.poll(4096, Duration::ZERO).expect("no damage: retention removed those records");
+        if batch.is_empty() {
+            break;
+        }
+        rest.extend(batch);
+    }
+    // What the open segment still held, then the log from its start on.
+    let offsets: Vec<u64> = rest.iter().map(|r| r.offset).collect();
+    let jump = offsets.windows(2).position(|w| w[1] != w[0] + 1).map_or(0, |i| i + 1);
+    assert!(offsets[..jump].iter().all(|&o| o < start), "{offsets:?}");
+    assert_eq!(offsets[jump..], (start..1050).collect::<Vec<_>>()[..]);
+}
+
 #[test]
 fn two_producers_append_to_one_partition_without_losing_records() {
     let dir = tempfile::tempdir().unwrap();
