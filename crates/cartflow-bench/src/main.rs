@@ -5,6 +5,7 @@
 //! booster, the prediction server; `benches/*.sh` run it and
 //! `docs/benchmarks.md` records what it printed.
 
+mod paced;
 mod serve;
 mod throughput;
 
@@ -93,6 +94,12 @@ pub enum Command {
         seconds: u64,
         #[arg(long, default_value_t = 16)]
         connections: usize,
+        /// Requests per second, sent on schedule whatever the answers take (default: as fast as answered)
+        #[arg(long)]
+        rate: Option<f64>,
+        /// With --rate: a CSV line per this many seconds (unix time, requests, errors, p50, p99, max ms)
+        #[arg(long, requires = "rate")]
+        report_every: Option<u64>,
         #[arg(long)]
         json: bool,
     },

@@ -95,7 +95,6 @@ async fn connection(
     (first, step): (usize, usize),
     until: Instant,
 ) -> (Vec<u32>, u64) {
-    use http_body_util::BodyExt;
     let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
     let (mut micros, mut errors, mut i) = (Vec::new(), 0u64, first);
     let mut sender = None;
@@ -109,19 +108,7 @@ async fn connection(
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let request = hyper::Request::post(uri.path())
-            .header(header::HOST, &host)
-            .header(header::AUTHORIZATION, auth.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(http_body_util::Full::new(bodies[i % bodies.len()].clone()))
-            .expect("a valid request");
-        let ok = match s.send_request(request).await {
-            Ok(response) => {
-                let status = response.status();
-                response.into_body().collect().await.is_ok() && status == hyper::StatusCode::OK
-            }
-            Err(_) => false,
-        };
+        let ok = post(s, &uri, &host, &auth, bodies[i % bodies.len()].clone()).await;
         micros.push(t.elapsed().as_micros() as u32);
         errors += u64::from(!ok);
         if !ok {
@@ -134,7 +121,25 @@ async fn connection(
 
 type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>;
 
-async fn open(host: &str) -> Option<Sender> {
+/// POSTs JSON `body` to `uri` on `sender`: whether it was answered 200.
+pub(crate) async fn post(sender: &mut Sender, uri: &hyper::Uri, host: &str, auth: &HeaderValue, body: Bytes) -> bool {
+    use http_body_util::BodyExt;
+    let request = hyper::Request::post(uri.path())
+        .header(header::HOST, host)
+        .header(header::AUTHORIZATION, auth.clone())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(http_body_util::Full::new(body))
+        .expect("a valid request");
+    match sender.send_request(request).await {
+        Ok(response) => {
+            let status = response.status();
+            response.into_body().collect().await.is_ok() && status == hyper::StatusCode::OK
+        }
+        Err(_) => false,
+    }
+}
+
+pub(crate) async fn open(host: &str) -> Option<Sender> {
     let stream = tokio::net::TcpStream::connect(host).await.ok()?;
     stream.set_nodelay(true).ok()?;
     let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.ok()?;
@@ -400,8 +405,9 @@ pub fn run(ctx: &Ctx, b: ServeBench) -> Result<()> {
     Ok(())
 }
 
-/// `cartflow-bench load`: the sample carts, one per request, against `url`.
-pub fn load_url(ctx: &Ctx, url: &str, seconds: u64, connections: usize, json: bool) -> Result<()> {
+/// `cartflow-bench load`: the sample carts, one per request, against `url`:
+/// as fast as it answers, or at `rate` (see [`crate::paced`]).
+pub fn load_url(ctx: &Ctx, url: &str, l: &LoadArgs) -> Result<()> {
     let model = champion(ctx)?.context("no champion: the sample carts are encoded for it (`cartflow run --once`)")?;
     let (sample, _) = sample(ctx, &model.model)?;
     let (single, _) = bodies(&sample.items);
@@ -412,21 +418,47 @@ pub fn load_url(ctx: &Ctx, url: &str, seconds: u64, connections: usize, json: bo
             .trim()
             .to_owned(),
     };
-    let l = load(&format!("{}/predict", url.trim_end_matches('/')), &token, &single, connections, seconds);
-    if json {
+    let url = format!("{}/predict", url.trim_end_matches('/'));
+    let (per_sec, p50_ms, p99_ms, errors, requests) = match l.rate {
+        Some(rate) => {
+            let paced = crate::paced::Paced {
+                rate,
+                seconds: l.seconds,
+                connections: l.connections,
+                report_every: l.report_every.map(Duration::from_secs),
+            };
+            let t = crate::paced::run(&url, &token, &single, &paced);
+            (t.per_sec, t.p50_ms, t.p99_ms, t.errors, t.requests)
+        }
+        None => {
+            let t = load(&url, &token, &single, l.connections, l.seconds);
+            (t.per_sec, t.p50_ms, t.p99_ms, t.errors, t.requests)
+        }
+    };
+    if l.json {
         println!(
             "{}",
-            json!({ "url": url, "requests_per_sec": l.per_sec, "p50_ms": l.p50_ms, "p99_ms": l.p99_ms, "errors": l.errors })
+            json!({ "url": url, "requests_per_sec": per_sec, "p50_ms": p50_ms, "p99_ms": p99_ms, "errors": errors })
         );
     } else {
-        println!(
-            "POST {url}/predict, one cart, {connections} connections, {seconds} s: {} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors of {}",
-            thousands(l.per_sec as u64),
-            l.p50_ms,
-            l.p99_ms,
-            l.errors,
-            l.requests
-        );
+        let pace = l.rate.map_or(String::new(), |r| format!(" at {} req/s", thousands(r as u64)));
+        // With --report-every, stdout is the intervals' CSV: the summary goes beside it.
+        let say = |line: String| if l.report_every.is_some() { eprintln!("{line}") } else { println!("{line}") };
+        say(format!(
+            "POST {url}, one cart{pace}, {} connections, {} s: {} req/s, p50 {p50_ms:.2} ms, p99 {p99_ms:.2} ms, {errors} errors of {requests}",
+            l.connections,
+            l.seconds,
+            thousands(per_sec as u64),
+        ));
     }
     Ok(())
+}
+
+/// `cartflow-bench load`'s options.
+pub struct LoadArgs {
+    pub seconds: u64,
+    pub connections: usize,
+    pub rate: Option<f64>,
+    pub report_every: Option<u64>,
+    pub json: bool,
 }

@@ -27,8 +27,9 @@ pub fn run(ctx: &Ctx, cmd: Command) -> Result<()> {
         Command::Serve { seconds, connections, redis, python, peer_script, json } => {
             crate::serve::run(ctx, crate::serve::ServeBench { seconds, connections, redis, python, peer_script, json })
         }
-        Command::Load { url, seconds, connections, json } => {
-            crate::serve::load_url(ctx, &url, seconds, connections, json)
+        Command::Load { url, seconds, connections, rate, report_every, json } => {
+            let args = crate::serve::LoadArgs { seconds, connections, rate, report_every, json };
+            crate::serve::load_url(ctx, &url, &args)
         }
     }
 }

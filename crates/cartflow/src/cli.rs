@@ -455,6 +455,9 @@ pub struct RunArgs {
     /// Events to generate when no --input is given
     #[arg(long, default_value_t = 1_000_000)]
     pub events: u64,
+    /// Events per second into the pipeline, a steady clickstream (default: as fast as possible)
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// Share (0–1) of events to damage on purpose
     #[arg(long, default_value_t = 0.0, value_parser = share)]
     pub inject_invalid: f64,

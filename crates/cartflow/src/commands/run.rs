@@ -54,7 +54,7 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
     let log = ctx.cfg.open_log()?;
     let lake = ctx.cfg.open_lake()?;
     let (source, total, what) = if a.input.is_empty() {
-        let g = generator_config(&a.generator, a.events, None)?;
+        let g = generator_config(&a.generator, a.events, a.rate)?;
         (
             Source::Generated(g),
             Some(a.events),
@@ -70,8 +70,13 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<()> {
         let token = s.admin.as_ref().map_or(String::new(), |a| format!("?token={}", a.for_shell()));
         println!("  dashboard {}/dashboard{token} (live while the pipeline runs)", s.url());
     }
-    let produce =
-        ProduceConfig { inject_invalid: a.inject_invalid, seed: a.generator.seed, ..ProduceConfig::default() };
+    let produce = ProduceConfig {
+        inject_invalid: a.inject_invalid,
+        seed: a.generator.seed,
+        rate: a.rate,
+        at_event_time: a.input.is_empty() && a.generator.start == "now",
+        ..ProduceConfig::default()
+    };
     let topology = Pipeline {
         log: log.as_ref(),
         source,
