@@ -3,7 +3,8 @@
 //! SQLite, so it keeps what it acknowledged), the S3 server away for 30 s
 //! under the lake sink, Redis killed and started again under the feature
 //! streamer, PostgreSQL restarted under a CDC capture and the registry, the
-//! data directory's disk full under the validator. The stages wait, say so
+//! data directory's disk full under the validator, the lake sink and the
+//! online store's snapshots. The stages wait, say so
 //! in `/health` and their metrics, start again from their recovery, and
 //! every input still lands once.
 
@@ -243,51 +244,115 @@ impl Drop for SmallDisk {
     }
 }
 
+/// Fills the small disk at `d` until about `leave` bytes are free; the
+/// filler file, to remove when space is to be freed.
+fn fill_leaving(d: &std::path::Path, leave: u64) -> std::path::PathBuf {
+    let out = Command::new("df").args(["--output=avail", "-B1"]).arg(d).output().unwrap();
+    let free = String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse::<u64>().unwrap();
+    let filler = d.join("filler");
+    std::fs::write(&filler, vec![0u8; free.saturating_sub(leave) as usize]).unwrap();
+    filler
+}
+
+/// Runs the stage `args` (with `--drain`) on the full disk at `d`: it must
+/// fail with the disk's error, say it waits in `/health`, and once `filler`
+/// is removed go on and finish. Its log is `logs/<name>.log`.
+fn ride_out_a_full_disk(
+    logs: &std::path::Path,
+    d: &std::path::Path,
+    name: &str,
+    args: &[&str],
+    filler: &std::path::Path,
+) {
+    let port = free_port();
+    let log_path = logs.join(format!("{name}.log"));
+    let mut stage = cartflow(d)
+        .args(args)
+        .args(["--drain", "--metrics-addr", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_port(port, name, Duration::from_secs(60));
+    wait_watching(logs, &format!("{name} saying it waits for space"), Duration::from_secs(120), &[], || {
+        health(port) == 503
+    });
+    let said = std::fs::read_to_string(&log_path).unwrap();
+    assert!(said.contains("No space left on device"), "the disk's error is said: {said}");
+    std::fs::remove_file(filler).unwrap();
+    let status = stage.wait().unwrap();
+    let said = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "{name} went on once space was freed: {said}");
+}
+
+/// 60,000 events (2 % damaged) in the log of a data directory on a 48 MB
+/// disk of its own; with `validated`, through the validator too.
+fn events_on_a_small_disk(dir: &std::path::Path, validated: bool) -> (SmallDisk, u64) {
+    let disk = SmallDisk::mount(&dir.join("disk"), 48);
+    let events = 60_000u64;
+    ok(cartflow(&disk.0)
+        .args(["produce", "--generate", &events.to_string(), "--inject-invalid", "0.02"])
+        .stdout(Stdio::null()));
+    if validated {
+        ok(cartflow(&disk.0).args(["validate", "--drain"]).stdout(Stdio::null()));
+    }
+    (disk, events)
+}
+
 /// The data directory's disk fills up under the validator: it stops with
 /// the disk's error, says it waits, corrupts nothing, and once space is
 /// freed it goes on, every raw record once downstream.
 #[test]
 fn a_full_disk_stops_the_validator_until_space_is_freed() {
     let dir = tempfile::tempdir().unwrap();
-    let disk = SmallDisk::mount(&dir.path().join("disk"), 48);
+    let (disk, events) = events_on_a_small_disk(dir.path(), false);
     let d = disk.0.as_path();
-    let events = 60_000u64;
-    ok(cartflow(d)
-        .args(["produce", "--generate", &events.to_string(), "--inject-invalid", "0.02"])
-        .stdout(Stdio::null()));
     // Leave about 2 MB: the validated topic needs several times that.
-    let free = || {
-        let out = Command::new("df").args(["--output=avail", "-B1"]).arg(d).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse::<u64>().unwrap()
-    };
-    let filler = d.join("filler");
-    std::fs::write(&filler, vec![0u8; (free() - (2 << 20)) as usize]).unwrap();
-
-    let port = free_port();
-    let log_file = std::fs::File::create(dir.path().join("validate.log")).unwrap();
-    let mut validator = cartflow(d)
-        .args(["validate", "--drain", "--metrics-addr", &format!("127.0.0.1:{port}")])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .unwrap();
-    wait_for_port(port, "validate", Duration::from_secs(60));
-    wait_watching(dir.path(), "the validator saying it waits for space", Duration::from_secs(120), &[], || {
-        health(port) == 503
-    });
-    let said = std::fs::read_to_string(dir.path().join("validate.log")).unwrap();
-    assert!(said.contains("No space left on device"), "the disk's error is said: {said}");
-    std::fs::remove_file(&filler).unwrap();
-    let status = validator.wait().unwrap();
-    let said = std::fs::read_to_string(dir.path().join("validate.log")).unwrap();
-    assert!(status.success(), "the validator went on once space was freed: {said}");
+    let filler = fill_leaving(d, 2 << 20);
+    ride_out_a_full_disk(dir.path(), d, "validate", &["validate"], &filler);
     let (valid, invalid) = assert_exactly_once(d);
     assert_eq!((valid + invalid) as u64, events);
 }
 
-/// A JSON POST with a bearer token: the status and the JSON answer.
+/// The disk fills up under the lake sink (a lake on the local disk): it
+/// waits, commits nothing partial, and once space is freed every validated
+/// and invalid record lands in the lake once.
+#[test]
+fn a_full_disk_stops_the_lake_sink_until_space_is_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, events) = events_on_a_small_disk(dir.path(), true);
+    let d = disk.0.as_path();
+    // The lake's Parquet files for 60,000 events take a few MB.
+    let filler = fill_leaving(d, 256 << 10);
+    ride_out_a_full_disk(dir.path(), d, "lake-sink", &["lake-sink"], &filler);
+    let (valid, invalid) = assert_exactly_once(d);
+    assert_eq!((valid + invalid) as u64, events);
+    assert_eq!(assert_lake_exactly_once(d, &d.join("data/lake")), (valid, invalid), "every record in the lake once");
+}
+
+/// The disk fills up under the embedded online store's snapshots: the
+/// streamer waits, the snapshot on disk stays whole, and once space is
+/// freed the snapshot it writes holds one state of every validated event.
+#[test]
+fn a_full_disk_stops_the_online_snapshots_until_space_is_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (disk, _) = events_on_a_small_disk(dir.path(), true);
+    let d = disk.0.as_path();
+    // The state of 60,000 events takes over a megabyte.
+    let filler = fill_leaving(d, 256 << 10);
+    ride_out_a_full_disk(dir.path(), d, "features", &["features", "stream"], &filler);
+    let snapshot = d.join("data/features/online.snapshot");
+    assert!(snapshot.exists(), "the snapshot written once space was freed");
+    let store = cartflow_online::MemoryStore::open(snapshot.clone(), cartflow_features::DEFAULT_SESSION_TTL).unwrap();
+    assert!(!snapshot.with_extension("damaged").exists(), "the snapshot read back whole");
+    let events: Vec<cartflow_core::Event> =
+        read_all(&open_log(d), VALIDATED).iter().map(|r| cartflow_core::Event::from_json(&r.value).unwrap()).collect();
+    let carts = conformance::assert_one_state_of(&store, &events, "snapshotted across a full disk").0;
+    assert!(carts > 1_000, "{carts} carts");
+}
+
 fn post(url: &str, token: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
     let mut answer = agent(30).post(url).header("authorization", format!("Bearer {token}")).send_json(body).unwrap();
     let status = answer.status().as_u16();
@@ -390,4 +455,82 @@ fn postgresql_restarted_under_the_capture_and_the_registry() {
     assert!(twice.is_empty(), "rows captured twice: {twice:?}");
     assert_eq!(live.len(), 5000, "every inserted row was captured");
     assert_eq!(live.values().filter(|n| **n == 1).count(), rows, "rows in the table vs rows captured");
+}
+
+/// Gold's tables in schema dwh and their rows, as PostgreSQL holds them.
+fn exported(pg: &PostgresServer) -> Vec<(String, u64)> {
+    cartflow_warehouse::tables::GOLD_KEYS
+        .iter()
+        .map(|(table, _, _)| {
+            let rows = pg.query("analytics", &format!("SELECT count(*) FROM dwh.{table}"));
+            (table.to_string(), rows.parse().unwrap())
+        })
+        .collect()
+}
+
+/// PostgreSQL restarted while `warehouse export` loads gold into it: the
+/// export fails at once with a message naming the database, the tables keep
+/// the last export whole (one transaction), and the next export completes.
+#[test]
+fn postgresql_restarted_under_the_warehouse_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lake_up_to_date = |events: u64, seed: u64| {
+        ok(cartflow(d)
+            .args(["produce", "--generate", &events.to_string(), "--seed", &seed.to_string()])
+            .stdout(Stdio::null()));
+        for stage in [&["validate", "--drain"][..], &["lake-sink", "--drain"], &["warehouse", "build"]] {
+            ok(cartflow(d).args(stage).stdout(Stdio::null()));
+        }
+    };
+    lake_up_to_date(30_000, 1);
+    let pg = PostgresServer::start();
+    pg.query("postgres", "CREATE DATABASE analytics");
+    let url = pg.url("analytics");
+    ok(cartflow(d).args(["warehouse", "export", "--postgres", &url]).stdout(Stdio::null()));
+    let first = exported(&pg);
+    assert!(first.iter().all(|(_, rows)| *rows > 0), "{first:?}");
+
+    // More events: the next export changes every fact table.
+    lake_up_to_date(20_000, 2);
+    // Another session holds the first table, so the export waits inside its transaction.
+    let held = cartflow_warehouse::tables::GOLD_KEYS[0].0;
+    let mut holder = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "postgres", "-d", "analytics", "-c"])
+        .arg(format!("BEGIN; LOCK TABLE dwh.{held} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600)"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let locked = format!("SELECT count(*) FROM pg_locks WHERE relation = 'dwh.{held}'::regclass AND granted");
+    wait_watching(d, "the table held", Duration::from_secs(30), &[], || pg.query("analytics", &locked) != "0");
+    let export = cartflow(d)
+        .args(["warehouse", "export", "--postgres", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'";
+    wait_watching(d, "the export waiting for the held table", Duration::from_secs(60), &[], || {
+        pg.query("analytics", waiting) == "1"
+    });
+    pg.stop();
+    let stopped = Instant::now();
+    let out = export.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the export cannot have finished: {said}");
+    assert!(stopped.elapsed() < Duration::from_secs(10), "the export took {:?} to fail", stopped.elapsed());
+    let redacted = format!("exporting gold to postgres://postgres@127.0.0.1:{}/analytics", pg.port);
+    assert!(said.contains(&redacted) && said.contains("terminat"), "the failure names the database and why: {said}");
+    let _ = holder.wait();
+    pg.start_again();
+    assert_eq!(exported(&pg), first, "the interrupted export changed nothing");
+
+    ok(cartflow(d).args(["warehouse", "export", "--postgres", &url]).stdout(Stdio::null()));
+    let second = exported(&pg);
+    let grown = |t: &str| {
+        let rows = |e: &[(String, u64)]| e.iter().find(|(n, _)| n == t).unwrap().1;
+        rows(&second) > rows(&first)
+    };
+    assert!(grown("fact_events") && grown("fact_cart_outcomes"), "{first:?} → {second:?}");
 }
