@@ -122,6 +122,7 @@ pub fn server() -> &'static (tokio::runtime::Runtime, Router) {
             telemetry: Telemetry { metrics: Arc::new(String::new), status: Arc::new(|| serde_json::json!({})) },
             extra: None,
             limits: Limits::default(),
+            predictions: None,
         });
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         (rt, router)

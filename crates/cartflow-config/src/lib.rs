@@ -64,6 +64,9 @@ pub struct ServeConfig {
     pub header_timeout_ms: u64,
     /// Connections served at once; more are closed as they arrive.
     pub max_connections: usize,
+    /// Share (0–1) of sessions whose `/predict` answers are logged to
+    /// `tracking.predictions` on the configured log; 0 logs none.
+    pub prediction_log_sample: f64,
 }
 
 impl Default for ServeConfig {
@@ -78,6 +81,7 @@ impl Default for ServeConfig {
             timeout_ms: 10_000,
             header_timeout_ms: 10_000,
             max_connections: 1024,
+            prediction_log_sample: 1.0,
         }
     }
 }

@@ -22,6 +22,7 @@ use cartflow_online::OnlineReader;
 
 use crate::dashboard::{Insights, InsightsError, ModelReport, Table};
 use crate::model::{ModelError, ModelSlot, ModelSource, ServedModel};
+use crate::prediction_log::PredictionLog;
 use crate::{Server, Telemetry, app};
 
 /// How often the alias is asked about unless told otherwise.
@@ -39,6 +40,7 @@ pub struct ServerBuilder {
     insights: Arc<dyn Insights>,
     telemetry: Telemetry,
     extra: Option<Router>,
+    predictions: Option<Arc<PredictionLog>>,
     name: String,
 }
 
@@ -77,6 +79,7 @@ impl ServerBuilder {
             insights: Arc::new(NoInsights),
             telemetry: Telemetry { metrics: Arc::new(String::new), status: Arc::new(|| serde_json::json!({})) },
             extra: None,
+            predictions: None,
             name: "the prediction server".to_owned(),
         }
     }
@@ -119,6 +122,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Logs every prediction answered (see [`crate::prediction_log`]).
+    pub fn prediction_log(mut self, log: PredictionLog) -> Self {
+        self.predictions = Some(Arc::new(log));
+        self
+    }
+
     /// What messages call this server.
     pub fn named(mut self, name: &str) -> Self {
         self.name = name.to_owned();
@@ -140,6 +149,7 @@ impl ServerBuilder {
             telemetry: self.telemetry,
             extra: self.extra,
             limits: self.limits,
+            predictions: self.predictions,
         });
         Ok(BoundServer { listener, app, source: self.source, slot: self.slot, poll: self.poll, name: self.name })
     }

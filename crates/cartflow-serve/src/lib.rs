@@ -14,6 +14,7 @@ pub mod history;
 pub mod latency;
 pub mod model;
 pub mod predict;
+pub mod prediction_log;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -82,6 +83,7 @@ pub fn describe_metrics() {
     );
     metrics::describe_counter!(model::SWAPS, "Models loaded and swapped in.");
     metrics::describe_counter!(model::LOAD_ERRORS, "Failed attempts to follow the registry's alias.");
+    prediction_log::describe_metrics();
 }
 
 /// Everything [`app`] serves, and its limits.
@@ -95,13 +97,20 @@ pub struct Server {
     /// tokens; it brings its own limits (artifact uploads stream for longer).
     pub extra: Option<Router>,
     pub limits: Limits,
+    /// Where answered predictions are logged, if anywhere.
+    pub predictions: Option<Arc<prediction_log::PredictionLog>>,
 }
 
 /// Predictions, features, the dashboard, `/ready`, `/status`, `/health`,
 /// `/metrics` and `extra` on one router.
 pub fn app(s: Server) -> Router {
     let latency = Arc::new(latency::Latency::default());
-    let predictor = predict::Predictor { store: s.store.clone(), model: s.model.clone(), latency: latency.clone() };
+    let predictor = predict::Predictor {
+        store: s.store.clone(),
+        model: s.model.clone(),
+        latency: latency.clone(),
+        log: s.predictions.clone(),
+    };
     let history = Arc::new(history::History::default());
     history::History::sample(&history, s.telemetry.metrics.clone());
     let board = dashboard::Dashboard {

@@ -12,6 +12,8 @@ use cartflow_core::time::{self, Micros};
 use cartflow_model::{Model, Scorer};
 use serde_json::{Value, json};
 
+use crate::prediction_log::ModelVersion;
+
 pub const SWAPS: &str = "cartflow_model_swaps_total";
 pub const LOAD_ERRORS: &str = "cartflow_model_load_errors_total";
 
@@ -45,6 +47,9 @@ pub struct ServedModel {
     pub version: String,
     pub alias: String,
     pub loaded_at: Micros,
+    /// What the prediction log says of it, made once per load.
+    pub logged_as: Arc<ModelVersion>,
+    pub input_names: Arc<[String]>,
 }
 
 impl ServedModel {
@@ -128,6 +133,9 @@ impl ModelSlot {
             source: e,
         })?;
         let scorer = Scorer::new(&model.ensemble);
+        let logged_as =
+            Arc::new(ModelVersion { name: self.name.clone(), version: version.clone(), alias: self.alias.clone() });
+        let input_names = model.inputs.iter().map(|i| i.name.clone()).collect();
         let served = ServedModel {
             model,
             scorer,
@@ -135,6 +143,8 @@ impl ModelSlot {
             version: version.clone(),
             alias: self.alias.clone(),
             loaded_at: time::now_micros(),
+            logged_as,
+            input_names,
         };
         self.current.store(Some(Arc::new(served)));
         metrics::counter!(SWAPS).increment(1);

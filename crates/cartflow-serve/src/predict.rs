@@ -15,7 +15,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cartflow_features::CartQuery;
 use cartflow_online::OnlineReader;
@@ -25,6 +25,7 @@ use tracing::Instrument;
 use crate::features_api::{CartEvent, QueryTimes};
 use crate::latency::Latency;
 use crate::model::ModelSlot;
+use crate::prediction_log::{Answered, AnsweredCart, PredictionLog, new_request_id};
 use crate::{ApiError, observe};
 
 pub const REQUESTS: &str = "cartflow_predict_requests_total";
@@ -39,19 +40,29 @@ pub struct Predictor {
     pub store: Arc<dyn OnlineReader>,
     pub model: Arc<ModelSlot>,
     pub latency: Arc<Latency>,
+    /// Where answers are logged (`tracking.predictions`), if anywhere.
+    pub log: Option<Arc<PredictionLog>>,
 }
 
 /// `POST /predict`.
-pub async fn predict(State(p): State<Predictor>, body: Result<Json<Vec<CartEvent>>, JsonRejection>) -> Response {
+pub async fn predict(
+    State(p): State<Predictor>,
+    headers: HeaderMap,
+    body: Result<Json<Vec<CartEvent>>, JsonRejection>,
+) -> Response {
     let started = Instant::now();
-    let result = answer(&p, body).await;
+    let result = answer(&p, &headers, body).await;
     if result.is_ok() {
         p.latency.record(started.elapsed());
     }
     observe("/predict", result, started, REQUESTS, REQUEST_SECONDS)
 }
 
-async fn answer(p: &Predictor, body: Result<Json<Vec<CartEvent>>, JsonRejection>) -> Result<Response, ApiError> {
+async fn answer(
+    p: &Predictor,
+    headers: &HeaderMap,
+    body: Result<Json<Vec<CartEvent>>, JsonRejection>,
+) -> Result<Response, ApiError> {
     let Json(events) = body.map_err(ApiError::from_json)?;
     if events.is_empty() {
         return Err(ApiError::bad_request("expected a list of at least one cart event"));
@@ -93,12 +104,50 @@ async fn answer(p: &Predictor, body: Result<Json<Vec<CartEvent>>, JsonRejection>
         .in_scope(|| served.scorer.predict_batch(&rows, inputs.len()))
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("scoring: {e}")))?;
     metrics::counter!(ITEMS).increment(events.len() as u64);
-    let predictions = probabilities
+    let predictions: Vec<Prediction> = probabilities
         .iter()
         .map(|&probability| Prediction { probability, will_purchase: served.model.will_purchase(probability) })
         .collect();
+    if let Some(log) = &p.log {
+        let width = inputs.len();
+        let sampled: Vec<usize> =
+            (0..events.len()).filter(|&i| log.samples(events[i].user_session.as_deref().unwrap_or_default())).collect();
+        let rows = if sampled.len() == events.len() {
+            rows
+        } else {
+            sampled.iter().flat_map(|&i| &rows[i * width..(i + 1) * width]).copied().collect()
+        };
+        let carts = sampled
+            .iter()
+            .map(|&i| AnsweredCart {
+                user_id: events[i].user_id,
+                product_id: events[i].product_id,
+                user_session: events[i].user_session.clone(),
+                event_time: attrs[i].0,
+                probability: predictions[i].probability,
+                will_purchase: predictions[i].will_purchase,
+            })
+            .collect();
+        log.offer(Answered {
+            request_id: request_id(headers),
+            time: now,
+            model: served.logged_as.clone(),
+            input_names: served.input_names.clone(),
+            carts,
+            inputs: rows,
+        });
+    }
     let model = ModelRef { name: &served.name, version: &served.version, alias: &served.alias };
     Ok(Json(Predictions { predictions, model }).into_response())
+}
+
+/// The caller's `x-request-id` (a proxy's, say), else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map_or_else(new_request_id, str::to_owned)
 }
 
 /// The answer, serialized straight from these rather than through a JSON tree.

@@ -56,6 +56,7 @@ fn server() -> (Router, Arc<ModelSlot>, Arc<Alias>) {
         telemetry: Telemetry { metrics: Arc::new(|| "# HELP x y\n".into()), status: Arc::new(|| json!({})) },
         extra: None,
         limits: Limits { max_body_bytes: 4096, ..Limits::default() },
+        predictions: None,
     });
     (app, slot, Arc::new(Alias::default()))
 }

@@ -350,3 +350,65 @@ fn predictions_are_the_same_from_redis_as_from_the_embedded_store() {
     }
     assert_eq!(answers[0], answers[1], "Redis and the embedded store disagree");
 }
+
+/// Every answered cart lands on `tracking.predictions` once, with the
+/// request's id, the model, the inputs it scored and the answer given.
+#[test]
+fn every_answer_goes_to_the_prediction_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stdout(&ok(cartflow(dir.path()).args(["run", "--once", "--events", "60000"])));
+    assert!(out.contains("purchase_prediction_model v1 is champion"), "{out}");
+    let server = serve(dir.path(), &[]);
+    let predict = format!("{}/predict", server.url);
+    let mut answers = Vec::new();
+    for i in 0..20 {
+        let mut response = agent()
+            .post(&predict)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {SHOP}"))
+            .header("x-request-id", format!("req-{i}"))
+            .send(carts(3))
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let body: Value = serde_json::from_str(&response.body_mut().read_to_string().unwrap()).unwrap();
+        answers.push(body);
+    }
+    // Batched off the request path: written within the writer's linger.
+    let started = Instant::now();
+    let logged = loop {
+        let logged = read_topic(dir.path(), "tracking.predictions");
+        if logged.len() >= 60 || started.elapsed() > Duration::from_secs(10) {
+            break logged;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(logged.len(), 60, "one record per cart answered");
+    let (_, ready) = call(&format!("{}/ready", server.url), Some(SHOP), None);
+    let trees = ready["serving"]["trees"].as_u64().unwrap();
+    assert!(trees > 0);
+    for (i, answer) in answers.iter().enumerate() {
+        let mine: Vec<Value> = logged
+            .iter()
+            .map(|r| serde_json::from_slice::<Value>(&r.value).unwrap())
+            .filter(|p| p["request_id"] == format!("req-{i}"))
+            .collect();
+        assert_eq!(mine.len(), 3, "request {i}'s carts");
+        // Keyed by session, a request's carts may sit in different partitions.
+        for (cart, answered) in answer["predictions"].as_array().unwrap().iter().enumerate() {
+            let logged = mine.iter().find(|p| p["user_session"] == format!("s-{cart}")).expect("the cart logged");
+            assert_eq!(logged["probability"], answered["probability"], "{logged}");
+            assert_eq!(logged["will_purchase"], answered["will_purchase"]);
+            assert_eq!(logged["model"], answer["model"]);
+            assert_eq!(logged["product_id"], 1000 + cart);
+            let at = cartflow_core::time::parse_timestamp("2019-10-03 12:00:00 UTC").unwrap();
+            assert_eq!(logged["event_time"], at);
+            let inputs = logged["inputs"].as_object().unwrap();
+            assert!(inputs.contains_key("price") && inputs.len() >= 6, "{logged}");
+            assert_eq!(inputs["price"], 20.0 + cart as f64);
+        }
+    }
+    let keys: Vec<_> = logged.iter().map(|r| String::from_utf8(r.key.clone().unwrap()).unwrap()).collect();
+    assert!(keys.iter().all(|k| k.starts_with("s-")), "keyed by session: {keys:?}");
+    let (_, metrics) = call(&format!("{}/metrics", server.url), Some(&admin_token(dir.path())), None);
+    assert!(metrics.as_str().unwrap().contains("cartflow_prediction_log_records_total 60"), "{metrics}");
+}

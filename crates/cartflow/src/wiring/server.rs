@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use cartflow_http::AdminToken;
 use cartflow_online::OnlineBackend;
 use cartflow_registry::RegistryLocation;
+use cartflow_serve::prediction_log::{self, PredictionLog, PredictionWriter};
 use cartflow_serve::{RunningServer, ServerBuilder};
 use cartflow_stream::feature_streamer::StreamerStats;
 
@@ -91,6 +92,9 @@ pub fn start(ctx: &Ctx, o: ServeOptions) -> Result<Started> {
                 metrics: Arc::new(|| telemetry::metrics_handle().render()),
                 status: Arc::new(move || serde_json::json!({ "online_store": describe, "stages": health.snapshot() })),
             });
+    if cfg.serve.prediction_log_sample > 0.0 {
+        builder = builder.prediction_log(prediction_log(ctx)?);
+    }
     // The embedded registry is also served here, on the same address and tokens.
     if registry.is_embedded() {
         let opened = super::listen::runtime().block_on(super::registry::open(ctx, None, None))?;
@@ -122,5 +126,46 @@ pub fn print_started(s: &Started, indent: &str) {
             println!("{indent}          open {url}/dashboard?token={}", admin.for_shell());
         }
         None => println!("{indent}token     none asked (--no-auth): open {url}/dashboard"),
+    }
+}
+
+/// The prediction log on the configured event log. Its topic and producer
+/// are made on the first write, and made again after a failure: a server
+/// starts and serves while the log (a Kafka broker) is away, dropping
+/// (and counting) the predictions it could not log meanwhile.
+fn prediction_log(ctx: &Ctx) -> Result<PredictionLog> {
+    let writer = LogWriter { log: ctx.cfg.open_log()?, producer: None };
+    PredictionLog::start(Box::new(writer), ctx.cfg.serve.prediction_log_sample)
+        .context("starting the prediction log's writer")
+}
+
+/// Writes the prediction log's batches with the event log's producer.
+struct LogWriter {
+    log: Box<dyn cartflow_log::EventLog>,
+    producer: Option<Box<dyn cartflow_log::Producer>>,
+}
+
+impl LogWriter {
+    fn send_all(&mut self, records: &[(String, Vec<u8>)]) -> cartflow_log::Result<()> {
+        let producer = match &mut self.producer {
+            Some(p) => p,
+            None => {
+                self.log.ensure_topic(prediction_log::TOPIC, 0)?;
+                self.producer.insert(self.log.producer()?)
+            }
+        };
+        for (key, value) in records {
+            producer.send(cartflow_log::ProducerRecord::new(prediction_log::TOPIC, Some(key.as_bytes()), value))?;
+        }
+        producer.flush().map(drop)
+    }
+}
+
+impl PredictionWriter for LogWriter {
+    fn write(&mut self, records: &[(String, Vec<u8>)]) -> std::result::Result<(), String> {
+        self.send_all(records).map_err(|e| {
+            self.producer = None;
+            e.to_string()
+        })
     }
 }
