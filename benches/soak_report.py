@@ -156,19 +156,23 @@ def plot(a, soak, load, per_sec):
     ax.set_yscale("log")
     ax.set_title("/predict latency per 5 s (ms, from when each request was due)")
     ax = axes[3]
-    ax.plot([m(s["unix_secs"]) for s in soak], [s["log_bytes"] / 2**20 for s in soak], label="log (MB)")
-    ax.plot([m(s["unix_secs"]) for s in soak], [s["lake_bytes"] / 2**20 for s in soak], label="lake (MB)")
+    ax.plot([m(s["unix_secs"]) for s in soak], [s["log_bytes"] / 2**20 for s in soak], label="log")
+    ax.plot([m(s["unix_secs"]) for s in soak], [s["lake_bytes"] / 2**20 for s in soak], label="lake")
     ax.plot(
         [m(s["unix_secs"]) for s in soak],
         [(s["data_bytes"] - s["log_bytes"] - s["lake_bytes"]) / 2**20 for s in soak],
-        label="online state snapshot and the rest (MB)",
+        label="online state snapshot and the rest",
     )
-    ax.plot(
+    lag = ax.twinx()
+    lag.plot(
         [m(s["unix_secs"]) for s in soak],
         [s["lag_validate"] + s["lag_lake"] + s["lag_features"] for s in soak],
-        label="consumer lag (records)",
+        color="tab:red",
+        alpha=0.6,
+        label="consumer lag, all stages (records, right)",
     )
-    ax.set_title("disk and lag")
+    lag.legend(loc="upper right", fontsize=8)
+    ax.set_title("disk (MB) and consumer lag")
     ax.set_xlabel("minutes")
     for ax in axes:
         ax.legend(loc="upper left", fontsize=8)
