@@ -13,6 +13,8 @@ use bytes::Bytes;
 use hdrhistogram::Histogram;
 use hyper::header::HeaderValue;
 
+use crate::serve::Load;
+
 pub struct Paced {
     /// Requests per second, over all connections.
     pub rate: f64,
@@ -44,19 +46,10 @@ impl Window {
     }
 }
 
-/// The whole run's figures.
-pub struct Totals {
-    pub requests: u64,
-    pub errors: u64,
-    pub per_sec: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-}
-
 pub const REPORT_HEADER: &str = "unix_secs,requests,errors,p50_ms,p99_ms,max_ms";
 
 /// Sends `bodies` round-robin at `p.rate` for `p.seconds`.
-pub fn run(url: &str, token: &str, bodies: &[String], p: &Paced) -> Totals {
+pub fn run(url: &str, token: &str, bodies: &[String], p: &Paced) -> Load {
     let uri: hyper::Uri = url.parse().expect("the server's URL");
     let auth = HeaderValue::from_str(&format!("Bearer {token}")).expect("a token is header-safe");
     let bodies: Arc<Vec<Bytes>> = Arc::new(bodies.iter().map(|b| Bytes::from(b.clone())).collect());
@@ -116,7 +109,7 @@ pub fn run(url: &str, token: &str, bodies: &[String], p: &Paced) -> Totals {
     let secs = started.elapsed().as_secs_f64();
     let w = windows.lock().expect("not poisoned");
     let all = &w.1;
-    Totals {
+    Load {
         requests: all.micros.len(),
         errors: all.errors,
         per_sec: all.micros.len() as f64 / secs,

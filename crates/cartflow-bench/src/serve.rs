@@ -39,13 +39,13 @@ pub struct ServeBench {
     pub json: bool,
 }
 
-/// One load run's figures.
-struct Load {
-    requests: u64,
-    errors: u64,
-    per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+/// One load run's figures (as fast as answered, or paced).
+pub(crate) struct Load {
+    pub requests: u64,
+    pub errors: u64,
+    pub per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 /// Sends `bodies` round-robin from `connections` keep-alive connections for
@@ -419,7 +419,7 @@ pub fn load_url(ctx: &Ctx, url: &str, l: &LoadArgs) -> Result<()> {
             .to_owned(),
     };
     let url = format!("{}/predict", url.trim_end_matches('/'));
-    let (per_sec, p50_ms, p99_ms, errors, requests) = match l.rate {
+    let t = match l.rate {
         Some(rate) => {
             let paced = crate::paced::Paced {
                 rate,
@@ -427,28 +427,28 @@ pub fn load_url(ctx: &Ctx, url: &str, l: &LoadArgs) -> Result<()> {
                 connections: l.connections,
                 report_every: l.report_every.map(Duration::from_secs),
             };
-            let t = crate::paced::run(&url, &token, &single, &paced);
-            (t.per_sec, t.p50_ms, t.p99_ms, t.errors, t.requests)
+            crate::paced::run(&url, &token, &single, &paced)
         }
-        None => {
-            let t = load(&url, &token, &single, l.connections, l.seconds);
-            (t.per_sec, t.p50_ms, t.p99_ms, t.errors, t.requests)
-        }
+        None => load(&url, &token, &single, l.connections, l.seconds),
     };
     if l.json {
         println!(
             "{}",
-            json!({ "url": url, "requests_per_sec": per_sec, "p50_ms": p50_ms, "p99_ms": p99_ms, "errors": errors })
+            json!({ "url": url, "requests_per_sec": t.per_sec, "p50_ms": t.p50_ms, "p99_ms": t.p99_ms, "errors": t.errors })
         );
     } else {
         let pace = l.rate.map_or(String::new(), |r| format!(" at {} req/s", thousands(r as u64)));
         // With --report-every, stdout is the intervals' CSV: the summary goes beside it.
         let say = |line: String| if l.report_every.is_some() { eprintln!("{line}") } else { println!("{line}") };
         say(format!(
-            "POST {url}, one cart{pace}, {} connections, {} s: {} req/s, p50 {p50_ms:.2} ms, p99 {p99_ms:.2} ms, {errors} errors of {requests}",
+            "POST {url}, one cart{pace}, {} connections, {} s: {} req/s, p50 {:.2} ms, p99 {:.2} ms, {} errors of {}",
             l.connections,
             l.seconds,
-            thousands(per_sec as u64),
+            thousands(t.per_sec as u64),
+            t.p50_ms,
+            t.p99_ms,
+            t.errors,
+            t.requests,
         ));
     }
     Ok(())

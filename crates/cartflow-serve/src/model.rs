@@ -47,7 +47,7 @@ pub struct ServedModel {
     pub version: String,
     pub alias: String,
     pub loaded_at: Micros,
-    /// What the prediction log says of it, made once per load.
+    /// Name, version and alias as answers and the prediction log give them, made once per load.
     pub logged_as: Arc<ModelVersion>,
     pub input_names: Arc<[String]>,
 }

@@ -25,7 +25,7 @@ use tracing::Instrument;
 use crate::features_api::{CartEvent, QueryTimes};
 use crate::latency::Latency;
 use crate::model::ModelSlot;
-use crate::prediction_log::{Answered, AnsweredCart, PredictionLog, new_request_id};
+use crate::prediction_log::{Answered, AnsweredCart, ModelVersion, PredictionLog, new_request_id};
 use crate::{ApiError, observe};
 
 pub const REQUESTS: &str = "cartflow_predict_requests_total";
@@ -137,8 +137,7 @@ async fn answer(
             inputs: rows,
         });
     }
-    let model = ModelRef { name: &served.name, version: &served.version, alias: &served.alias };
-    Ok(Json(Predictions { predictions, model }).into_response())
+    Ok(Json(Predictions { predictions, model: &served.logged_as }).into_response())
 }
 
 /// The caller's `x-request-id` (a proxy's, say), else a new one.
@@ -154,18 +153,11 @@ fn request_id(headers: &HeaderMap) -> String {
 #[derive(Serialize)]
 struct Predictions<'a> {
     predictions: Vec<Prediction>,
-    model: ModelRef<'a>,
+    model: &'a ModelVersion,
 }
 
 #[derive(Serialize)]
 struct Prediction {
     probability: f64,
     will_purchase: bool,
-}
-
-#[derive(Serialize)]
-struct ModelRef<'a> {
-    name: &'a str,
-    version: &'a str,
-    alias: &'a str,
 }
