@@ -27,6 +27,41 @@ pub fn failed<S>(e: impl Into<StageError>, counts: S) -> Failed<S> {
     Box::new((e.into(), counts))
 }
 
+/// The waits between attempts at a backing service that is away: doubling
+/// from [`FIRST_WAIT`] to [`LONGEST_WAIT`], cut short when the stage is stopped.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    wait: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { wait: FIRST_WAIT }
+    }
+}
+
+impl Backoff {
+    /// How long the next [`Backoff::sleep`] waits.
+    pub fn next(&self) -> Duration {
+        self.wait
+    }
+
+    /// Waits the next wait (doubling the one after); `false` when `control` stopped meanwhile.
+    pub fn sleep(&mut self, control: &StageControl) -> bool {
+        let until = Instant::now() + self.wait;
+        while Instant::now() < until && !control.stopped() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait = (self.wait * 2).min(LONGEST_WAIT);
+        !control.stopped()
+    }
+
+    /// After progress: the next failure waits from the start again.
+    pub fn reset(&mut self) {
+        self.wait = FIRST_WAIT;
+    }
+}
+
 /// Runs `attempt` (given the counts so far and the progress callback) until
 /// it ends well, fails for good, or `control` stops it while it waits.
 /// `attempt` hands back its counts with its error, so a restart counts on.
@@ -40,7 +75,7 @@ pub fn supervise<S: Clone + Default + Waiting>(
     let waiting = metrics::gauge!(STAGE_WAITING, "stage" => stage);
     waiting.set(0.0);
     let mut stats = S::default();
-    let mut wait = FIRST_WAIT;
+    let mut backoff = Backoff::default();
     loop {
         let started = Instant::now();
         match attempt(stats, progress).map_err(|failure| *failure) {
@@ -48,23 +83,19 @@ pub fn supervise<S: Clone + Default + Waiting>(
             Err((e, _)) if !e.is_transient() || control.stopped() => return Err(e),
             Err((e, mut last)) => {
                 if started.elapsed() >= HEALTHY_RUN {
-                    wait = FIRST_WAIT;
+                    backoff.reset();
                 }
-                tracing::warn!(stage, "{e}; starting the stage again in {:.1} s", wait.as_secs_f64());
+                tracing::warn!(stage, "{e}; starting the stage again in {:.1} s", backoff.next().as_secs_f64());
                 metrics::counter!(STAGE_RESTARTS, "stage" => stage).increment(1);
                 waiting.set(1.0);
                 last.set_waiting(Some(e.to_string()));
                 progress(&last);
-                let until = Instant::now() + wait;
-                while Instant::now() < until && !control.stopped() {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+                let going_on = backoff.sleep(control);
                 waiting.set(0.0);
                 last.set_waiting(None);
-                if control.stopped() {
+                if !going_on {
                     return Err(e);
                 }
-                wait = (wait * 2).min(LONGEST_WAIT);
                 stats = last;
             }
         }

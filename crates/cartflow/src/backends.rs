@@ -10,6 +10,7 @@ use cartflow_lake::Lake;
 use cartflow_log::{EmbeddedLog, EventLog, LogBackend};
 use cartflow_online::{MemoryStore, OnlineBackend, OnlineStore, RedisStore};
 
+use crate::commands::Ctx;
 use crate::config::Config;
 
 /// Opens what a [`Config`] names (a trait: the configuration is a crate of
@@ -83,5 +84,45 @@ impl Backends for Config {
         };
         let artifacts = self.registry.artifacts.clone().unwrap_or_else(|| dir.join("artifacts").display().to_string());
         Ok((store, artifacts))
+    }
+}
+
+/// Whether opening a backend failed because its service is away (not up
+/// yet, restarting, a disk full) rather than refusing what was asked.
+fn is_outage(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.downcast_ref::<cartflow_log::LogError>().is_some_and(|e| e.is_transient())
+            || cause.downcast_ref::<cartflow_online::OnlineError>().is_some_and(|e| e.is_transient())
+            || cause.downcast_ref::<cartflow_lake::LakeError>().is_some_and(|e| e.is_transient())
+            || cause
+                .downcast_ref::<cartflow_registry::RegistryError>()
+                .is_some_and(|e| e.code == cartflow_registry::ErrorCode::TemporarilyUnavailable)
+    })
+}
+
+impl Ctx {
+    /// Opens a backend for a long-running stage or server, waiting out its
+    /// service's outage with the stages' backoff instead of exiting, as a
+    /// running stage rides one out: a process started before its broker,
+    /// Redis, S3 server or PostgreSQL (compose without start-order
+    /// dependencies, Kubernetes) comes up by itself once they do. Any other
+    /// failure (a bad URL, a refused password) ends it at once, as does Ctrl-C.
+    pub fn open_when_up<T>(&self, what: &str, mut open: impl FnMut() -> Result<T>) -> Result<T> {
+        let mut backoff = cartflow_stream::supervise::Backoff::default();
+        loop {
+            match open() {
+                Err(e) if is_outage(&e) && !self.control.stopped() => {
+                    tracing::warn!("{e:#}; trying {what} again in {:.1} s", backoff.next().as_secs_f64());
+                    self.health.set(what, serde_json::json!({ "waiting": format!("{e:#}") }));
+                    if !backoff.sleep(&self.control) {
+                        return Err(e);
+                    }
+                }
+                opened => {
+                    self.health.clear(what);
+                    return opened;
+                }
+            }
+        }
     }
 }

@@ -90,6 +90,10 @@ impl Health {
         self.0.lock().expect("health lock").insert(stage.to_owned(), value);
     }
 
+    pub fn clear(&self, stage: &str) {
+        self.0.lock().expect("health lock").remove(stage);
+    }
+
     /// Every stage's latest report.
     pub fn snapshot(&self) -> Value {
         Value::Object(self.0.lock().expect("health lock").clone())

@@ -115,6 +115,9 @@ fn the_pipeline_rides_out_the_broker_s3_and_redis_going_away() {
     let half = 100_000u64;
     produce(d, &broker, half, "21");
 
+    // 0. The stages start while the broker is away (a host's boot, compose without start-order
+    // dependencies): each waits for it, says so on /health, and goes on once it is there.
+    broker.stop();
     let ports = [free_port(), free_port(), free_port()];
     let mut validator = stage(d, &broker, "validate", &["validate"], ports[0]);
     let mut sink = {
@@ -128,6 +131,12 @@ fn the_pipeline_rides_out_the_broker_s3_and_redis_going_away() {
         child
     };
     let mut streamer = stage(d, &broker, "features", &["features", "stream", "--online", &redis.url()], ports[2]);
+    let asked = Instant::now();
+    while ports.iter().any(|p| health(*p) != 503) {
+        assert!(asked.elapsed() < Duration::from_secs(60), "a stage waiting for the broker says so:\n{}", log_tails(d));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    broker.start_again();
     let token = std::fs::read_to_string(d.join("data/auth/token")).unwrap().trim().to_owned();
     let log = broker.log();
     let lake_dir = s3.root.join("lake/l");

@@ -17,7 +17,9 @@ pub fn run(ctx: &Ctx, command: RegistryCommand) -> Result<()> {
 fn serve(ctx: &Ctx, a: RegistryServeArgs) -> Result<()> {
     let addr = a.addr.clone().unwrap_or_else(|| ctx.cfg.registry.addr.clone());
     let listener = listen::listen(ctx, &addr, "the registry", &a.listen)?;
-    let opened = listen::runtime().block_on(registry::open(ctx, a.store, a.artifacts))?;
+    let opened = ctx.open_when_up("the registry's store", || {
+        listen::runtime().block_on(registry::open(ctx, a.store.clone(), a.artifacts.clone()))
+    })?;
     let url = listener.url();
     let describe = opened.store.describe();
     println!("registry on {url}: MLflow API /api/2.0/mlflow/…, artifacts /api/2.0/mlflow-artifacts/…, UI /ui/");

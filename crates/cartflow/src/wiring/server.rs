@@ -69,7 +69,7 @@ pub fn start(ctx: &Ctx, o: ServeOptions) -> Result<Started> {
     let access = super::listen::access(ctx, &o.listen)?;
     let tls = super::listen::tls(ctx, &o.listen)?;
     let online = o.online.unwrap_or_else(|| cfg.features.online.clone());
-    let store = cfg.open_online(Some(&online))?;
+    let store = ctx.open_when_up("the online store", || cfg.open_online(Some(&online)))?;
     let control = ctx.control.with_drain(false);
     // The embedded store lives in this process: its streamer must run here.
     let streamer = online.is_embedded().then(|| super::streamer::spawn(ctx, store.clone(), &control));
@@ -129,35 +129,41 @@ pub fn print_started(s: &Started, indent: &str) {
     }
 }
 
-/// The prediction log on the configured event log. Its topic and producer
-/// are made on the first write, and made again after a failure: a server
+/// The prediction log on the configured event log. Its connection, topic and
+/// producer are made on the first write, the producer again after a failure: a server
 /// starts and serves while the log (a Kafka broker) is away, dropping
 /// (and counting) the predictions it could not log meanwhile.
 fn prediction_log(ctx: &Ctx) -> Result<PredictionLog> {
-    let writer = LogWriter { log: ctx.cfg.open_log()?, producer: None };
+    let writer = LogWriter { cfg: ctx.cfg.clone(), log: None, producer: None };
     PredictionLog::start(Box::new(writer), ctx.cfg.serve.prediction_log_sample)
         .context("starting the prediction log's writer")
 }
 
 /// Writes the prediction log's batches with the event log's producer.
 struct LogWriter {
-    log: Box<dyn cartflow_log::EventLog>,
+    cfg: crate::config::Config,
+    log: Option<Box<dyn cartflow_log::EventLog>>,
     producer: Option<Box<dyn cartflow_log::Producer>>,
 }
 
 impl LogWriter {
-    fn send_all(&mut self, records: &[(String, Vec<u8>)]) -> cartflow_log::Result<()> {
+    fn send_all(&mut self, records: &[(String, Vec<u8>)]) -> Result<()> {
         let producer = match &mut self.producer {
             Some(p) => p,
             None => {
-                self.log.ensure_topic(prediction_log::TOPIC, 0)?;
-                self.producer.insert(self.log.producer()?)
+                let log = match &mut self.log {
+                    Some(log) => log,
+                    None => self.log.insert(self.cfg.open_log()?),
+                };
+                log.ensure_topic(prediction_log::TOPIC, 0)?;
+                self.producer.insert(log.producer()?)
             }
         };
         for (key, value) in records {
             producer.send(cartflow_log::ProducerRecord::new(prediction_log::TOPIC, Some(key.as_bytes()), value))?;
         }
-        producer.flush().map(drop)
+        producer.flush()?;
+        Ok(())
     }
 }
 
@@ -165,7 +171,7 @@ impl PredictionWriter for LogWriter {
     fn write(&mut self, records: &[(String, Vec<u8>)]) -> std::result::Result<(), String> {
         self.send_all(records).map_err(|e| {
             self.producer = None;
-            e.to_string()
+            format!("{e:#}")
         })
     }
 }
