@@ -29,7 +29,8 @@ pub use types::*;
 
 /// A log backend: the embedded file log or Kafka.
 pub trait EventLog: Send + Sync {
-    /// Creates the topic when it does not exist (an existing topic keeps its partition count).
+    /// Creates the topic when it does not exist (an existing topic keeps its
+    /// partition count); 0 partitions: the log's default.
     fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<()>;
     /// Every topic with its partitions' first and end offsets.
     fn topics(&self) -> Result<Vec<TopicInfo>>;

@@ -198,6 +198,8 @@ impl Inner {
         // Unique per process and call: threads of one process may race here too.
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let tmp = dir.join(format!(".topic.json.{}.{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+        // 0: the log's default, as on Kafka.
+        let partitions = if partitions == 0 { self.opts.default_partitions } else { partitions };
         let bytes = serde_json::to_vec(&TopicMeta { partitions: partitions.max(1) }).expect("serializes");
         std::fs::write(&tmp, bytes).at(&tmp)?;
         // Two processes creating the topic at once both write the same count;
