@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// The topic predictions are logged to.
 pub const TOPIC: &str = "tracking.predictions";
@@ -25,33 +25,8 @@ const QUEUE: usize = 65_536;
 const BATCH: usize = 4096;
 const LINGER: Duration = Duration::from_millis(50);
 
-/// One scored cart event, as the log keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LoggedPrediction {
-    /// The request's id: its `x-request-id` header, or one made up.
-    pub request_id: String,
-    /// When it was answered, µs since the epoch.
-    pub time: i64,
-    pub model: ModelVersion,
-    pub user_id: i64,
-    pub product_id: i64,
-    /// Without one, no outcome can be joined to it.
-    pub user_session: Option<String>,
-    /// The time the features were taken at, µs since the epoch: the cart's
-    /// `event_time` when given, else the newest event the store held.
-    pub event_time: i64,
-    /// The model's inputs by name, as scored (`null`: missing).
-    pub inputs: serde_json::Map<String, serde_json::Value>,
-    pub probability: f64,
-    pub will_purchase: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelVersion {
-    pub name: String,
-    pub version: String,
-    pub alias: String,
-}
+/// The records' shape is the monitor's, which reads them.
+pub use cartflow_monitor::record::{LoggedPrediction, ModelVersion};
 
 /// What a request hands over, as it has it: encoded on the writer's thread.
 pub struct Answered {

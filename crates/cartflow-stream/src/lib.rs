@@ -6,6 +6,7 @@
 //! - [`validator`]: raw and CDC topics → `validated` / `invalid`, exactly once;
 //! - [`lake_sink`]: validated and invalid → Parquet in the lake, exactly once;
 //! - [`feature_streamer`]: validated → the online feature store;
+//! - [`monitor`]: predictions and validated → each model version's online metrics;
 //! - [`alerts`]: the invalid rate over a window → log, metric, webhook;
 //! - [`topology`]: produce → validate → lake, concurrently, draining in order.
 
@@ -17,6 +18,7 @@ pub mod feature_streamer;
 mod inject;
 pub mod lake_sink;
 pub mod metrics;
+pub mod monitor;
 pub mod produce;
 pub mod supervise;
 pub mod topics;

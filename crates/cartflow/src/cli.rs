@@ -109,6 +109,8 @@ pub enum Command {
     Features(FeaturesCommand),
     /// Train, tune and register a purchase model from the training set
     Train(TrainArgs),
+    /// Score the served models against what shoppers did: the prediction log joined with the validated events
+    Monitor(MonitorArgs),
     /// The model registry: an MLflow-compatible tracking server with a web UI
     #[command(subcommand)]
     Registry(RegistryCommand),
@@ -192,6 +194,18 @@ pub struct ValidateArgs {
     /// Consumer group (overrides validator.group)
     #[arg(long)]
     pub group: Option<String>,
+    #[command(flatten)]
+    pub running: Running,
+}
+
+#[derive(Args)]
+pub struct MonitorArgs {
+    /// Stop once caught up with the prediction log and the events instead of running until Ctrl-C
+    #[arg(long)]
+    pub drain: bool,
+    /// How often the state is written with the input positions it reflects (what a crash replays)
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub snapshot_every: std::time::Duration,
     #[command(flatten)]
     pub running: Running,
 }

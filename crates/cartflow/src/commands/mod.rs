@@ -5,6 +5,7 @@ mod features;
 mod generate;
 mod health;
 mod lake_sink;
+mod monitor;
 mod produce;
 mod registry;
 mod run;
@@ -75,6 +76,7 @@ pub fn run(cli: Cli, service: &str) -> Result<()> {
         Command::Warehouse(w) => warehouse::run(&ctx, w),
         Command::Features(f) => features::run(&ctx, f),
         Command::Train(a) => train::run(&ctx, a),
+        Command::Monitor(a) => monitor::run(&ctx, a),
         Command::Registry(r) => registry::run(&ctx, r),
         Command::Sql(a) => sql::run(&ctx, a),
         Command::Topics(a) => topics::run(&ctx, a),
