@@ -106,12 +106,14 @@ impl Ctx {
     /// running stage rides one out: a process started before its broker,
     /// Redis, S3 server or PostgreSQL (compose without start-order
     /// dependencies, Kubernetes) comes up by itself once they do. Any other
-    /// failure (a bad URL, a refused password) ends it at once, as does Ctrl-C.
-    pub fn open_when_up<T>(&self, what: &str, mut open: impl FnMut() -> Result<T>) -> Result<T> {
+    /// failure (a bad URL, a refused password) ends it at once, as does
+    /// Ctrl-C, and so does an outage when `draining` (a run that catches up
+    /// and stops is a batch job: it fails and says why).
+    pub fn open_when_up<T>(&self, what: &str, draining: bool, mut open: impl FnMut() -> Result<T>) -> Result<T> {
         let mut backoff = cartflow_stream::supervise::Backoff::default();
         loop {
             match open() {
-                Err(e) if is_outage(&e) && !self.control.stopped() => {
+                Err(e) if is_outage(&e) && !draining && !self.control.stopped() => {
                     tracing::warn!("{e:#}; trying {what} again in {:.1} s", backoff.next().as_secs_f64());
                     self.health.set(what, serde_json::json!({ "waiting": format!("{e:#}") }));
                     if !backoff.sleep(&self.control) {

@@ -20,7 +20,7 @@ pub fn run(ctx: &Ctx, a: CdcArgs) -> Result<()> {
     if let Some(slot) = a.slot {
         cfg.slot = slot;
     }
-    let log = ctx.open_when_up("the event log", || ctx.cfg.open_log())?;
+    let log = ctx.open_when_up("the event log", a.drain, || ctx.cfg.open_log())?;
     let control = ctx.control.with_drain(a.drain);
     let bar = progress(ctx.quiet, None, "cdc");
     let started = Instant::now();

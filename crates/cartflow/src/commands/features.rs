@@ -83,7 +83,7 @@ fn list(json: bool) -> Result<()> {
 
 fn stream(ctx: &Ctx, a: FeaturesStreamArgs) -> Result<()> {
     ctx.serve_metrics(&a.running)?;
-    let store = ctx.open_when_up("the online store", || ctx.cfg.open_online(a.online.online.as_ref()))?;
+    let store = ctx.open_when_up("the online store", a.drain, || ctx.cfg.open_online(a.online.online.as_ref()))?;
     let started = Instant::now();
     let stats = streamer::run(ctx, store.as_ref(), &ctx.control.with_drain(a.drain))?;
     print_stream_summary(&stats, store.as_ref(), started.elapsed().as_secs_f64(), "")
@@ -232,7 +232,7 @@ fn serve(ctx: &Ctx, a: FeaturesServeArgs) -> Result<()> {
     let online = a.online.online.clone().unwrap_or_else(|| ctx.cfg.features.online.clone());
     let addr = a.addr.clone().unwrap_or_else(|| ctx.cfg.features.addr.clone());
     let listener = listen::listen(ctx, &addr, "the feature API", &a.listen)?;
-    let store = ctx.open_when_up("the online store", || ctx.cfg.open_online(Some(&online)))?;
+    let store = ctx.open_when_up("the online store", false, || ctx.cfg.open_online(Some(&online)))?;
     let control = ctx.control.with_drain(false);
     // The embedded store lives in this process: the streamer must run here.
     let streamer = online.is_embedded().then(|| streamer::spawn(ctx, store.clone(), &control));

@@ -17,8 +17,8 @@ pub fn run(ctx: &Ctx, a: LakeSinkArgs) -> Result<()> {
     if let Some(location) = a.lake.location {
         cfg.lake.location = Some(location);
     }
-    let log = ctx.open_when_up("the event log", || cfg.open_log())?;
-    let lake = ctx.open_when_up("the lake", || cfg.open_lake())?;
+    let log = ctx.open_when_up("the event log", a.drain, || cfg.open_log())?;
+    let lake = ctx.open_when_up("the lake", a.drain, || cfg.open_lake())?;
     let control = ctx.control.with_drain(a.drain);
     let bar = progress(ctx.quiet, None, "lake");
     let started = Instant::now();

@@ -14,7 +14,7 @@ use crate::telemetry::{progress, thousands};
 
 pub fn run(ctx: &Ctx, a: MonitorArgs) -> Result<()> {
     ctx.serve_metrics(&a.running)?;
-    let log = ctx.open_when_up("the event log", || ctx.cfg.open_log())?;
+    let log = ctx.open_when_up("the event log", a.drain, || ctx.cfg.open_log())?;
     let cfg = MonitorConfig {
         group: "cartflow-monitor".into(),
         state: ctx.cfg.data_dir.join("monitor").join("state.json"),

@@ -17,7 +17,7 @@ pub fn run(ctx: &Ctx, command: RegistryCommand) -> Result<()> {
 fn serve(ctx: &Ctx, a: RegistryServeArgs) -> Result<()> {
     let addr = a.addr.clone().unwrap_or_else(|| ctx.cfg.registry.addr.clone());
     let listener = listen::listen(ctx, &addr, "the registry", &a.listen)?;
-    let opened = ctx.open_when_up("the registry's store", || {
+    let opened = ctx.open_when_up("the registry's store", false, || {
         listen::runtime().block_on(registry::open(ctx, a.store.clone(), a.artifacts.clone()))
     })?;
     let url = listener.url();

@@ -13,7 +13,7 @@ use crate::wiring::report;
 
 pub fn run(ctx: &Ctx, a: ValidateArgs) -> Result<()> {
     ctx.serve_metrics(&a.running)?;
-    let log = ctx.open_when_up("the event log", || ctx.cfg.open_log())?;
+    let log = ctx.open_when_up("the event log", a.drain, || ctx.cfg.open_log())?;
     let mut cfg = ctx.cfg.validator.clone();
     if let Some(g) = a.group {
         cfg.group = g;

@@ -69,7 +69,7 @@ pub fn start(ctx: &Ctx, o: ServeOptions) -> Result<Started> {
     let access = super::listen::access(ctx, &o.listen)?;
     let tls = super::listen::tls(ctx, &o.listen)?;
     let online = o.online.unwrap_or_else(|| cfg.features.online.clone());
-    let store = ctx.open_when_up("the online store", || cfg.open_online(Some(&online)))?;
+    let store = ctx.open_when_up("the online store", false, || cfg.open_online(Some(&online)))?;
     let control = ctx.control.with_drain(false);
     // The embedded store lives in this process: its streamer must run here.
     let streamer = online.is_embedded().then(|| super::streamer::spawn(ctx, store.clone(), &control));

@@ -15,7 +15,7 @@ use crate::telemetry::{progress, thousands};
 
 /// Streams validated events into `store` until `control` stops (or drains).
 pub fn run(ctx: &Ctx, store: &dyn OnlineStore, control: &StageControl) -> Result<StreamerStats> {
-    let log = ctx.open_when_up("the event log", || ctx.cfg.open_log())?;
+    let log = ctx.open_when_up("the event log", control.draining(), || ctx.cfg.open_log())?;
     let bar = progress(ctx.quiet, None, "features");
     let stats = run_feature_streamer(log.as_ref(), store, &ctx.cfg.features.streamer, control, &mut |s| {
         bar.set_position(s.read);
