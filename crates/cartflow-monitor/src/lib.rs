@@ -32,8 +32,6 @@ pub struct Monitor {
     /// Every model version seen, in order of first sight (a [`Waiting`]'s `model`).
     models: Vec<ModelVersion>,
     scores: Vec<Windowed>,
-    pub predictions: u64,
-    pub events: u64,
     #[serde(skip)]
     labelled: Vec<Labelled>,
 }
@@ -41,18 +39,10 @@ pub struct Monitor {
 impl Monitor {
     /// `session_ttl`: how long a session without events lasts (the features' TTL).
     pub fn new(session_ttl: Micros) -> Self {
-        Monitor {
-            labeller: Labeller::new(session_ttl),
-            models: Vec::new(),
-            scores: Vec::new(),
-            predictions: 0,
-            events: 0,
-            labelled: Vec::new(),
-        }
+        Monitor { labeller: Labeller::new(session_ttl), models: Vec::new(), scores: Vec::new(), labelled: Vec::new() }
     }
 
     pub fn predicted(&mut self, p: &LoggedPrediction) {
-        self.predictions += 1;
         let model = match self.models.iter().position(|m| m.name == p.model.name && m.version == p.model.version) {
             Some(i) => i,
             None => {
@@ -73,7 +63,6 @@ impl Monitor {
 
     /// A validated event: labels the predictions it decides.
     pub fn event(&mut self, e: &cartflow_core::Event) {
-        self.events += 1;
         self.labeller.event(e, &mut self.labelled);
         self.score();
     }

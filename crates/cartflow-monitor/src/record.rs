@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The topic predictions are logged to.
+pub const TOPIC: &str = "tracking.predictions";
+
 /// One scored cart event, as the log keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoggedPrediction {

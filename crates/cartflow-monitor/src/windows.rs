@@ -25,13 +25,13 @@ pub struct Windowed {
 
 fn add_to(buckets: &mut VecDeque<(Micros, Scorecard)>, width: Micros, at: Micros, o: Outcome) {
     let start = at.div_euclid(width) * width;
-    // Labels come nearly in time order; a late one goes to its bucket if kept.
-    match buckets.iter_mut().rev().find(|(s, _)| *s <= start) {
+    // Kept in order of start: a late label goes to its own bucket.
+    let at = buckets.partition_point(|(s, _)| *s < start);
+    match buckets.get_mut(at) {
         Some((s, card)) if *s == start => card.add(o),
         _ => {
             let mut card = Scorecard::default();
             card.add(o);
-            let at = buckets.iter().position(|(s, _)| *s > start).unwrap_or(buckets.len());
             buckets.insert(at, (start, card));
         }
     }

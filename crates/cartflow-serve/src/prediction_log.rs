@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-/// The topic predictions are logged to.
-pub const TOPIC: &str = "tracking.predictions";
 pub const LOGGED: &str = "cartflow_prediction_log_records_total";
 pub const DROPPED: &str = "cartflow_prediction_log_dropped_total";
 
@@ -26,7 +24,7 @@ const BATCH: usize = 4096;
 const LINGER: Duration = Duration::from_millis(50);
 
 /// The records' shape is the monitor's, which reads them.
-pub use cartflow_monitor::record::{LoggedPrediction, ModelVersion};
+pub use cartflow_monitor::record::{LoggedPrediction, ModelVersion, TOPIC};
 
 /// What a request hands over, as it has it: encoded on the writer's thread.
 pub struct Answered {

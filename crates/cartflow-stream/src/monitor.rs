@@ -29,7 +29,7 @@ use crate::topics::VALIDATED;
 use crate::{Result, StageControl, StageError};
 
 /// The prediction log's topic (serve writes it).
-pub const PREDICTIONS: &str = "tracking.predictions";
+pub use cartflow_monitor::record::TOPIC as PREDICTIONS;
 /// How long a validated event waits for the predictions to catch up with it.
 const HOLD: Duration = Duration::from_secs(2);
 /// Past this many held events, the oldest go on without waiting.
@@ -105,7 +105,6 @@ pub fn run_monitor(
             aligned,
             read_upto: BTreeMap::new(),
             last_snapshot: Instant::now(),
-            finishing: std::cell::Cell::new(false),
             report: &mut *report,
             stats,
         };
@@ -135,8 +134,6 @@ struct MonitorStage<'a> {
     /// predictions in the same one); if not, events wait for every partition's predictions.
     aligned: bool,
     last_snapshot: Instant,
-    /// Set by the driver's last `due`: the last write applies every held event first.
-    finishing: std::cell::Cell<bool>,
     report: &'a mut dyn FnMut(&mut Monitor),
     stats: MonitorStats,
 }
@@ -307,14 +304,12 @@ impl<'a> Stage for MonitorStage<'a> {
     }
 
     fn due(&self, finishing: bool) -> bool {
-        self.finishing.set(finishing);
         finishing || self.last_snapshot.elapsed() >= self.cfg.snapshot_every
     }
 
     /// The state and the positions it reflects, in one file: a held event's
     /// partition resumes at it.
     fn write(&mut self, input: &Subscription<'a>) -> Result<Vec<CommittedOffset>> {
-        self.release(self.finishing.get());
         let mut positions = input.positions(Self::NAME);
         for p in positions.iter_mut().filter(|p| p.topic == VALIDATED) {
             if let Some(h) = self.held.get(&p.partition).and_then(VecDeque::front) {
@@ -328,8 +323,13 @@ impl<'a> Stage for MonitorStage<'a> {
         Ok(positions)
     }
 
-    fn tick(&mut self, _: bool) -> Result<()> {
-        self.release(false);
+    /// On the last round, every held event is applied for the figures the
+    /// run ends with; the state written keeps them held, to be read again.
+    fn tick(&mut self, finishing: bool) -> Result<()> {
+        self.release(finishing);
+        if finishing {
+            self.publish();
+        }
         Ok(())
     }
 

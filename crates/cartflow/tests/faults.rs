@@ -131,11 +131,9 @@ fn the_pipeline_rides_out_the_broker_s3_and_redis_going_away() {
         child
     };
     let mut streamer = stage(d, &broker, "features", &["features", "stream", "--online", &redis.url()], ports[2]);
-    let asked = Instant::now();
-    while ports.iter().any(|p| health(*p) != 503) {
-        assert!(asked.elapsed() < Duration::from_secs(60), "a stage waiting for the broker says so:\n{}", log_tails(d));
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    wait_watching(d, "each stage saying it waits for the broker", Duration::from_secs(60), &[], || {
+        ports.iter().all(|p| health(*p) == 503)
+    });
     broker.start_again();
     let token = std::fs::read_to_string(d.join("data/auth/token")).unwrap().trim().to_owned();
     let log = broker.log();

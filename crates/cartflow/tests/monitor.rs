@@ -17,26 +17,6 @@ use rand::{Rng, SeedableRng};
 
 const TTL_SECS: i64 = 1800;
 
-/// Exact ROC AUC (ties count half).
-fn roc_auc(scored: &[(f64, bool)]) -> f64 {
-    let mut s = scored.to_vec();
-    s.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (mut rank_sum, mut pos, mut i) = (0.0, 0.0, 0);
-    while i < s.len() {
-        let j = (i..s.len()).find(|&j| s[j].0 != s[i].0).unwrap_or(s.len());
-        let mid = (i + j + 1) as f64 / 2.0;
-        for x in &s[i..j] {
-            if x.1 {
-                rank_sum += mid;
-                pos += 1.0;
-            }
-        }
-        i = j;
-    }
-    let neg = s.len() as f64 - pos;
-    (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
-}
-
 /// The monitor's `total` line for a version: (labelled, bought, roc_auc).
 fn total(printed: &str, version: &str) -> (u64, u64, f64) {
     let line = printed
@@ -157,7 +137,8 @@ fn the_monitor_scores_each_version_against_what_shoppers_did_exactly_once() {
         let (labelled, bought, auc) = total(&printed, version);
         let positives = want.iter().filter(|x| x.1).count() as u64;
         assert_eq!((labelled, bought), (want.len() as u64, positives), "v{version}: labelled and bought");
-        let exact = roc_auc(want);
+        let (p, y): (Vec<f64>, Vec<f64>) = want.iter().map(|&(p, bought)| (p, f64::from(u8::from(bought)))).unzip();
+        let exact = cartflow_train::metrics::roc_auc(&p, &y);
         assert!((auc - exact).abs() < 2e-3, "v{version}: roc_auc {auc} against {exact}");
     }
     let (_, _, informed) = total(&printed, "1");
