@@ -201,6 +201,12 @@ impl Project {
         PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
     }
 
+    /// The last `lines` lines the service printed (stdout and stderr).
+    fn logs(&self, service: &str, lines: u32) -> String {
+        let out = podman().args(["logs", "--tail", &lines.to_string(), &self.container(service)]).output().unwrap();
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    }
+
     /// Waits until the image's own HEALTHCHECK (`cartflow health`) passes in the service's container.
     fn wait_healthy(&self, service: &str, within: Duration) {
         let started = Instant::now();
@@ -210,13 +216,11 @@ impl Project {
                 return;
             }
             if started.elapsed() > within {
-                let logs = podman().args(["logs", "--tail", "30", &self.container(service)]).output().unwrap();
                 panic!(
-                    "{service} not healthy after {within:?}: {}{}\nits log:\n{}{}",
+                    "{service} not healthy after {within:?}: {}{}\nits log:\n{}",
                     String::from_utf8_lossy(&check.stdout),
                     String::from_utf8_lossy(&check.stderr),
-                    String::from_utf8_lossy(&logs.stdout),
-                    String::from_utf8_lossy(&logs.stderr)
+                    self.logs(service, 30)
                 );
             }
             std::thread::sleep(Duration::from_secs(1));

@@ -47,7 +47,10 @@ pub fn run(system: &Deployed, body: &str, token: &str) {
         .unwrap();
 
     // One of each, at random moments of the first 40 seconds, in a random order (the seed is printed).
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    // CHAOS_SEED replays a run's schedule.
+    let seed = std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
     let mut state = seed;
     let mut random = move |n: u64| {
         state ^= state << 13;
@@ -98,7 +101,7 @@ pub fn run(system: &Deployed, body: &str, token: &str) {
     // Drained: every input has its output, every output is in the lake, the store has every event.
     let lake = project.volume("s3-data").join("cartflow/lake");
     let redis_url = system.secret("redis_url").replace("@redis:", "@127.0.0.1:");
-    let (valid, invalid, changes, carts) = system.netns.inside(|| {
+    let drained = system.netns.inside(|| {
         let log = cartflow_log::KafkaLog::connect("kafka://127.0.0.1:9092", Default::default()).unwrap();
         let store =
             cartflow_online::RedisStore::open(&redis_url, "cartflow", cartflow_features::DEFAULT_SESSION_TTL).unwrap();
@@ -115,10 +118,11 @@ pub fn run(system: &Deployed, body: &str, token: &str) {
             if inputs == outputs && outputs == landed && stored == ends {
                 break;
             }
-            assert!(
-                waiting.elapsed() < Duration::from_secs(600),
-                "not drained: {inputs} inputs, {outputs} outputs, {landed} in the lake, store at {stored:?} of {ends:?}"
-            );
+            if waiting.elapsed() >= Duration::from_secs(600) {
+                return Err(format!(
+                    "not drained: {inputs} inputs, {outputs} outputs, {landed} in the lake, store at {stored:?} of {ends:?}"
+                ));
+            }
             std::thread::sleep(Duration::from_secs(5));
         }
         let (valid, invalid) = assert_each_input_once(&log, &[RAW, CDC]);
@@ -130,7 +134,17 @@ pub fn run(system: &Deployed, body: &str, token: &str) {
             .collect();
         let (carts, _) =
             cartflow_testkit::conformance::assert_one_state_of_changes(&store, &validated, "after the chaos");
-        (valid, invalid, changes, carts)
+        Ok((valid, invalid, changes, carts))
+    });
+    // What the stages said is what tells why (the containers go with the test).
+    let (valid, invalid, changes, carts) = drained.unwrap_or_else(|why| {
+        // The load would outlive the test, holding its output open.
+        Command::new("kill").args(["-KILL", &load.id().to_string()]).status().unwrap();
+        let logs: Vec<String> = ["validate-1", "validate-2", "lake-sink", "features-stream", "cdc", "kafka"]
+            .iter()
+            .map(|service| format!("--- {service}:\n{}", project.logs(service, 40)))
+            .collect();
+        panic!("{why}\n{}", logs.join("\n"))
     });
     // 2,000 rows seeded before, 20,000 inserted now, then the updates and deletes (a delete's
     // tombstone is no change).
